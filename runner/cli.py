@@ -1,0 +1,133 @@
+"""Command-line parsing and output only; the work happens in run.py, tracking/ and bundle.py.
+
+    run-project URI [-e ENTRY] [-v REV] [-P NAME=VALUE]... [--env-manager KIND] ...
+    run-project runs list|show ...
+
+A first argument that is a verb (`runs`, ...) is the verb; a project directory of that name
+is reached as `./runs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner import __version__
+from runner.errors import ParamError, RunnerError
+
+VERBS = ("runs",)
+EXIT_USER_ERROR = 2
+EXIT_BUG = 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `run-project` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from runner.execute import raise_on_signals
+
+        raise_on_signals()
+        if args and args[0] in VERBS:
+            return _verb(args)
+        return _run(args)
+    except RunnerError as exc:
+        _print_error(exc)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in run-project: short message, traceback in a file
+        if getattr(exc, "signum", None):  # execute.Interrupted outside a run
+            return 128 + int(exc.signum)  # type: ignore[attr-defined]
+        return _report_bug(exc)
+
+
+def _print_error(exc: RunnerError) -> None:
+    print(f"error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+
+
+def _report_bug(exc: Exception) -> int:
+    fd, path = tempfile.mkstemp(prefix="run-project-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as log:
+        log.write(f"run-project {__version__} {time.ctime()}\n{' '.join(sys.argv)}\n\n")
+        log.write(traceback.format_exc())
+    print(f"error: internal error in run-project: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"hint: this is a bug; the traceback is in {path}; please report it", file=sys.stderr)
+    return EXIT_BUG
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run-project",
+        description="Run a machine-learning project reproducibly (MLflow Projects compatible).",
+        epilog="other commands: run-project runs list|show ...   "
+        "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
+        "RUN_PROJECT_HEARTBEAT_SECONDS, or the same keys in run-project.toml",
+    )
+    parser.add_argument("uri", help="project directory (git URLs and archives in later versions)")
+    parser.add_argument("-e", "--entry-point", default="main", help="entry point name or script")
+    parser.add_argument("-v", "--version", dest="rev", help="git branch, tag or commit")
+    parser.add_argument(
+        "-P",
+        "--param-list",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter (repeatable)",
+    )
+    parser.add_argument("--env-manager", help="local, virtualenv, uv, conda or docker")
+    parser.add_argument("-b", "--backend", default="local", help="where to run (local)")
+    parser.add_argument("--experiment", "--experiment-name", default="Default")
+    parser.add_argument("--run-name")
+    parser.add_argument("--store", help="run store directory (default ./runs)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--runner-version", action="version", version=f"run-project {__version__}")
+    return parser
+
+
+def _run(args: list[str]) -> int:
+    ns = _run_parser().parse_args(args)
+    from runner.progress import Progress
+    from runner.run import RunRequest, run_project
+
+    request = RunRequest(
+        uri=ns.uri,
+        entry_point=ns.entry_point,
+        version=ns.rev,
+        params=parse_params(ns.params),
+        env_manager=ns.env_manager,
+        backend=ns.backend,
+        experiment=ns.experiment,
+        run_name=ns.run_name,
+        store=ns.store,
+        cwd=Path.cwd(),
+    )
+    return run_project(request, Progress(quiet=ns.quiet))
+
+
+def parse_params(items: Sequence[str]) -> dict[str, str]:
+    """`-P name=value` items → dict; the first `=` splits, a repeated name is an error."""
+    result: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ParamError(f"-P {item!r} has no '='", "write -P name=value")
+        if name in result:
+            raise ParamError(f"parameter '{name}' is given twice", "pass each -P name once")
+        result[name] = value
+    return result
+
+
+def _verb(args: list[str]) -> int:
+    from runner import runs_cli
+
+    return runs_cli.main(args[1:])

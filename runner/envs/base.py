@@ -1,0 +1,55 @@
+"""What every environment kind provides (pre-commit's `language` idea: one module per kind)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from runner.manifest import EnvSpec
+from runner.progress import Progress
+from runner.sources.checkout import Checkout
+
+
+@dataclass(frozen=True)
+class EnvLock:
+    """What a build produced: the lock file text to record with the run, and facts about it."""
+
+    lock_name: str | None = None
+    lock_text: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start a command inside an environment."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+
+
+class EnvKind(Protocol):
+    """An environment kind. `cache.py` owns locking and markers; a kind only builds and runs."""
+
+    name: str
+    #: False for kinds with nothing to build (local); the cache is skipped for them.
+    builds: bool
+
+    def key(self, spec: EnvSpec, checkout: Checkout) -> str:
+        """Hash of everything that decides the environment's contents."""
+        ...
+
+    def build(self, spec: EnvSpec, checkout: Checkout, into: Path, progress: Progress) -> EnvLock:
+        """Create the environment in `into` (a fresh directory)."""
+        ...
+
+    def healthy(self, env_dir: Path) -> bool:
+        """True if the built environment at `env_dir` still works."""
+        ...
+
+    def command(
+        self, env_dir: Path | None, argv: tuple[str, ...], env: Mapping[str, str]
+    ) -> Launch:
+        """The argv and environment variables that run `argv` inside this environment."""
+        ...

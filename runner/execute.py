@@ -1,0 +1,201 @@
+"""The child process: its own process group, logs teed live, signals forwarded, no orphans.
+
+Ctrl-C or SIGTERM to the runner sends SIGTERM to the child's whole process group (so
+`sleep 1000 &` inside the entry point dies too), then SIGKILL after a grace period. When the
+child exits by itself, anything it left running in its group is stopped the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the child ended: status FINISHED/FAILED/KILLED, exit code, and why."""
+
+    status: str
+    exit_code: int
+    reason: str | None = None
+
+
+class Interrupted(Exception):
+    """The runner got SIGINT/SIGTERM outside the child's run (e.g. during a build)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_on_signals() -> None:
+    """Turn SIGTERM (and SIGINT) into `Interrupted`, so every step can close its record."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_child(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    log_dir: Path,
+    grace_seconds: float,
+    on_tick: Callable[[], None] | None = None,
+    tick_seconds: float = 5.0,
+) -> Outcome:
+    """Run argv to completion, teeing its output into `log_dir/{stdout,stderr}.log`."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+            preexec_fn=_die_with_parent,
+        )
+    except FileNotFoundError:
+        return Outcome("FAILED", 127, f"command not found: {argv[0]}")
+    except PermissionError:
+        return Outcome("FAILED", 126, f"command not executable: {argv[0]}")
+    tees = [
+        _tee(proc.stdout, log_dir / "stdout.log", sys.stdout),
+        _tee(proc.stderr, log_dir / "stderr.log", sys.stderr),
+    ]
+    watcher = _Watcher(proc, grace_seconds)
+    with watcher.forwarding_signals():
+        returncode = watcher.wait(on_tick, tick_seconds)
+    _stop_group(proc.pid, grace_seconds)
+    for tee in tees:
+        tee.join(timeout=5)
+    return _outcome(returncode, watcher.received)
+
+
+def _die_with_parent() -> None:
+    # If the runner is killed with -9, the direct child gets SIGTERM instead of running on
+    # unsupervised; the record shows LOST through the heartbeat.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _tee(pipe: IO[bytes] | None, path: Path, terminal: IO[str]) -> threading.Thread:
+    def copy() -> None:
+        assert pipe is not None
+        out = terminal.buffer if hasattr(terminal, "buffer") else None
+        with open(path, "wb") as log:
+            while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
+                log.write(chunk)
+                log.flush()
+                if out is not None:
+                    try:
+                        out.write(chunk)
+                        out.flush()
+                    except (OSError, ValueError):
+                        out = None  # the terminal went away; keep logging to the file
+        pipe.close()
+
+    thread = threading.Thread(target=copy, daemon=True)
+    thread.start()
+    return thread
+
+
+class _Watcher:
+    """Waits for the child; on SIGINT/SIGTERM stops its group (TERM, then KILL)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
+        self.proc = proc
+        self.grace = grace_seconds
+        self.received: int | None = None
+        self.kill_at: float | None = None
+
+    def forwarding_signals(self) -> _SignalScope:
+        return _SignalScope(self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:  # a second Ctrl-C: no more grace
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            return
+        self.received = signum
+        self.kill_at = time.monotonic() + self.grace
+        _signal_group(self.proc.pid, signal.SIGTERM)
+
+    def wait(self, on_tick: Callable[[], None] | None, tick_seconds: float) -> int:
+        next_tick = time.monotonic() + tick_seconds
+        while True:
+            try:
+                return self.proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if self.kill_at is not None and now >= self.kill_at:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.kill_at = None
+            if on_tick is not None and now >= next_tick:
+                next_tick = now + tick_seconds
+                on_tick()
+
+
+class _SignalScope:
+    def __init__(self, handler: Callable[[int, FrameType | None], None]) -> None:
+        self.handler = handler
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.saved[signum] = signal.signal(signum, self.handler)
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self.saved.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _stop_group(pgid: int, grace_seconds: float) -> None:
+    """Stop whatever the child left running in its group: TERM, then KILL after the grace."""
+    if not _signal_group(pgid, 0):
+        return
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        if not _signal_group(pgid, 0):
+            return
+        time.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _outcome(returncode: int, received: int | None) -> Outcome:
+    if received is not None:
+        name = signal.Signals(received).name
+        return Outcome("KILLED", 128 + received, f"stopped by {name} sent to run-project")
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return Outcome("KILLED", 128 - returncode, f"the command was killed by {name}")
+    if returncode != 0:
+        return Outcome("FAILED", returncode, f"the command exited with code {returncode}")
+    return Outcome("FINISHED", 0)

@@ -1,0 +1,1 @@
+"""Run records and where they are kept (the store), plus capture of what runs read and write."""

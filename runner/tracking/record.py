@@ -1,0 +1,79 @@
+"""The run record: one JSON document per run, valid against schemas/run-record.schema.json."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from runner import __version__
+
+SCHEMA_VERSION = 1
+ACTIVE = ("STARTING", "RUNNING")
+FINAL = ("FINISHED", "FAILED", "KILLED", "LOST")
+
+
+def new_run_id() -> str:
+    """A random 32-hex-digit id (as MLflow's); users may type any unique prefix."""
+    return uuid.uuid4().hex
+
+
+def iso(ts: float | None) -> str | None:
+    """UTC ISO 8601 with milliseconds, or None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_record(
+    *,
+    experiment: str,
+    run_name: str | None,
+    source: dict[str, Any],
+    entry_point: str,
+    command: dict[str, Any],
+    params: dict[str, Any],
+    env: dict[str, Any],
+    backend: str,
+    heartbeat_seconds: float,
+) -> dict[str, Any]:
+    """A record for a run about to start (status STARTING)."""
+    now = time.time()
+    run_id = new_run_id()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "id": run_id,
+        "experiment": experiment,
+        "run_name": run_name or f"{entry_point}-{run_id[:8]}",
+        "status": "STARTING",
+        "reason": None,
+        "exit_code": None,
+        "source": source,
+        "entry_point": entry_point,
+        "command": command,
+        "params": params,
+        "env": env,
+        "backend": backend,
+        "runner": {
+            "version": __version__,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "heartbeat_seconds": heartbeat_seconds,
+        },
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "python_executable": sys.executable,
+        },
+        "start_time": iso(now),
+        "end_time": None,
+        "heartbeat_at": iso(now),
+        "logs": {},
+    }
