@@ -81,12 +81,17 @@ def _execute(
     run_id = record["id"]
     run_dir = store.artifact_dir(run_id)
     try:
-        with _heartbeat(store.root, run_id, float(record["runner"]["heartbeat_seconds"])):
-            launch = kind.command(None, bound.argv, _child_env(run_id, run_dir))
+        with (
+            _heartbeat(store.root, run_id, float(record["runner"]["heartbeat_seconds"])),
+            envs.prepared(kind, spec, checkout, progress) as env,
+        ):
+            _save_lock(env, run_dir)
+            launch = kind.command(env.env_dir, bound.argv, _child_env(run_id, run_dir))
             store.update_run(
                 run_id,
                 {
                     "status": "RUNNING",
+                    "env": env.to_record(),
                     "launch_argv": list(launch.argv),
                     "logs": {
                         "stdout": str(run_dir / "logs" / "stdout.log"),
@@ -125,6 +130,13 @@ def _close(
         run_id,
         {"status": status, "exit_code": code, "reason": reason, "end_time": iso(time.time())},
     )
+
+
+def _save_lock(env: envs.Prepared, run_dir: Path) -> None:
+    """Keep the environment's lock file with the run: a rerun rebuilds from it."""
+    if env.lock.lock_name and env.lock.lock_text is not None:
+        (run_dir / "env").mkdir(parents=True, exist_ok=True)
+        (run_dir / "env" / env.lock.lock_name).write_text(env.lock.lock_text)
 
 
 def _child_env(run_id: str, run_dir: Path) -> dict[str, str]:

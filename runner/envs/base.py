@@ -35,6 +35,8 @@ class EnvKind(Protocol):
     name: str
     #: False for kinds with nothing to build (local); the cache is skipped for them.
     builds: bool
+    #: True when a build made in a staging directory still works after being renamed.
+    relocatable: bool
 
     def key(self, spec: EnvSpec, checkout: Checkout) -> str:
         """Hash of everything that decides the environment's contents."""

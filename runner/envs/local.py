@@ -19,6 +19,7 @@ class LocalEnv:
 
     name = "local"
     builds = False
+    relocatable = True
 
     def key(self, spec: EnvSpec, checkout: Checkout) -> str:
         return "local"

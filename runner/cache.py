@@ -1,0 +1,214 @@
+"""Locked, atomic, content-addressed cache entries (environments, and anything built once).
+
+The pattern, for every entry `<cache>/<area>/<key>/`:
+
+    shared lock → complete and healthy? use it
+    else exclusive lock → check again → remove any entry without a completion marker
+         → build into a staging dir on the same filesystem → health check
+         → rename into place → write the completion marker last, atomically
+
+An entry without its marker is never used, so a `kill -9` at any moment leaves nothing that
+a later run trusts. Users of an entry hold a shared lock for as long as they use it, which is
+how `gc` knows never to remove an entry in use. Kinds never touch locks or markers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import EnvError
+from runner.progress import Progress
+
+MARKER = ".run-project-complete"
+LAST_USED = ".run-project-last-used"
+STAGING_PREFIX = ".staging-"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A complete cache entry, and whether this call built it."""
+
+    path: Path
+    key: str
+    built: bool
+    marker: dict[str, Any]
+
+
+@contextlib.contextmanager
+def use(
+    area: Path,
+    key: str,
+    build: Callable[[Path], dict[str, Any]],
+    healthy: Callable[[Path], bool],
+    progress: Progress,
+    relocatable: bool = True,
+) -> Iterator[Entry]:
+    """Yield the complete entry `area/key`, building it if needed; held (shared) while used.
+
+    `build(into)` fills the directory and returns facts saved in the marker. When the built
+    files are not relocatable, `build` runs on the final path itself (still guarded by the
+    exclusive lock and the marker).
+    """
+    area.mkdir(parents=True, exist_ok=True)
+    final = area / key
+    with _locked(area / f"{key}.lock", fcntl.LOCK_SH) as lock_fd:
+        marker = _complete(final, healthy)
+        built = False
+        if marker is None:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            with _exclusive(lock_fd, progress, key):
+                marker = _complete(final, healthy)
+                if marker is None:
+                    marker = _build(area, final, key, build, healthy, progress, relocatable)
+                    built = True
+            fcntl.flock(lock_fd, fcntl.LOCK_SH)
+        _touch(final / LAST_USED)
+        yield Entry(path=final, key=key, built=built, marker=marker)
+
+
+def read_marker(entry: Path) -> dict[str, Any] | None:
+    """The completion marker of `entry`, or None if it is incomplete."""
+    try:
+        data: dict[str, Any] = json.loads((entry / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def _complete(final: Path, healthy: Callable[[Path], bool]) -> dict[str, Any] | None:
+    marker = read_marker(final)
+    if marker is None or not healthy(final):
+        return None
+    return marker
+
+
+@contextlib.contextmanager
+def _locked(path: Path, mode: int) -> Iterator[int]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the lock, as does the death of the process
+
+
+@contextlib.contextmanager
+def _exclusive(fd: int, progress: Progress, key: str) -> Iterator[None]:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        progress.step(f"waiting for another run that is building environment {key[:12]}")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+
+
+def _build(
+    area: Path,
+    final: Path,
+    key: str,
+    build: Callable[[Path], dict[str, Any]],
+    healthy: Callable[[Path], bool],
+    progress: Progress,
+    relocatable: bool,
+) -> dict[str, Any]:
+    _remove(final)  # incomplete or unhealthy: never trusted, never repaired in place
+    _remove_stale_staging(area, key)
+    target = area / f"{STAGING_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if not relocatable:
+        target = final
+    try:
+        target.mkdir(parents=True)
+        facts = build(target)
+        if target != final:
+            os.rename(target, final)
+        if not healthy(final):
+            raise EnvError(
+                f"the environment built in {final} fails its health check",
+                "this is likely a bug in the environment kind; rerun with a fresh cache",
+            )
+    except BaseException:
+        _remove(target)
+        _remove(final)
+        raise
+    marker = {"key": key, "created": time.time(), **facts}
+    _write_atomic(final / MARKER, json.dumps(marker, indent=2))
+    return marker
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    """Remove a directory fast and safely: rename aside first, so a crash mid-delete cannot
+    leave a half-deleted entry under the real name."""
+    if not path.exists() and not path.is_symlink():
+        return
+    trash = path.with_name(f"{STAGING_PREFIX}trash-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(path, trash)
+    except OSError:
+        trash = path
+    if trash.is_dir() and not trash.is_symlink():
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            trash.unlink()
+
+
+def _remove_stale_staging(area: Path, key: str) -> None:
+    """Staging dirs of this key left by dead builders (we hold the exclusive lock now)."""
+    for stale in area.glob(f"{STAGING_PREFIX}{key}-*"):
+        _remove(stale)
+    for trash in area.glob(f"{STAGING_PREFIX}trash-*"):
+        _remove(trash)
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.touch()
+
+
+def entries(area: Path) -> list[Path]:
+    """All complete entries in `area`."""
+    if not area.is_dir():
+        return []
+    return sorted(p for p in area.iterdir() if p.is_dir() and (p / MARKER).is_file())
+
+
+def last_used(entry: Path) -> float:
+    """When the entry was last used (seconds since the epoch)."""
+    for name in (LAST_USED, MARKER):
+        with contextlib.suppress(OSError):
+            return (entry / name).stat().st_mtime
+    return 0.0
+
+
+def try_remove(area: Path, entry: Path) -> bool:
+    """Remove `entry` unless a run is using it (holds its lock); True if removed."""
+    fd = os.open(area / f"{entry.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        (entry / MARKER).unlink(missing_ok=True)  # first: a half-removed entry is incomplete
+        _remove(entry)
+        return True
+    finally:
+        os.close(fd)
