@@ -85,7 +85,13 @@ def _run_parser() -> argparse.ArgumentParser:
         help="a parameter (repeatable)",
     )
     parser.add_argument("--env-manager", help="local, virtualenv, uv, conda or docker")
-    parser.add_argument("-b", "--backend", default="local", help="where to run (local)")
+    parser.add_argument("-b", "--backend", default="local", help="where to run: local, ray, slurm")
+    parser.add_argument(
+        "--backend-config",
+        metavar="JSON|FILE",
+        help="backend options as a JSON object or a file holding one "
+        "(ray: address, num_cpus, ...; slurm: partition, time, cpus, gpus, mem)",
+    )
     parser.add_argument("--experiment", "--experiment-name", default="Default")
     parser.add_argument("--run-name")
     parser.add_argument("--store", help="run store directory (default ./runs)")
@@ -96,6 +102,7 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def _run(args: list[str]) -> int:
     ns = _run_parser().parse_args(args)
+    from runner.backends import load_config
     from runner.progress import Progress
     from runner.run import RunRequest, run_project
 
@@ -110,6 +117,7 @@ def _run(args: list[str]) -> int:
         run_name=ns.run_name,
         store=ns.store,
         cwd=Path.cwd(),
+        backend_config=load_config(ns.backend_config),
     )
     return run_project(request, Progress(quiet=ns.quiet))
 

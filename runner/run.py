@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import envs, execute, manifest, params, settings, sources
+from runner import backends, envs, execute, manifest, params, settings, sources
+from runner.backends.base import Backend, Job
 from runner.envs.base import EnvKind
 from runner.errors import RunnerError
 from runner.progress import Progress
@@ -39,6 +40,7 @@ class RunRequest:
     run_name: str | None = None
     store: str | None = None
     cwd: Path = field(default_factory=Path.cwd)
+    backend_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 def run_project(request: RunRequest, progress: Progress) -> int:
@@ -48,10 +50,7 @@ def run_project(request: RunRequest, progress: Progress) -> int:
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, request.cwd)
     kind = envs.select(request.env_manager, project.env)
-    if request.backend != "local":
-        raise RunnerError(
-            f"backend {request.backend!r} is not available in this version", "use --backend local"
-        )
+    backend = backends.select(request.backend, dict(request.backend_config))
     store = open_store(settings.get("store", request.store, checkout.path))
     heartbeat = settings.get_float("heartbeat_seconds", checkout.path)
     record = new_record(
@@ -65,8 +64,9 @@ def run_project(request: RunRequest, progress: Progress) -> int:
         backend=request.backend,
         heartbeat_seconds=heartbeat,
     )
+    record["backend_config"] = dict(request.backend_config)  # a rerun needs it
     store.create_run(record)
-    return _execute(store, record, kind, project.env, checkout, bound, progress)
+    return _execute(store, record, kind, project.env, checkout, bound, progress, backend)
 
 
 def _execute(
@@ -77,6 +77,7 @@ def _execute(
     checkout: Checkout,
     bound: params.BoundCommand,
     progress: Progress,
+    backend: Backend,
 ) -> int:
     run_id = record["id"]
     run_dir = store.artifact_dir(run_id)
@@ -100,12 +101,12 @@ def _execute(
                 },
             )
             progress.step(f"run {run_id[:8]} started: {shlex.join(bound.argv)[:200]}")
-            outcome = execute.run_child(
-                launch.argv,
-                checkout.path,
-                launch.env,
-                run_dir / "logs",
-                grace_seconds=settings.get_float("grace_seconds", checkout.path),
+            job = Job(run_id, bound.argv, launch, checkout.path, run_dir, env.kind,
+                      env.lock.lock_name, env.lock.lock_text,
+                      settings.get_float("grace_seconds", checkout.path),
+                      record.get("backend_config") or {})  # fmt: skip
+            outcome = backends.drive(
+                backend, job, lambda info: store.update_run(run_id, {"backend_job": info})
             )
     except RunnerError as exc:
         _close(store, run_id, "FAILED", None, exc.message)

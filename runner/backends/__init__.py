@@ -1,0 +1,56 @@
+"""The registry of backends, and `--backend-config` parsing.
+
+Adding a backend: one module with a class satisfying `base.Backend`, one entry in `BACKENDS`.
+Modules are imported only when chosen, so a local run pays nothing for Ray or Slurm.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from runner.backends.base import Backend, drive
+from runner.errors import BackendError
+
+# name -> "module:class"; imported lazily.
+__all__ = ["BACKENDS", "Backend", "drive", "load_config", "select"]
+
+BACKENDS = {
+    "local": "runner.backends.local:LocalBackend",
+    "ray": "runner.backends.ray:RayBackend",
+    "slurm": "runner.backends.slurm:SlurmBackend",
+}
+
+
+def load_config(raw: str | None) -> dict[str, Any]:
+    """`--backend-config`: a JSON object, or the path of a file holding one."""
+    if raw is None or not raw.strip():
+        return {}
+    text, source = raw, "--backend-config"
+    if not raw.lstrip().startswith("{"):
+        path = Path(raw).expanduser()
+        try:
+            text, source = path.read_text(), f"backend config file {path}"
+        except OSError as exc:
+            raise BackendError(
+                f"--backend-config {raw!r} is neither a JSON object nor a readable file ({exc})",
+                'pass JSON such as \'{"address": "http://HOST:8265"}\' or a file holding it',
+            ) from exc
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BackendError(f"{source} is not valid JSON: {exc}", "fix the JSON") from exc
+    if not isinstance(value, dict):
+        raise BackendError(f"{source} must be a JSON object", 'write {"key": value, ...}')
+    return value
+
+
+def select(name: str, config: dict[str, Any]) -> Backend:
+    """The backend called `name`, configured (its constructor checks the config)."""
+    if name not in BACKENDS:
+        raise BackendError(f"unknown --backend {name!r}", "choose one of: " + ", ".join(BACKENDS))
+    module_name, _, class_name = BACKENDS[name].partition(":")
+    backend: Backend = getattr(importlib.import_module(module_name), class_name)(config)
+    return backend

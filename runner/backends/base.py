@@ -1,0 +1,83 @@
+"""What every backend provides, and the one loop that drives any of them.
+
+A backend is where the command runs: this machine, a Ray cluster, a Slurm cluster. run.py
+builds a `Job` (the same for every backend) and calls `drive()`; the backend submits it,
+streams its logs, waits for it, brings its results back and says how it ended (`Outcome`).
+Ctrl-C/SIGTERM to run-project cancels the job on the backend and the run ends KILLED.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from runner.envs.base import Launch
+from runner.execute import Interrupted, Outcome
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run's command, as every backend receives it.
+
+    `argv` is the command as bound from the entry point (what a remote environment runs);
+    `launch` is the same command inside the environment built on this machine (argv and the
+    full environment, RUN_PROJECT_* variables included), for backends that share this
+    machine's disk. `run_dir` holds logs/, events.jsonl and outputs/ of the run.
+    """
+
+    run_id: str
+    argv: tuple[str, ...]
+    launch: Launch
+    cwd: Path
+    run_dir: Path
+    env_kind: str
+    lock_name: str | None = None
+    lock_text: str | None = None
+    grace_seconds: float = 10.0
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Where a run executes. Each method is short; `drive()` owns the order and the signals."""
+
+    name: str
+
+    def submit(self, job: Job) -> str:
+        """Start the job; returns the backend's id for it."""
+        ...
+
+    def describe(self, job_id: str) -> dict[str, Any]:
+        """Facts about the submitted job for the run record (id, address, ...)."""
+        ...
+
+    def wait(self, job_id: str) -> Outcome:
+        """Stream logs until the job ends, bring its results back, say how it ended."""
+        ...
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the backend to stop the job (its processes get SIGTERM, later SIGKILL)."""
+        ...
+
+    def logs(self, job_id: str) -> str:
+        """The job's log so far, as the backend keeps it."""
+        ...
+
+
+def drive(backend: Backend, job: Job, on_submitted: Callable[[dict[str, Any]], object]) -> Outcome:
+    """Submit, wait; on Ctrl-C/SIGTERM cancel the job, wait for it to stop: KILLED."""
+    job_id = backend.submit(job)
+    on_submitted(backend.describe(job_id))
+    try:
+        return backend.wait(job_id)
+    except Interrupted as exc:
+        backend.cancel(job_id)
+        backend.wait(job_id)  # logs and whatever results the job left come back too
+        name = signal.Signals(exc.signum).name
+        return Outcome(
+            "KILLED",
+            128 + exc.signum,
+            f"stopped by {name} sent to run-project; {backend.name} job {job_id} was cancelled",
+        )

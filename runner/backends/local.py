@@ -1,0 +1,44 @@
+"""The local backend: the command runs here, as a child process (see execute.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner import execute
+from runner.backends.base import Job
+from runner.execute import Outcome
+
+
+class LocalBackend:
+    """Runs the job on this machine; signals are forwarded by execute.run_child itself."""
+
+    name = "local"
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self._jobs: dict[str, Job] = {}
+
+    def submit(self, job: Job) -> str:
+        # The child starts in wait(): execute.run_child starts, tees and waits in one call.
+        self._jobs[job.run_id] = job
+        return job.run_id
+
+    def describe(self, job_id: str) -> dict[str, Any]:
+        return {"id": job_id}
+
+    def wait(self, job_id: str) -> Outcome:
+        job = self._jobs[job_id]
+        return execute.run_child(
+            job.launch.argv,
+            job.cwd,
+            job.launch.env,
+            job.run_dir / "logs",
+            grace_seconds=job.grace_seconds,
+        )
+
+    def cancel(self, job_id: str) -> None:
+        # run_child forwards SIGINT/SIGTERM to the child's process group itself.
+        return None
+
+    def logs(self, job_id: str) -> str:
+        path = self._jobs[job_id].run_dir / "logs" / "stdout.log"
+        return path.read_text(errors="replace") if path.exists() else ""

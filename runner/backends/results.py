@@ -1,0 +1,135 @@
+"""Results that come back from a job without a shared disk (see job_wrapper.py).
+
+The job's log carries the user's output, then one block of base64 lines between two marker
+lines holding a tar.gz: events.jsonl, outputs/..., workdir/... and manifest.json. This module
+splits the log into what the user printed and that block, and unpacks the archive into the
+run's directory with tarfile's `data` filter (no absolute paths, no `..`, no links out).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import BackendError
+
+
+@dataclass
+class LogSplitter:
+    """Splits a growing job log into the user's text and the results block."""
+
+    token: str
+    user_text: str = ""
+    block: str | None = None
+    results_file: bool = False
+    _begin: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._begin = f"\n@@run-project:{self.token}:"
+
+    def feed(self, log: str, final: bool = False) -> str:
+        """Take the whole log so far; returns the new user text to show."""
+        cut = log.find(self._begin)
+        if cut >= 0:
+            self._take_block(log[cut + len(self._begin) :])
+            visible = log[:cut]
+        elif final:
+            visible = log
+        else:
+            visible = self._hold_back_marker_start(log)
+        new = visible[len(self.user_text) :] if visible.startswith(self.user_text) else ""
+        if len(visible) > len(self.user_text):
+            self.user_text = visible
+        return new
+
+    def _hold_back_marker_start(self, log: str) -> str:
+        # The last line might be the start of our marker: show it once it is clearly not.
+        newline = log.rfind("\n")
+        if newline >= 0 and self._begin[1:].startswith(log[newline + 1 :]):
+            return log[:newline]
+        return log
+
+    def _take_block(self, rest: str) -> None:
+        if rest.startswith("file@@"):
+            self.results_file = True
+            return
+        end = rest.find(f"@@run-project:{self.token}:end@@")
+        if rest.startswith("begin@@") and end >= 0:
+            self.block = rest[len("begin@@") : end]
+
+
+@dataclass(frozen=True)
+class Returned:
+    """What came back: the command's own exit code (if known), files, and what was skipped."""
+
+    exit_code: int | None
+    signal: int | None
+    files: list[str]
+    skipped: list[str]
+
+
+def decode_block(block: str) -> bytes:
+    """The archive bytes from the base64 lines of the block."""
+    try:
+        return base64.b64decode("".join(block.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BackendError(
+            f"the job's results block in its log is damaged ({exc})",
+            "check the job's log; a program that prints run-project's markers confuses it",
+        ) from exc
+
+
+def unpack(data: bytes, run_dir: Path) -> Returned:
+    """Unpack a results archive into run_dir: events.jsonl, outputs/, workdir/."""
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".returned-") as tmp:
+        staging = Path(tmp)
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                tar.extractall(staging, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise BackendError(
+                f"cannot unpack the results of the job ({exc})", "check the job's log"
+            ) from exc
+        manifest = _manifest(staging / "manifest.json")
+        files = _move_into(staging, run_dir)
+    return Returned(
+        exit_code=manifest.get("exit_code"),
+        signal=manifest.get("signal"),
+        files=files,
+        skipped=list(manifest.get("skipped") or []),
+    )
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _move_into(staging: Path, run_dir: Path) -> list[str]:
+    files: list[str] = []
+    for path in sorted(staging.rglob("*")):
+        rel = path.relative_to(staging).as_posix()
+        if path.is_dir() or rel == "manifest.json":
+            continue
+        if not (rel == "events.jsonl" or rel.startswith(("outputs/", "workdir/"))):
+            continue
+        target = run_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if rel == "events.jsonl" and target.exists():
+            with open(target, "ab") as out, open(path, "rb") as src:
+                shutil.copyfileobj(src, out)  # keep lines ingested so far, add the job's
+        else:
+            shutil.move(str(path), target)
+        files.append(rel)
+    return files
