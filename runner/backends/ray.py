@@ -106,13 +106,29 @@ class RayBackend:
             "metadata": {"run_project_run_id": job.run_id},
             **_resources(self.config),
         }
-        self._json("POST", "/api/jobs/", request)
+        self._post_job(request)
         (job.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (job.run_dir / "logs" / "stderr.log").touch()  # Ray merges stderr into one log
         self._jobs[submission_id] = _Submitted(
             job, results.LogSplitter(token), f"gcs://{package_name}", request["runtime_env"]
         )
         return submission_id
+
+    def _post_job(self, request: dict[str, Any]) -> None:
+        # A head that has just started answers "No available agent ... try again later"
+        # until its node agent registers: retry that for a while, fail on anything else.
+        deadline = time.monotonic() + float(self.config.get("submit_timeout", 120))
+        while True:
+            status, body = self._request("POST", "/api/jobs/", json.dumps(request).encode())
+            if status == 200:
+                return
+            text = body.decode(errors="replace").strip()[-2000:]
+            if "try again" not in text or time.monotonic() > deadline:
+                raise BackendError(
+                    f"Ray refused the job (HTTP {status}): {text}",
+                    "check the job and the cluster's dashboard",
+                )
+            time.sleep(1)
 
     def _upload(self, package_name: str, data: bytes) -> None:
         status, body = self._request(

@@ -51,9 +51,11 @@ class LogSplitter:
         return new
 
     def _hold_back_marker_start(self, log: str) -> str:
-        # The last line might be the start of our marker: show it once it is clearly not.
+        # A last line that could be the start of our marker is shown once it is clearly not.
+        # A complete line is always shown at once (readers wait for its newline).
         newline = log.rfind("\n")
-        if newline >= 0 and self._begin[1:].startswith(log[newline + 1 :]):
+        tail = log[newline + 1 :]
+        if newline >= 0 and tail and self._begin[1:].startswith(tail):
             return log[:newline]
         return log
 

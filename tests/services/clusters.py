@@ -1,0 +1,188 @@
+"""Real clusters for the backend tests: a Ray head and a one-node Slurm, on 127.0.0.1 only.
+
+Both are started once per test session and stopped by PID at the end. With CI=true a
+missing service fails the tests that need it; elsewhere they skip with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def unavailable(reason: str) -> None:
+    """Fail under CI (a missing service is a broken CI), skip elsewhere."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 right now (held together so they differ)."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [s.getsockname()[1] for s in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def ray_binary() -> str | None:
+    """`ray` from $RUN_PROJECT_TEST_RAY_BIN, beside this Python, or on PATH."""
+    explicit = os.environ.get("RUN_PROJECT_TEST_RAY_BIN")
+    if explicit:
+        return explicit
+    beside = Path(sys.executable).parent / "ray"
+    return str(beside) if beside.exists() else shutil.which("ray")
+
+
+def http_json(url: str, timeout: float = 5) -> Any:
+    """GET url and decode its JSON body."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def ray_head() -> Iterator[str]:
+    """A Ray head with every listener on 127.0.0.1; yields the dashboard's http address."""
+    ray = ray_binary()
+    if ray is None:
+        unavailable("ray is not installed: pip install 'ray[default]' (the [test] extra)")
+        raise AssertionError("unreachable")
+    # Ray puts unix sockets under --temp-dir: keep the path short (108-byte limit).
+    temp = Path(tempfile.mkdtemp(prefix="rp-ray-", dir="/tmp"))
+    dashboard, gcs, client, agent = free_ports(4)
+    argv = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--port={gcs}",
+            f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
+            f"--temp-dir={temp}", "--num-cpus=2", "--include-dashboard=true",
+            "--disable-usage-stats"]  # fmt: skip
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    # Jobs run `python` from the head's PATH: the interpreter that has Ray.
+    env["PATH"] = f"{Path(ray).parent}{os.pathsep}{env.get('PATH', '')}"
+    for key in ("RUN_PROJECT_STORE", "RUN_PROJECT_CACHE", "RAY_ADDRESS"):
+        env.pop(key, None)
+    log = open(temp / "head.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=temp)  # fmt: skip
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        _wait_for_dashboard(address, proc, temp / "head.log")
+        yield address
+    finally:
+        _stop_ray(proc, temp)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_for_dashboard(address: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"ray start exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError, ValueError):
+            http_json(address + "/api/version", timeout=2)
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the Ray dashboard did not come up:\n{log.read_text()[-3000:]}")
+
+
+def _stop_ray(proc: subprocess.Popen[bytes], temp: Path) -> None:
+    """SIGTERM `ray start --block` (it stops its processes), then any straggler of ours."""
+    ours = _processes_of(proc.pid, str(temp))
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = [pid for pid in ours + _processes_of(proc.pid, str(temp)) if _alive(pid)]
+        if not alive:
+            return
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL if time.monotonic() > deadline - 5 else signal.SIGTERM)
+        time.sleep(0.5)
+
+
+def _processes_of(session: int, marker: str) -> list[int]:
+    """PIDs in the head's session, or whose command line names its temp dir."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            sid = os.getsid(pid)
+        except (OSError, ProcessLookupError):
+            continue
+        if pid != os.getpid() and (sid == session or marker in cmdline):
+            found.append(pid)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, ProcessLookupError):
+        return False
+
+
+def slurm_ready(env: dict[str, str]) -> bool:
+    """True when `sinfo` reaches a controller with an idle or mixed node."""
+    try:
+        result = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True,
+                                text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and any(
+        s in result.stdout for s in ("idle", "mixed", "allocated")
+    )
+
+
+@contextlib.contextmanager
+def slurm_cluster() -> Iterator[str]:
+    """SLURM_CONF of a running one-node Slurm: the one .ci/run started, else our own."""
+    existing = os.environ.get("SLURM_CONF")
+    if existing and slurm_ready(dict(os.environ)):
+        yield existing
+        return
+    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
+        unavailable("Slurm is not installed: apt-get install slurm-wlm munge")
+    if os.geteuid() != 0:
+        unavailable("starting a local Slurm needs root (slurmd runs jobs as their user)")
+    state = Path(tempfile.mkdtemp(prefix="rp-slurm-", dir="/tmp"))
+    script = str(HERE / "slurm.sh")
+    started = subprocess.run(["bash", script, "start", str(state)], capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    try:
+        if started.returncode != 0:
+            pytest.fail(f"could not start Slurm:\n{started.stdout}\n{started.stderr}")
+        yield str(state / "slurm.conf")
+    finally:
+        subprocess.run(["bash", script, "stop", str(state)], capture_output=True, timeout=60)
+        shutil.rmtree(state, ignore_errors=True)

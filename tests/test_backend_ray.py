@@ -1,0 +1,186 @@
+"""`--backend ray` against a real Ray head started by the session (listeners on 127.0.0.1).
+
+Each Ray job costs a few seconds of Ray's own start-up, so each test checks several things
+about one run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import cli, last_record, make_project
+from services.clusters import http_json, ray_head
+
+PROJECT = {
+    "MLproject": """\
+        name: remote
+        entry_points:
+          main:
+            parameters:
+              code: {type: int, default: 0}
+              data: {type: path, default: data/input.txt}
+            command: "python train.py {code} {data}"
+          slow:
+            command: "python slow_ray_job.py"
+    """,
+    "train.py": """\
+        import json, os, sys
+        print("read", open(sys.argv[2]).read().strip())
+        print("to stderr", file=sys.stderr)
+        with open(os.environ["RUN_PROJECT_EVENTS"], "a") as events:
+            events.write(json.dumps({"type": "metric", "key": "loss", "value": 0.25}) + "\\n")
+        with open(os.path.join(os.environ["RUN_PROJECT_OUTPUT_DIR"], "model.bin"), "w") as f:
+            f.write("weights for " + sys.argv[2])
+        with open("made_in_workdir.txt", "w") as f:
+            f.write("w")
+        print("run", os.environ["RUN_PROJECT_RUN_ID"])
+        sys.exit(int(sys.argv[1]))
+    """,
+    "slow_ray_job.py": """\
+        import time
+        print("started", flush=True)
+        time.sleep(300)
+    """,
+    "data/input.txt": "hello from the data\n",
+}
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    with ray_head() as address:
+        yield address
+
+
+def config(address: str, **extra: Any) -> str:
+    return json.dumps({"address": address, "poll_seconds": 0.2, **extra})
+
+
+def test_ray_run_returns_logs_events_and_outputs_to_the_local_store(
+    tmp_path: Path, ray_address: str
+) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    result = cli(str(project), "-b", "ray", "--backend-config", config(ray_address))
+    assert result.code == 0, result.text
+    assert "read hello from the data" in result.out  # path parameter reached the cluster copy
+    assert "@@run-project" not in result.text  # the results block is not shown
+    record = last_record()
+    assert record["status"] == "FINISHED" and record["exit_code"] == 0
+    assert record["backend"] == "ray"
+    assert record["backend_config"]["address"] == ray_address
+    assert record["backend_job"]["id"] == f"run-project-{record['id']}"
+    assert record["backend_job"]["working_dir"].startswith("gcs://_run_project_pkg_")
+    run_dir = tmp_path / "store" / "artifacts" / record["id"]
+    log = (run_dir / "logs" / "stdout.log").read_text()
+    assert "to stderr" in log and f"run {record['id']}" in log and "@@run-project" not in log
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events == [{"type": "metric", "key": "loss", "value": 0.25}]
+    assert (run_dir / "outputs" / "model.bin").read_text() == "weights for ./data/input.txt"
+    assert (run_dir / "workdir" / "made_in_workdir.txt").read_text() == "w"
+    # The cluster's copy was written, never the user's project.
+    assert not (project / "made_in_workdir.txt").exists()
+    assert http_json(f"{ray_address}/api/jobs/run-project-{record['id']}")["status"] == "SUCCEEDED"
+
+
+def test_ray_failure_keeps_the_command_exit_code(tmp_path: Path, ray_address: str) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    result = cli(str(project), "-b", "ray", "--backend-config", config(ray_address), "-P", "code=3")
+    assert result.code == 3, result.text
+    record = last_record()
+    assert (record["status"], record["exit_code"]) == ("FAILED", 3)
+    assert "exited with code 3" in record["reason"]
+    # Results of a failed run come back too: they are often what explains the failure.
+    assert (tmp_path / "store" / "artifacts" / record["id"] / "outputs" / "model.bin").exists()
+
+
+def test_ctrl_c_streams_live_then_stops_the_ray_job_and_records_killed(
+    tmp_path: Path, ray_address: str
+) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", str(project), "-e", "slow", "-b", "ray",
+         "--backend-config", config(ray_address)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        while line and "started" not in line:  # Ray's own set-up lines come first
+            line = proc.stdout.readline()
+        assert "started" in line, proc.stderr.read() if proc.stderr else ""
+        running = last_record()  # the line arrived while the job still runs: live logs
+        assert running["status"] == "RUNNING"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    record = last_record()
+    assert (record["status"], record["exit_code"]) == ("KILLED", 130)
+    assert "SIGINT" in record["reason"]
+    job = http_json(f"{ray_address}/api/jobs/run-project-{record['id']}")
+    assert job["status"] == "STOPPED"
+    assert not _processes_running("slow_ray_job.py")
+
+
+def test_record_made_on_ray_reruns_locally_and_back(tmp_path: Path, ray_address: str) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    on_ray = cli(str(project), "-b", "ray", "--backend-config", config(ray_address), "-P",
+                 f"data={project / 'data' / 'input.txt'}")  # fmt: skip
+    assert on_ray.code == 0, on_ray.text
+    ray_record = last_record()
+    # What a rerun needs is in the record: source, entry point, typed params, backend+config.
+    local = cli(*rerun_args(ray_record, "local", {}))
+    assert local.code == 0, local.text
+    local_record = last_record()
+    assert local_record["backend"] == "local"
+    assert _values(local_record) == _values(ray_record)
+    back = cli(*rerun_args(local_record, "ray", ray_record["backend_config"]))
+    assert back.code == 0, back.text
+    again = last_record()
+    assert again["backend"] == "ray" and again["backend_config"] == ray_record["backend_config"]
+    assert _output_hash(tmp_path, ray_record) == _output_hash(tmp_path, again)
+
+
+def rerun_args(record: dict[str, Any], backend: str, backend_config: dict[str, Any]) -> list[str]:
+    """The CLI call that repeats a record's run (what issue 7's `rerun` will do)."""
+    args = [record["source"]["path"], "-e", record["entry_point"], "-b", backend]
+    if backend_config:
+        args += ["--backend-config", json.dumps(backend_config)]
+    for name, param in record["params"].items():
+        args += ["-P", f"{name}={param['value']}"]
+    return args
+
+
+def _values(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: param["value"] for name, param in record["params"].items()}
+
+
+def _output_hash(tmp_path: Path, record: dict[str, Any]) -> str:
+    path = tmp_path / "store" / "artifacts" / record["id"] / "outputs" / "model.bin"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _processes_running(name: str) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = False
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+                except OSError:
+                    continue
+                found = found or (name in cmdline and "runner" not in cmdline)
+        if not found:
+            return False
+        time.sleep(0.5)
+    return True
