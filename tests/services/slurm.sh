@@ -14,6 +14,7 @@ free_port() {
 
 start() {
     mkdir -p "$dir"/{state,spool,munge}
+    chmod 755 "$dir"  # munged (its own user) must reach its directory
     chown munge:munge "$dir/munge"
     chmod 755 "$dir/munge"  # munged wants its socket directory searchable by all
     # Our own munged (own socket and pid file) so a system munged, if any, is left alone.

@@ -1,0 +1,115 @@
+"""`--backend slurm` against a real one-node Slurm (munged, slurmctld, slurmd on 127.0.0.1).
+
+.ci/run starts the cluster and exports SLURM_CONF; outside CI the session starts its own when
+it runs as root with the Debian packages installed (tests/services/slurm.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import cli, last_record, make_project
+from services.clusters import slurm_cluster
+
+PROJECT = {
+    "MLproject": """\
+        name: batch
+        entry_points:
+          main:
+            parameters:
+              code: {type: int, default: 0}
+            command: "python train.py {code}"
+          slow:
+            command: "python slow_slurm_job.py"
+    """,
+    "train.py": """\
+        import json, os, sys
+        print("out line")
+        print("err line", file=sys.stderr)
+        with open(os.environ["RUN_PROJECT_EVENTS"], "a") as events:
+            events.write(json.dumps({"type": "metric", "key": "acc", "value": 0.9}) + "\\n")
+        with open(os.path.join(os.environ["RUN_PROJECT_OUTPUT_DIR"], "model.bin"), "w") as f:
+            f.write("m")
+        print("job", os.environ.get("SLURM_JOB_ID"), "cpus", os.environ.get("SLURM_CPUS_PER_TASK"))
+        sys.exit(int(sys.argv[1]))
+    """,
+    "slow_slurm_job.py": """\
+        import time
+        print("started", flush=True)
+        time.sleep(300)
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def slurm_conf() -> Iterator[str]:
+    with slurm_cluster() as conf:
+        yield conf
+
+
+@pytest.fixture(autouse=True)
+def _slurm_env(slurm_conf: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLURM_CONF", slurm_conf)
+
+
+def test_slurm_run_records_logs_events_outputs_and_options(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    options = {"partition": "debug", "time": "5", "cpus": 1, "mem": "100M"}
+    result = cli(str(project), "-b", "slurm", "--backend-config", json.dumps(options))
+    assert result.code == 0, result.text
+    assert "out line" in result.out and "err line" in result.err  # tailed to the terminal
+    record = last_record()
+    assert (record["status"], record["exit_code"], record["backend"]) == ("FINISHED", 0, "slurm")
+    assert record["backend_config"] == options
+    job_id = record["backend_job"]["id"]
+    assert "--partition=debug" in record["backend_job"]["sbatch_options"]
+    run_dir = tmp_path / "store" / "artifacts" / record["id"]
+    assert f"job {job_id} cpus 1" in (run_dir / "logs" / "stdout.log").read_text()
+    assert "err line" in (run_dir / "logs" / "stderr.log").read_text()
+    assert json.loads((run_dir / "events.jsonl").read_text())["key"] == "acc"
+    assert (run_dir / "outputs" / "model.bin").read_text() == "m"
+
+
+def test_slurm_failure_keeps_the_command_exit_code(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    result = cli(str(project), "-b", "slurm", "-P", "code=4")
+    assert result.code == 4, result.text
+    record = last_record()
+    assert (record["status"], record["exit_code"]) == ("FAILED", 4)
+    assert "exited with code 4" in record["reason"]
+
+
+def test_sigterm_to_the_runner_cancels_the_slurm_job(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", str(project), "-e", "slow", "-b", "slurm"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "started" in proc.stdout.readline(), proc.stderr.read() if proc.stderr else ""
+        assert last_record()["status"] == "RUNNING"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    record = last_record()
+    assert (record["status"], record["exit_code"]) == ("KILLED", 143)
+    assert "SIGTERM" in record["reason"]
+    state = subprocess.run(["scontrol", "show", "job", "-o", record["backend_job"]["id"]],
+                           capture_output=True, text=True)  # fmt: skip
+    assert "JobState=CANCELLED" in state.stdout
+
+
+def test_bad_slurm_option_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    result = cli(str(project), "-b", "slurm", "--backend-config", '{"partition": "a b"}')
+    assert result.code == 2
+    assert "partition" in result.err and "hint:" in result.err

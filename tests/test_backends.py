@@ -1,0 +1,142 @@
+"""Backend choice and configuration, the lock → cluster environment hook, and the results
+channel, without any cluster (the Ray and Slurm files test against real ones)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import cli, last_record, make_project
+
+from runner.backends import ray_package, results
+from runner.backends.base import Job
+from runner.envs.base import Launch
+from runner.errors import BackendError
+
+PROJECT = {"MLproject": "name: p\nentry_points:\n  main:\n    command: python -c pass\n"}
+
+PYLOCK = """\
+lock-version = "1.0"
+created-by = "uv"
+requires-python = ">=3.11"
+
+[[packages]]
+name = "numpy"
+version = "2.1.3"
+marker = "python_version >= '3.11'"
+
+[[packages]]
+name = "six"
+version = "1.16.0"
+
+[[packages]]
+name = "myproject"
+directory = { path = "." }
+"""
+
+
+def test_unknown_backend_lists_the_choices(tmp_path: Path) -> None:
+    result = cli(str(make_project(tmp_path / "p", PROJECT)), "--backend", "k8s")
+    assert result.code == 2
+    assert "unknown --backend 'k8s'" in result.err and "local, ray, slurm" in result.err
+
+
+def test_backend_config_must_be_a_json_object_or_a_file(tmp_path: Path) -> None:
+    project = str(make_project(tmp_path / "p", PROJECT))
+    bad = cli(project, "-b", "ray", "--backend-config", "{address: x}")
+    assert bad.code == 2 and "--backend-config is not valid JSON" in bad.err
+    missing = cli(project, "-b", "ray", "--backend-config", "no-such-file.json")
+    assert missing.code == 2 and "neither a JSON object nor a readable file" in missing.err
+    assert "Traceback" not in bad.err + missing.err
+
+
+def test_ray_needs_an_http_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    result = cli(str(make_project(tmp_path / "p", PROJECT)), "-b", "ray")
+    assert result.code == 2
+    assert "dashboard's http address" in result.err and "hint:" in result.err
+
+
+def test_unreachable_cluster_closes_the_record_as_failed(tmp_path: Path) -> None:
+    config = tmp_path / "ray.json"
+    config.write_text(json.dumps({"address": "http://127.0.0.1:9"}))  # discard port: refused
+    result = cli(str(make_project(tmp_path / "p", PROJECT)), "-b", "ray",
+                 "--backend-config", str(config))  # fmt: skip
+    assert result.code == 2
+    assert "cannot reach the Ray dashboard at http://127.0.0.1:9" in result.err
+    record = last_record()
+    assert record["status"] == "FAILED" and "127.0.0.1:9" in record["reason"]
+    assert record["backend_config"] == {"address": "http://127.0.0.1:9"}
+
+
+def _job(tmp_path: Path, lock_name: str | None, lock_text: str | None, **config: object) -> Job:
+    return Job("0" * 32, ("python", "x.py"), Launch(("python", "x.py"), {}), tmp_path,
+               tmp_path / "run", "virtualenv", lock_name, lock_text, 1.0, config)  # fmt: skip
+
+
+def test_a_pylock_becomes_exact_pins_in_the_jobs_runtime_env(tmp_path: Path) -> None:
+    pins = ["numpy==2.1.3; python_version >= '3.11'", "six==1.16.0"]
+    assert ray_package.requirements_from_lock("pylock.toml", PYLOCK) == pins
+    env = ray_package.runtime_env(_job(tmp_path, "pylock.toml", PYLOCK), "gcs://p.zip", {})
+    assert env["pip"] == {"packages": pins} and env["working_dir"] == "gcs://p.zip"
+    uv = ray_package.runtime_env(
+        _job(tmp_path, "requirements.txt", "six==1.16.0  # pinned\n", installer="uv"), "u", {}
+    )
+    assert uv["uv"] == {"packages": ["six==1.16.0"]}
+    local = ray_package.runtime_env(_job(tmp_path, None, None), "gcs://p.zip", {})
+    assert "pip" not in local and "uv" not in local
+
+
+def test_runtime_env_extras_cannot_replace_what_run_project_sets(tmp_path: Path) -> None:
+    job = _job(tmp_path, None, None, runtime_env={"working_dir": "s3://elsewhere"})
+    with pytest.raises(BackendError, match=r"runtime_env\.working_dir is set by run-project"):
+        ray_package.runtime_env(job, "gcs://p.zip", {})
+
+
+def test_package_is_the_same_for_the_same_project_and_leaves_out_git(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", {"a.py": "x = 1\n", ".git/HEAD": "ref\n"})
+    first = ray_package.build_package(_job(project, None, None), [])
+    second = ray_package.build_package(_job(project, None, None), [])
+    assert first == second  # unchanged project: same name, uploaded once
+    names = zipfile.ZipFile(io.BytesIO(first[1])).namelist()
+    assert "a.py" in names and ".run-project/job.py" in names
+    assert not any(n.startswith(".git/") for n in names)
+
+
+def test_log_splitter_hides_the_results_block_even_across_polls() -> None:
+    splitter = results.LogSplitter("t0k")
+    shown = splitter.feed("epoch 1\n")
+    shown += splitter.feed("epoch 1\nno newline")
+    shown += splitter.feed("epoch 1\nno newline\n@@run-pro")  # maybe our marker: held back
+    shown += splitter.feed("epoch 1\nno newline\n@@run-project:t0k:begin@@\nQUJD\n")
+    shown += splitter.feed(
+        "epoch 1\nno newline\n@@run-project:t0k:begin@@\nQUJD\n@@run-project:t0k:end@@\n",
+        final=True,
+    )
+    assert shown == "epoch 1\nno newline"
+    assert splitter.block is not None and results.decode_block(splitter.block) == b"ABC"
+
+
+def test_user_output_that_looks_like_a_marker_prefix_is_still_shown() -> None:
+    splitter = results.LogSplitter("t0k")
+    assert splitter.feed("@@ not ours\nnext") == "@@ not ours\nnext"
+    assert splitter.feed("@@ not ours\nnext\n@@", final=True) == "\n@@"
+
+
+def test_results_that_escape_the_run_directory_are_refused(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../../escaped.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    (tmp_path / "run").mkdir()
+    block = base64.b64encode(buffer.getvalue()).decode()
+    with pytest.raises(BackendError, match="cannot unpack"):
+        results.unpack(results.decode_block(block), tmp_path / "run")
+    assert not (tmp_path / "escaped.txt").exists()
