@@ -63,13 +63,31 @@ def http_json(url: str, timeout: float = 5) -> Any:
 
 @contextlib.contextmanager
 def ray_head() -> Iterator[str]:
-    """A Ray head with every listener on 127.0.0.1; yields the dashboard's http address."""
+    """A Ray head with every listener on 127.0.0.1; yields the dashboard's http address.
+
+    .ci/run starts one head for the whole suite (both xdist workers share it) and exports
+    RUN_PROJECT_TEST_RAY_ADDRESS; otherwise this session starts its own and stops it.
+    """
+    shared = os.environ.get("RUN_PROJECT_TEST_RAY_ADDRESS")
+    if shared:
+        yield shared
+        return
     ray = ray_binary()
     if ray is None:
-        unavailable("ray is not installed: pip install 'ray[default]' (the [test] extra)")
+        unavailable("ray is not installed: pip install -e '.[test-ray]' (see .ci/run)")
         raise AssertionError("unreachable")
     # Ray puts unix sockets under --temp-dir: keep the path short (108-byte limit).
     temp = Path(tempfile.mkdtemp(prefix="rp-ray-", dir="/tmp"))
+    pid, address = start_ray(ray, temp)
+    try:
+        yield address
+    finally:
+        stop_ray(pid, temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def start_ray(ray: str, temp: Path) -> tuple[int, str]:
+    """Start `ray start --head --block` in its own session; returns its PID and address."""
     dashboard, gcs, client, agent = free_ports(4)
     argv = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--port={gcs}",
@@ -79,19 +97,21 @@ def ray_head() -> Iterator[str]:
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     # Jobs run `python` from the head's PATH: the interpreter that has Ray.
     env["PATH"] = f"{Path(ray).parent}{os.pathsep}{env.get('PATH', '')}"
-    for key in ("RUN_PROJECT_STORE", "RUN_PROJECT_CACHE", "RAY_ADDRESS"):
+    for key in ("RUN_PROJECT_STORE", "RUN_PROJECT_CACHE", "RAY_ADDRESS", "PYTHONPATH"):
         env.pop(key, None)
-    log = open(temp / "head.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=temp)  # fmt: skip
+    with open(temp / "head.log", "wb") as log:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=temp,
+        )  # fmt: skip
     address = f"http://127.0.0.1:{dashboard}"
     try:
         _wait_for_dashboard(address, proc, temp / "head.log")
-        yield address
-    finally:
-        _stop_ray(proc, temp)
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
+    except BaseException:
+        stop_ray(proc.pid, temp)
+        raise
+    (temp / "head.pid").write_text(str(proc.pid))
+    return proc.pid, address
 
 
 def _wait_for_dashboard(address: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -106,24 +126,23 @@ def _wait_for_dashboard(address: str, proc: subprocess.Popen[bytes], log: Path) 
     pytest.fail(f"the Ray dashboard did not come up:\n{log.read_text()[-3000:]}")
 
 
-def _stop_ray(proc: subprocess.Popen[bytes], temp: Path) -> None:
+def stop_ray(pid: int, temp: Path) -> None:
     """SIGTERM `ray start --block` (it stops its processes), then any straggler of ours."""
-    ours = _processes_of(proc.pid, str(temp))
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    deadline = time.monotonic() + 10
+    ours = _processes_of(pid, str(temp))
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
-        alive = [pid for pid in ours + _processes_of(proc.pid, str(temp)) if _alive(pid)]
+        alive = [p for p in {pid, *ours, *_processes_of(pid, str(temp))} if _alive(p)]
         if not alive:
-            return
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL if time.monotonic() > deadline - 5 else signal.SIGTERM)
+            break
+        if time.monotonic() > deadline - 30:  # ten seconds of grace, then SIGKILL
+            for p in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
         time.sleep(0.5)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
 
 
 def _processes_of(session: int, marker: str) -> list[int]:
@@ -186,3 +205,25 @@ def slurm_cluster() -> Iterator[str]:
     finally:
         subprocess.run(["bash", script, "stop", str(state)], capture_output=True, timeout=60)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    """`python tests/services/clusters.py start|stop DIR`: the suite's shared Ray head (CI)."""
+    action, state = argv[0], Path(argv[1])
+    if action == "start":
+        state.mkdir(parents=True, exist_ok=True)
+        ray = ray_binary()
+        if ray is None:
+            print("ray is not installed", file=sys.stderr)
+            return 1
+        _, address = start_ray(ray, state)
+        print(f"export RUN_PROJECT_TEST_RAY_ADDRESS={address}")
+        return 0
+    pid_file = state / "head.pid"
+    if pid_file.exists():
+        stop_ray(int(pid_file.read_text()), state)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
