@@ -113,3 +113,13 @@ def test_bad_slurm_option_is_refused_before_anything_runs(tmp_path: Path) -> Non
     result = cli(str(project), "-b", "slurm", "--backend-config", '{"partition": "a b"}')
     assert result.code == 2
     assert "partition" in result.err and "hint:" in result.err
+    typo = cli(str(project), "-b", "slurm", "--backend-config", '{"partiton": "debug"}')
+    assert typo.code == 2 and "did you mean 'partition'" in typo.err
+
+
+def test_sbatch_refusal_closes_the_record_as_failed(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    result = cli(str(project), "-b", "slurm", "--backend-config", '{"partition": "nope"}')
+    assert result.code == 2 and "sbatch failed" in result.err, result.text
+    record = last_record()
+    assert record["status"] == "FAILED" and "nope" in record["reason"]

@@ -8,6 +8,7 @@ Ctrl-C/SIGTERM to run-project cancels the job on the backend and the run ends KI
 
 from __future__ import annotations
 
+import difflib
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runner.envs.base import Launch
+from runner.errors import BackendError
 from runner.execute import Interrupted, Outcome
 
 
@@ -81,3 +83,15 @@ def drive(backend: Backend, job: Job, on_submitted: Callable[[dict[str, Any]], o
             128 + exc.signum,
             f"stopped by {name} sent to run-project; {backend.name} job {job_id} was cancelled",
         )
+
+
+def check_keys(backend: str, config: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    """Refuse --backend-config keys the backend does not know (a typo must not be ignored)."""
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise BackendError(
+                f"--backend-config key {key!r} is not a {backend} option",
+                f"{hint}{backend} options: {', '.join(known) or 'none'}",
+            )

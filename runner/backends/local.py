@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner import execute
-from runner.backends.base import Job
+from runner.backends.base import Job, check_keys
 from runner.execute import Outcome
 
 
@@ -15,6 +15,7 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
+        check_keys(self.name, config or {}, ())
         self._jobs: dict[str, Job] = {}
 
     def submit(self, job: Job) -> str:

@@ -28,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from runner.backends import ray_package, results
-from runner.backends.base import Job
+from runner.backends.base import Job, check_keys
 from runner.errors import BackendError
 from runner.execute import Outcome
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+KEYS = ("address", "headers", "num_cpus", "num_gpus", "memory", "resources", "env_vars",
+        "excludes", "installer", "runtime_env", "python", "results_dir", "max_result_mb",
+        "poll_seconds", "submit_timeout")  # fmt: skip
 NUMERIC_KEYS = {"num_cpus": "entrypoint_num_cpus", "num_gpus": "entrypoint_num_gpus",
                 "memory": "entrypoint_memory"}  # fmt: skip
 
@@ -51,6 +54,7 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, config: dict[str, Any]) -> None:
+        check_keys(self.name, config, KEYS)
         self.config = config
         self.address = _address(config)
         self.headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from runner.backends.base import Job
+from runner.backends.base import Job, check_keys
 from runner.errors import BackendError
 from runner.execute import Outcome
 
@@ -47,6 +47,7 @@ class SlurmBackend:
     name = "slurm"
 
     def __init__(self, config: dict[str, Any]) -> None:
+        check_keys(self.name, config, (*OPTIONS, "sbatch_args", "poll_seconds"))
         self.options = _options(config)
         self.poll = float(config.get("poll_seconds", 1.0))
         self._jobs: dict[str, _Submitted] = {}
