@@ -31,6 +31,7 @@ from runner.progress import Progress
 
 MARKER = ".run-project-complete"
 LAST_USED = ".run-project-last-used"
+USERS = ".run-project-users"
 STAGING_PREFIX = ".staging-"
 
 
@@ -52,27 +53,40 @@ def use(
     healthy: Callable[[Path], bool],
     progress: Progress,
     relocatable: bool = True,
+    user: str | None = None,
 ) -> Iterator[Entry]:
     """Yield the complete entry `area/key`, building it if needed; held (shared) while used.
 
     `build(into)` fills the directory and returns facts saved in the marker. When the built
     files are not relocatable, `build` runs on the final path itself (still guarded by the
-    exclusive lock and the marker).
+    exclusive lock and the marker). `user` (e.g. the project URI) is remembered in the entry
+    so `envs list` can say which projects use it.
     """
     area.mkdir(parents=True, exist_ok=True)
     final = area / key
     with _locked(area / f"{key}.lock", fcntl.LOCK_SH) as lock_fd:
         marker = _complete(final, healthy)
         built = False
-        if marker is None:
+        for _attempt in range(3):
+            if marker is not None:
+                break
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
             with _exclusive(lock_fd, progress, key):
                 marker = _complete(final, healthy)
                 if marker is None:
                     marker = _build(area, final, key, build, healthy, progress, relocatable)
                     built = True
+            # flock's exclusive → shared is not atomic: a `gc` may slip in between and
+            # remove the entry, so check again under the shared lock.
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
+            marker = read_marker(final)
+        if marker is None:
+            raise EnvError(
+                f"cache entry {final} keeps disappearing while it is being used",
+                "stop any `run-project envs gc` running in a loop, then run again",
+            )
         _touch(final / LAST_USED)
+        _remember_user(final, user)
         yield Entry(path=final, key=key, built=built, marker=marker)
 
 
@@ -177,6 +191,25 @@ def _remove_stale_staging(area: Path, key: str) -> None:
         _remove(stale)
     for trash in area.glob(f"{STAGING_PREFIX}trash-*"):
         _remove(trash)
+
+
+def _remember_user(entry: Path, user: str | None) -> None:
+    """Append `user` to the entry's users file once (appends of one short line are atomic)."""
+    if not user or "\n" in user:
+        return
+    if user in users(entry):
+        return
+    with contextlib.suppress(OSError), open(entry / USERS, "a") as handle:
+        handle.write(user + "\n")
+
+
+def users(entry: Path) -> list[str]:
+    """Who used the entry (project URIs), oldest first, without repeats."""
+    try:
+        lines = (entry / USERS).read_text().splitlines()
+    except OSError:
+        return []
+    return list(dict.fromkeys(line for line in lines if line))
 
 
 def _touch(path: Path) -> None:
