@@ -245,3 +245,39 @@ def try_remove(area: Path, entry: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def sweep(area: Path) -> int:
+    """Remove what interrupted builds left in `area` (staging dirs, trash, entries without a
+    marker) unless a live builder holds their key's lock; returns how many were removed."""
+    if not area.is_dir():
+        return 0
+    removed = 0
+    for path in sorted(area.iterdir()):
+        if not path.is_dir() or (path / MARKER).is_file():
+            continue
+        if path.name.startswith(f"{STAGING_PREFIX}trash-"):
+            _remove(path)
+            removed += 1
+            continue
+        key = path.name
+        if key.startswith(STAGING_PREFIX):
+            key = key[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if _remove_if_unlocked(area, key, path):
+            removed += 1
+    return removed
+
+
+def _remove_if_unlocked(area: Path, key: str, path: Path) -> bool:
+    fd = os.open(area / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a build of this key is running right now
+        if (path / MARKER).is_file():
+            return False  # finished while we looked
+        _remove(path)
+        return True
+    finally:
+        os.close(fd)

@@ -1,6 +1,7 @@
 """Finding a Python interpreter of a requested version on this machine.
 
-Looked for, in order: the interpreter running run-project, `pythonX.Y` on PATH, pyenv's
+No version requested: the interpreter running run-project (MLflow uses the current version).
+Else looked for, in order: `pythonX.Y` on PATH, the interpreter running run-project, pyenv's
 versions (`$PYENV_ROOT/versions/*`), uv's managed Pythons, then plain `python3`/`python` on
 PATH. Interpreters named by their directory (pyenv, uv) are not started to learn their
 version, which keeps a warm run fast; the ones on PATH are probed once per process.
@@ -57,9 +58,8 @@ def matches(version: str, requested: str) -> bool:
 def find(requested: str | None, asked_by: str) -> tuple[Interpreter, str | None]:
     """The interpreter for `requested` (None: the one running run-project), and a warning
     when only the same minor version was found for an exact `X.Y.Z` request."""
-    current = _current()
-    if requested is None or matches(current.version, requested):
-        return current, None
+    if requested is None:
+        return _current(), None
     requested = _normalise(requested, asked_by)
     for interp in _candidates(requested):
         if matches(interp.version, requested):
@@ -113,10 +113,10 @@ def _current() -> Interpreter:
 
 def _candidates(requested: str | None) -> Iterator[Interpreter]:
     minor = ".".join(requested.split(".")[:2]) if requested else None
-    yield _current()
     for exe in _on_path(f"python{minor}" if minor else None):
         if (interp := _probe(exe)) is not None:
             yield interp
+    yield _current()
     yield from _named_dirs(_pyenv_root() / "versions", r"(\d+\.\d+\.\d+)$")
     yield from _named_dirs(_uv_python_dir(), r"^cpython-(\d+\.\d+\.\d+)-")
     for exe in _on_path("python3") + _on_path("python"):
