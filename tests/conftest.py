@@ -85,3 +85,15 @@ def make_project(root: Path, files: dict[str, str]) -> Path:
 
 
 ECHO_ARGS = "import json, sys\nprint(json.dumps(sys.argv[1:]))\n"
+
+
+@pytest.fixture(scope="session")
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uv cache for the whole session (uv's cache is safe to share), so builds after the
+    first download nothing. Shared by xdist workers of the same session."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / "uv-cache"
+    path.mkdir(exist_ok=True)
+    return path
