@@ -64,18 +64,19 @@ def use(
     """
     area.mkdir(parents=True, exist_ok=True)
     final = area / key
-    with _locked(area / f"{key}.lock", fcntl.LOCK_SH) as lock_fd:
+    with _locked(area / f"{key}.lock") as lock_fd:
+        _acquire(lock_fd, fcntl.LOCK_SH, progress, key)
         marker = _complete(final, healthy)
         built = False
         for _attempt in range(3):
             if marker is not None:
                 break
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
-            with _exclusive(lock_fd, progress, key):
-                marker = _complete(final, healthy)
-                if marker is None:
-                    marker = _build(area, final, key, build, healthy, progress, relocatable)
-                    built = True
+            _acquire(lock_fd, fcntl.LOCK_EX, progress, key)
+            marker = _complete(final, healthy)
+            if marker is None:
+                marker = _build(area, final, key, build, healthy, progress, relocatable)
+                built = True
             # flock's exclusive → shared is not atomic: a `gc` may slip in between and
             # remove the entry, so check again under the shared lock.
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
@@ -107,23 +108,21 @@ def _complete(final: Path, healthy: Callable[[Path], bool]) -> dict[str, Any] | 
 
 
 @contextlib.contextmanager
-def _locked(path: Path, mode: int) -> Iterator[int]:
+def _locked(path: Path) -> Iterator[int]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, mode)
         yield fd
     finally:
         os.close(fd)  # closing releases the lock, as does the death of the process
 
 
-@contextlib.contextmanager
-def _exclusive(fd: int, progress: Progress, key: str) -> Iterator[None]:
+def _acquire(fd: int, mode: int, progress: Progress, key: str) -> None:
+    """Take the lock, saying so when another run (a builder) makes us wait."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         progress.step(f"waiting for another run that is building environment {key[:12]}")
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    yield
+        fcntl.flock(fd, mode)
 
 
 def _build(

@@ -133,17 +133,7 @@ class VirtualenvEnv:
     def healthy(self, env_dir: Path) -> bool:
         """Cheap file checks (no process): the venv's python resolves, its config is there,
         and the base interpreter's stdlib (site.py) still exists."""
-        cfg = _read_cfg(env_dir / "pyvenv.cfg")
-        if cfg is None or "home" not in cfg or "version_info" not in cfg:
-            return False
-        minor = ".".join(cfg["version_info"].split(".")[:2])
-        python = _python(env_dir)
-        checks = (
-            os.path.isfile(python) and os.access(python, os.X_OK),
-            (env_dir / "lib" / f"python{minor}" / "site-packages").is_dir(),
-            (Path(cfg["home"]).parent / "lib" / f"python{minor}" / "site.py").is_file(),
-        )
-        return all(checks)
+        return not _problems(env_dir)
 
     def command(
         self, env_dir: Path | None, argv: tuple[str, ...], env: Mapping[str, str]
@@ -209,7 +199,13 @@ def _lock(inputs: PythonInputs, into: Path, project: Path, progress: Progress) -
 
 
 def _check_interpreter(into: Path, interp: Interpreter) -> None:
-    """A venv whose interpreter cannot start (e.g. its site.py was deleted) is not kept."""
+    """A venv whose interpreter is incomplete or cannot start is not kept."""
+    problems = _problems(into)
+    if problems:
+        raise EnvError(
+            f"Python {interp.version} at {interp.path} is incomplete: " + "; ".join(problems),
+            "repair or reinstall that Python (e.g. `pyenv install --force`), then run again",
+        )
     proc = subprocess.run(
         [str(_python(into)), "-c", "import site, sys"],
         capture_output=True,
@@ -224,6 +220,24 @@ def _check_interpreter(into: Path, interp: Interpreter) -> None:
             f"Python {interp.version} at {interp.path} cannot start:\n{tail}",
             "repair or reinstall that Python (e.g. `pyenv install --force`), then run again",
         )
+
+
+def _problems(env_dir: Path) -> list[str]:
+    """What is missing from the venv at `env_dir` (empty when it is whole)."""
+    cfg = _read_cfg(env_dir / "pyvenv.cfg")
+    if cfg is None or "home" not in cfg or "version_info" not in cfg:
+        return [f"{env_dir / 'pyvenv.cfg'} is missing or incomplete"]
+    minor = ".".join(cfg["version_info"].split(".")[:2])
+    python = _python(env_dir)
+    problems = []
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        problems.append(f"its interpreter {os.path.realpath(python)} is missing")
+    if not (env_dir / "lib" / f"python{minor}" / "site-packages").is_dir():
+        problems.append("its site-packages directory is missing")
+    site = Path(cfg["home"]).parent / "lib" / f"python{minor}" / "site.py"
+    if not site.is_file():
+        problems.append(f"the standard library file {site} is missing")
+    return problems
 
 
 def _python(env_dir: Path) -> Path:
