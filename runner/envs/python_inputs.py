@@ -69,9 +69,14 @@ def detect(spec: EnvSpec, project: Path) -> PythonInputs:
     else:
         inputs = PythonInputs(source="no requirements")
     _add_lock(project, inputs)
-    for extra in ("uv.toml", ".python-version"):
-        if (project / extra).is_file():  # uv reads these from the project directory
-            inputs.files[extra] = (project / extra).read_bytes()
+    for extra in ("uv.toml", ".python-version", "pyproject.toml"):
+        path = project / extra
+        if extra in inputs.files or not path.is_file():
+            continue
+        data = path.read_bytes()
+        # uv reads these from the project directory; pyproject.toml only through [tool.uv].
+        if extra != "pyproject.toml" or b"[tool.uv" in data:
+            inputs.files[extra] = data
     return inputs
 
 

@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class VirtualenvEnv:
         _check_interpreter(into, interp)
         (into / META).mkdir()
         lock = _lock(inputs, into, project, progress)
+        progress.step(f"installing {_summary(lock)} from {lock.name}")
         uvtool.run(
             [
                 "pip",
@@ -196,6 +198,17 @@ def _lock(inputs: PythonInputs, into: Path, project: Path, progress: Progress) -
     ]
     uvtool.run(args, progress, project, f"resolving {inputs.source}")
     return out
+
+
+def _summary(lock: Path) -> str:
+    """ "3 packages: idna, pip, six" (the first few names), for progress lines."""
+    try:
+        packages = tomllib.loads(lock.read_text()).get("packages") or []
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise EnvError(f"cannot read {lock}: {exc}", "fix or regenerate the lock file") from exc
+    names = [str(p.get("name")) for p in packages if isinstance(p, dict)]
+    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    return f"{len(names)} packages" + (f": {shown}" if names else "")
 
 
 def _check_interpreter(into: Path, interp: Interpreter) -> None:
