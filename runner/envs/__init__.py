@@ -13,6 +13,7 @@ from typing import Any
 
 from runner import cache, settings
 from runner.envs.base import EnvKind, EnvLock
+from runner.envs.docker import DockerEnv, DockerOptions
 from runner.envs.local import LocalEnv
 from runner.errors import EnvError
 from runner.manifest import EnvSpec
@@ -20,6 +21,7 @@ from runner.progress import Progress
 from runner.sources.checkout import Checkout
 
 KINDS: dict[str, EnvKind] = {"local": LocalEnv()}
+KINDS["docker"] = DockerEnv()
 # --env-manager spellings (MLflow's) → kind names.
 MANAGERS = {
     "local": "local",
@@ -81,3 +83,11 @@ def prepared(
         lock = EnvLock(entry.marker.get("lock_name"), entry.marker.get("lock_text"),
                        entry.marker.get("facts") or {})  # fmt: skip
         yield Prepared(kind.name, entry.path, key, entry.built, lock)
+
+
+def configure(kind: EnvKind, docker: DockerOptions) -> EnvKind:
+    """The kind for one run, with what the command line allowed (docker only; others ignore
+    it, as MLflow ignores -A for non-docker projects)."""
+    if isinstance(kind, DockerEnv):
+        return kind.configured(docker)
+    return kind
