@@ -6,6 +6,7 @@ building. A failed build raises an EnvError that shows the log's last lines.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -72,12 +73,24 @@ def _build(layer: Layer, parent: str, project: str, log_path: Path, progress: Pr
         context.seek(0)
         code = _run_logged(["docker", *args, "-"], context, log_path, progress)
     if code != 0:
+        _remove_intermediates(log_path)
         tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL:]
         raise EnvError(
             f"building the {layer.role} image {layer.tag} failed (docker build exit code "
             f"{code}); last lines of the build log:\n  " + "\n  ".join(tail),
             f"the whole log is {log_path}; fix the Dockerfile or requirements and rerun",
         )
+
+
+def _remove_intermediates(log_path: Path) -> None:
+    """The classic builder keeps an untagged image per finished step, also when a later step
+    fails; nothing would ever use or list them (they lack our labels), so remove them now.
+    Only dangling ones go: the `FROM` step's id is the base image, which is tagged."""
+    ids = set(re.findall(r"^ ---> ([0-9a-f]{12})$", log_path.read_text(errors="replace"), re.M))
+    dangling = docker_cli.docker("image", "ls", "-q", "--filter", "dangling=true", check=False)
+    doomed = sorted(ids & set(dangling.stdout.split()))
+    if doomed:
+        docker_cli.docker("image", "rm", *doomed, check=False)
 
 
 def _run_logged(argv: list[str], stdin: Any, log_path: Path, progress: Progress) -> int:
