@@ -1,8 +1,8 @@
 """A real dockerd for the tests, and a Python base image made offline (no image can be pulled).
 
-The image holds this interpreter's prefix at the same path (its RUNPATH needs it), the shared
-libraries `ldd` lists for it and its extension modules, the CA bundle and a static busybox
-(sh, sleep, touch, ...). Only pip is kept of site-packages, so it stays small (~25 MB).
+The image holds this interpreter and its stdlib at the same paths (a pyenv build's RUNPATH
+needs that), the shared libraries `ldd` lists for it and its extension modules, pip (under
+/opt/pip), the CA bundle and a static busybox (sh, sleep, touch, ...): about 60 MB.
 """
 
 from __future__ import annotations
@@ -14,13 +14,18 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 from pathlib import Path
 
+import pip
+
 BASE_TAG = "run-project-test/python:" + ".".join(map(str, sys.version_info[:2]))
 BUSYBOX_APPLETS = ("sh", "sleep", "touch", "cat", "ls", "echo", "env", "rm", "mkdir", "true")
-SKIP_DIRS = {"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3"}
-KEEP_SITE = re.compile(r"^(pip|pip-[^/]*\.dist-info)$")
+SKIP_DIRS = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3",
+             "site-packages", "dist-packages"}  # fmt: skip
+# Debian marks its python as externally managed; the image's pip must install freely.
+SKIP_FILES = {"EXTERNALLY-MANAGED"}
 
 
 def docker_ready() -> str | None:
@@ -35,49 +40,60 @@ def docker_ready() -> str | None:
 
 def ensure_base_image() -> str:
     """Make (once per content) the offline Python base image; returns its tag."""
-    prefix = Path(sys.base_prefix)
-    files = _image_files(prefix)
-    digest = hashlib.sha256("\n".join(sorted(map(str, files))).encode()).hexdigest()[:12]
-    tag = f"{BASE_TAG}-{digest}"
+    entries = _image_entries()
+    listing = "\n".join(f"{src}>{arc}" for src, arc, _ in sorted(entries))
+    tag = f"{BASE_TAG}-{hashlib.sha256(listing.encode()).hexdigest()[:12]}"
     found = subprocess.run(["docker", "image", "inspect", tag], capture_output=True)
     if found.returncode == 0:
         return tag
-    data = _tar(files, prefix)
-    changes = [f"ENV PATH={prefix}/bin:/usr/local/bin:/usr/bin:/bin", "ENV LANG=C.UTF-8"]
+    python = Path(os.path.realpath(sys.executable))
+    changes = [
+        f"ENV PATH=/usr/local/bin:{python.parent}:/usr/bin:/bin",
+        "ENV PYTHONPATH=/opt/pip",  # pip lives outside the stdlib, wherever the host had it
+        "ENV LANG=C.UTF-8",
+    ]
     args = ["docker", "import", *(a for c in changes for a in ("--change", c)), "-", tag]
-    subprocess.run(args, input=data, check=True, capture_output=True)
+    subprocess.run(args, input=_tar(entries, python), check=True, capture_output=True)
     return tag
 
 
-def _image_files(prefix: Path) -> list[Path]:
-    """The prefix (pruned), plus every shared library the interpreter and its modules load."""
-    files: list[Path] = []
-    for root, dirs, names in os.walk(prefix):
-        rel = Path(root).relative_to(prefix)
-        dirs[:] = [d for d in dirs if _keep_dir(rel / d)]
-        files.extend(Path(root) / n for n in names if _keep_file(rel, n))
+Entry = tuple[Path, str, bool]  # host path, name in the image, follow symlinks
+
+
+def _image_entries() -> list[Entry]:
+    """The interpreter, its stdlib (pruned), the libraries it loads, pip and the CA bundle,
+    for a pyenv/python.org build as for Debian's python3 (also seen through a venv)."""
+    python = Path(os.path.realpath(sys.executable))
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    entries: list[Entry] = [(python, _arc(python), True)]
+    for root, dirs, names in os.walk(stdlib):
+        rel = Path(root).relative_to(stdlib)
+        dirs[:] = sorted(d for d in dirs if not _skip(rel / d))
+        entries += [(Path(root, n), _arc(Path(root, n)), False) for n in sorted(names)
+                    if n not in SKIP_FILES]  # fmt: skip
     libs: set[Path] = set()
-    binaries = [prefix / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"]
-    binaries += sorted((prefix / "lib").glob("python3*/lib-dynload/*.so"))
-    for binary in binaries:
+    for binary in [python, *sorted(stdlib.glob("lib-dynload/*.so"))]:
         if "_tkinter" not in binary.name:
-            libs |= {lib for lib in _ldd(binary) if prefix not in lib.parents}
-    return files + sorted(libs)
+            libs |= _ldd(binary)
+    entries += [(lib, _arc(lib), True) for lib in sorted(libs)]
+    pip_dir = Path(pip.__file__).parent
+    for root, dirs, names in os.walk(pip_dir):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names):
+            path = Path(root, name)
+            entries.append((path, f"opt/pip/pip/{path.relative_to(pip_dir)}", False))
+    ca = Path("/etc/ssl/certs/ca-certificates.crt")
+    entries.append((ca, _arc(ca), True))
+    return entries
 
 
-def _keep_file(rel: Path, name: str) -> bool:
-    if rel == Path("bin"):
-        return name.startswith(("python", "pip"))
-    return not (rel.parts[2:3] == ("site-packages",) and len(rel.parts) == 3)
+def _arc(path: Path) -> str:
+    return str(path).lstrip("/")
 
 
-def _keep_dir(rel: Path) -> bool:
-    parts = rel.parts
-    if len(parts) >= 3 and parts[0] == "lib" and (parts[2] in SKIP_DIRS or "config-" in parts[2]):
-        return False
-    if len(parts) == 4 and parts[2] == "site-packages":
-        return bool(KEEP_SITE.match(parts[3]))
-    return not (parts and parts[0] in ("include", "share"))
+def _skip(rel: Path) -> bool:
+    name = rel.parts[0] if rel.parts else ""
+    return name in SKIP_DIRS or name.startswith("config-") or rel.name == "__pycache__"
 
 
 def _ldd(binary: Path) -> set[Path]:
@@ -90,33 +106,25 @@ def _ldd(binary: Path) -> set[Path]:
     return found
 
 
-def _tar(files: list[Path], prefix: Path) -> bytes:
+def _tar(entries: list[Entry], python: Path) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path in files:
-            if path.name.endswith(".pth") and "site-packages" in path.parts:
-                continue  # host-only hooks (the sandbox's CA .pth) do not belong in the image
-            _add_with_parents(tar, path, follow=not str(path).startswith(str(prefix)))
-        _add_with_parents(tar, Path("/etc/ssl/certs/ca-certificates.crt"), follow=True)
+        for source, arcname, follow in entries:
+            if follow:  # libraries are often symlinks: store the bytes under the loaded name
+                _add_file(tar, arcname, source.resolve())
+            else:
+                tar.add(str(source), arcname=arcname, recursive=False)
         _add_file(tar, "bin/busybox", Path("/usr/bin/busybox"))
-        for applet in BUSYBOX_APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        links = {f"bin/{applet}": "busybox" for applet in BUSYBOX_APPLETS}
+        links |= {"usr/local/bin/python": str(python), "usr/local/bin/python3": str(python)}
+        for name, target in links.items():
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, target
             tar.addfile(link)
-        for name in ("tmp", "usr/bin"):
-            info = tarfile.TarInfo(name)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
-            tar.addfile(info)
+        info = tarfile.TarInfo("tmp")
+        info.type, info.mode = tarfile.DIRTYPE, 0o1777
+        tar.addfile(info)
     return buf.getvalue()
-
-
-def _add_with_parents(tar: tarfile.TarFile, path: Path, follow: bool) -> None:
-    # Libraries are often symlinks (libssl.so.3 -> ...): store the real bytes under the
-    # name the loader looks for; inside the prefix keep links as links.
-    if follow:
-        _add_file(tar, str(path).lstrip("/"), path.resolve())
-    else:
-        tar.add(str(path), arcname=str(path).lstrip("/"), recursive=False)
 
 
 def _add_file(tar: tarfile.TarFile, arcname: str, source: Path) -> None:
