@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def containers_of(run_id: str) -> list[str]:
 def test_build_run_exit_code_outputs_and_reuse(tmp_path: Path, base_image: str) -> None:
     project = docker_project(
         tmp_path / "proj", base_image, extra='  environment: [["GREETING", "hello"]]',
-        **{"unique.txt": str(tmp_path)},  # new content: this image does not exist yet
+        **{"unique.txt": uuid.uuid4().hex},  # new content: this image does not exist yet
     )  # fmt: skip
     first = cli(str(project), "-P", "code=3", "-A", "env=FROM_CLI=yes")
     assert first.code == 3, first.text
@@ -139,7 +140,7 @@ def test_code_only_change_rebuilds_only_the_code_layer(tmp_path: Path, base_imag
         "MLproject": "name: layered\npython_env: python_env.yaml\n"
                      "entry_points:\n  main:\n    command: python main.py\n",
         "python_env.yaml": "python: '3.11'\ndependencies:\n  - -r requirements.txt\n",
-        "requirements.txt": f"tinypkg==1.0\n# {tmp_path.name}\n",
+        "requirements.txt": f"tinypkg==1.0\n# {uuid.uuid4().hex}\n",
         "main.py": "import tinypkg\nprint('tinypkg', tinypkg.VERSION, 'v1')\n",
     })  # fmt: skip
     first = cli(str(project), "--env-manager", "docker", env=env)
@@ -291,7 +292,7 @@ def test_failing_build_fails_the_run_with_the_log_tail(tmp_path: Path, base_imag
 def test_envs_list_shows_only_our_images_and_gc_never_others(
     tmp_path: Path, base_image: str
 ) -> None:
-    project = docker_project(tmp_path / "proj", base_image, **{"unique.txt": str(tmp_path)})
+    project = docker_project(tmp_path / "proj", base_image, **{"unique.txt": uuid.uuid4().hex})
     assert cli(str(project)).code == 0
     mine = last_record()["env"]["image"]
     found = _call("list_images()")
@@ -315,3 +316,40 @@ def _call(expr: str) -> Any:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
+
+
+def test_project_dockerfile_builds_the_env_layer(tmp_path: Path, base_image: str) -> None:
+    project = make_project(tmp_path / "proj", {
+        "MLproject": "name: own\ndocker_env:\n  dockerfile: docker/Dockerfile\n"
+                     "entry_points:\n  main:\n    command: python main.py\n",
+        "docker/Dockerfile": f"FROM {base_image}\n"
+                             "COPY setup.txt /etc/setup.txt\n",
+        "setup.txt": f"set up by the project's Dockerfile {uuid.uuid4().hex}\n",
+        "main.py": "print(open('/etc/setup.txt').read().strip(), open('setup.txt').read() != '')\n",
+    })  # fmt: skip
+    result = cli(str(project))
+    assert result.code == 0, result.text
+    assert "set up by the project's Dockerfile" in result.out and "True" in result.out
+    env = last_record()["env"]
+    assert env["env_image"].startswith("run-project-env:") and env["env_image_built"] is True
+    assert env["base_image"] == base_image and env["base_image_digest"].startswith("sha256:")
+
+
+def test_build_takes_the_machine_ca_bundle_and_index_settings(
+    tmp_path: Path, base_image: str
+) -> None:
+    ca = tmp_path / "corporate-ca.pem"
+    ca.write_text("# corporate test CA\n" + Path("/etc/ssl/certs/ca-certificates.crt").read_text())
+    project = docker_project(
+        tmp_path / "proj", base_image,
+        **{"requirements.txt": f"# nothing to fetch {uuid.uuid4().hex}\n",
+           "run.sh": "head -n 1 /run-project-env/ca.pem\n"},
+    )  # fmt: skip
+    env = {name: str(ca) for name in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")}
+    env["PIP_INDEX_URL"] = "https://pypi.internal.invalid/simple"
+    result = cli(str(project), "-e", "script", env=env)
+    assert result.code == 0, result.text
+    assert "# corporate test CA" in result.out
+    history = docker("history", "--no-trunc", last_record()["env"]["env_image"])
+    assert "PIP_INDEX_URL=https://pypi.internal.invalid/simple" in history
+    assert "PIP_CERT=/run-project-env/ca.pem" in history

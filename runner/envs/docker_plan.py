@@ -24,9 +24,10 @@ from runner.manifest import EnvSpec
 RECIPE_VERSION = "1"  # bump when the generated Dockerfiles change meaning
 ENV_DIR = "/run-project-env"
 PROJECT_DIR = "/project"
-PASSED_SETTINGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_FIND_LINKS",
-                   "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                   "no_proxy")  # fmt: skip
+# Not PIP_FIND_LINKS: a host path means nothing in a build (RUN_PROJECT_DOCKER_WHEELHOUSE does).
+PASSED_SETTINGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST",
+                   "PIP_DEFAULT_TIMEOUT", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+                   "http_proxy", "https_proxy", "no_proxy")  # fmt: skip
 PROXIES = ("http_proxy", "https_proxy", "no_proxy")
 CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
