@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +354,36 @@ def test_build_takes_the_machine_ca_bundle_and_index_settings(
     history = docker("history", "--no-trunc", last_record()["env"]["env_image"])
     assert "PIP_INDEX_URL=https://pypi.internal.invalid/simple" in history
     assert "PIP_CERT=/run-project-env/ca.pem" in history
+
+
+def test_sigterm_during_a_build_cancels_it(tmp_path: Path, base_image: str) -> None:
+    marker = uuid.uuid4().hex
+    project = make_project(tmp_path / "proj", {
+        "MLproject": "name: slow\ndocker_env:\n  dockerfile: Dockerfile\n"
+                     "entry_points:\n  main:\n    command: python -c pass\n",
+        "Dockerfile": f'FROM {base_image}\nRUN ["sh", "-c", "echo {marker}; sleep 1000"]\n',
+    })  # fmt: skip
+    proc = start_runner(project, "main")
+    try:
+        wait_until(lambda: marker in build_containers(), "the build's RUN step to start")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rec = last_record()
+    assert rec["status"] == "KILLED" and rec["exit_code"] == 143
+    wait_until(lambda: marker not in build_containers(), "the build container to go")
+    area = Path(os.environ["RUN_PROJECT_CACHE"]) / "envs" / "docker"
+    assert not [p for p in area.iterdir() if (p / ".run-project-complete").exists()]
+
+
+def build_containers() -> str:
+    return docker("ps", "-a", "--no-trunc", "--format", "{{.Command}}")
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)

@@ -30,7 +30,8 @@ from runner.sources.checkout import Checkout
 if TYPE_CHECKING:  # building modules load only when a docker run needs them (warm start)
     from runner.envs import docker_build, docker_plan
 
-__all__ = ["DockerEnv", "DockerOptions", "ImageInfo", "list_images", "remove_image"]
+__all__ = ["DockerEnv", "DockerOptions", "ImageInfo", "entry_images", "list_images",
+           "remove_image"]  # fmt: skip
 IMAGE_FILE = "image.json"
 
 
@@ -74,7 +75,7 @@ class DockerEnv:
             info = _find_base(base)
         state.base_id = str(info["Id"]) if info else ""
         state.base_digest = docker_cli.image_digest(info) if info else ""
-        state.project = checkout.path.name
+        state.project = _project_name(checkout)
         state.plan = docker_plan.make_plan(spec, checkout.path, state.project, state.base_id, base)
         return state.plan.key
 
@@ -121,6 +122,24 @@ class DockerEnv:
         client_env = {**env, **docker_cli.client_env()}
         return Launch(argv=tuple(run_args), env=client_env,
                       cleanup=lambda: docker_cli.remove_container(name))  # fmt: skip
+
+
+def _project_name(checkout: Checkout) -> str:
+    """A readable name for image tags: the repository or directory name."""
+    name = checkout.uri.rstrip("/").rsplit("/", 1)[-1].split("#")[0].removesuffix(".git")
+    if checkout.subdirectory:
+        name = f"{name}-{checkout.subdirectory.strip('/').replace('/', '-')}"
+    return name or checkout.path.name
+
+
+def entry_images(env_dir: Path) -> list[str]:
+    """The images a docker cache entry names (code image first): what `envs gc` may remove
+    with `remove_image` once it has removed the entry."""
+    try:
+        facts = json.loads((env_dir / IMAGE_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(facts[k]) for k in ("image", "env_image") if facts.get(k)]
 
 
 def _base_image(spec: EnvSpec) -> str:

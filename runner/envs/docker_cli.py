@@ -19,6 +19,7 @@ ROLE_LABEL = "run-project.role"
 KEY_LABEL = "run-project.key"
 PROJECT_LABEL = "run-project.project"
 RUN_LABEL = "run-project.run"
+OUR_REPOSITORIES = ("run-project/", "run-project-env:")
 
 
 def client_env() -> dict[str, str]:
@@ -139,8 +140,13 @@ def remove_image(ref: str) -> bool:
             f"image {ref} was not built by run-project (no {MANAGED_LABEL}=true label)",
             "remove it with docker itself if you really mean to",
         )
-    tags = list(info.get("RepoTags") or [])
-    # By tag first: an image id shared by other tags is then only untagged, not deleted.
+    all_tags = list(info.get("RepoTags") or [])
+    tags = [t for t in all_tags if t.startswith(OUR_REPOSITORIES)]
+    if len(tags) < len(all_tags):
+        # Someone tagged our image for themselves: drop only our names; theirs keeps it.
+        if tags:
+            docker("image", "rm", "--no-prune", *tags, check=False)
+        return True
     proc = docker("image", "rm", *(tags or [str(info["Id"])]), check=False)
     if proc.returncode != 0:
         if "conflict" in proc.stderr or "being used" in proc.stderr:

@@ -91,17 +91,15 @@ def _repo_name(project: str) -> str:
 
 
 def _dockerfile_layer(dockerfile: str, root: Path, items: tuple[Item, ...]) -> Layer:
-    names = {item.name for item in items if item.kind == "file"}
     rel = os.path.normpath(dockerfile).replace(os.sep, "/")
-    if rel.startswith("../") or os.path.isabs(rel) or rel not in names:
-        raise EnvError(
-            f"docker_env.dockerfile '{dockerfile}' is not a file inside the project "
-            "(or .dockerignore excludes it)",
-            "name a Dockerfile by its path relative to the MLproject file",
-        )
-    key = docker_context.digest(items, "dockerfile", RECIPE_VERSION, rel)
+    source = _inside(root, rel, "docker_env.dockerfile")
+    extra: dict[str, bytes] = {}
+    if rel not in {item.name for item in items if item.kind == "file"}:
+        extra[rel] = source.read_bytes()  # as docker does: sent even if .dockerignore'd
+    key = _hash_files(extra, docker_context.digest(items, "dockerfile", RECIPE_VERSION, rel))
     return Layer(role="env", tag=f"run-project-env:{key[:20]}", key=key, dockerfile="",
-                 dockerfile_name=rel, items=items, build_args=_build_args({}))  # fmt: skip
+                 dockerfile_name=rel, items=items, extra=extra,
+                 build_args=_build_args({}))  # fmt: skip
 
 
 def _requirements_layer(spec: EnvSpec, root: Path, parent: str) -> Layer | None:
