@@ -91,11 +91,7 @@ class DockerEnv:
         images = docker_build.ensure_images(state.plan, state.base_id, state.project, log, progress)
         facts = _facts(state, images)
         (into / IMAGE_FILE).write_text(json.dumps(facts, indent=2))
-        dockerfiles = "".join(
-            f"# {layer.role} image {layer.tag}\n{layer.dockerfile or '(the project Dockerfile '}"
-            f"{'' if layer.dockerfile else layer.dockerfile_name + ')'}\n"
-            for layer in state.plan.layers
-        )
+        dockerfiles = docker_build.describe(state.plan, state.base_id, images)
         return EnvLock(lock_name="Dockerfile", lock_text=dockerfiles, facts=facts)
 
     def healthy(self, env_dir: Path) -> bool:

@@ -56,6 +56,18 @@ def ensure_images(
     return images
 
 
+def describe(plan: Plan, base_id: str, images: list[Image]) -> str:
+    """The Dockerfiles of the images, parents filled in: the lock text kept with each run."""
+    parents = [base_id, *(image.id for image in images)]
+    text = ""
+    for layer, parent, image in zip(plan.layers, parents, images, strict=False):
+        body = layer.dockerfile.replace("{parent}", parent)
+        if not layer.dockerfile:
+            body = f"# (the project's own {layer.dockerfile_name})\n"
+        text += f"# {layer.role} image {image.tag} = {image.id}\n{body}\n"
+    return text
+
+
 def _build(layer: Layer, parent: str, project: str, log_path: Path, progress: Progress) -> None:
     extra = dict(layer.extra)
     if layer.dockerfile:

@@ -1,10 +1,11 @@
 """The `docker run` command line of a run, and what a manifest may not choose on its own.
 
-A manifest may set variables to values it spells out, and mount named docker volumes. Host
-mounts and host variable passthrough need the person running it to say so on the command line
-(`--allow-docker-volumes`, `--allow-host-env`); container privileges (`--privileged`, the host
-network, capabilities) cannot be declared by a manifest at all, only given with `-A`.
-Every option is one argv element (`--volume=...`), so no value can turn into another flag.
+A manifest may set variables to values it spells out. Mounts (host paths, and named docker
+volumes, which hold other containers' data) and host variable passthrough need the person
+running it to say so on the command line (`--allow-docker-volumes`, `--allow-host-env`).
+Container privileges (`--privileged`, the host network, capabilities) cannot be declared by a
+manifest at all, only given with `-A`. Every option is one argv element (`--volume=...`), so
+no value can turn into another flag.
 """
 
 from __future__ import annotations
@@ -65,14 +66,17 @@ def _volume(entry: str, options: DockerOptions, project_dir: Path) -> str:
             f"docker_env.volumes entry {entry!r} is not SOURCE:DESTINATION[:OPTIONS]",
             "write e.g. `- /data:/data:ro` (host path) or `- cache:/root/.cache` (named volume)",
         )
-    if VOLUME_NAME.match(source):
-        return f"--volume={entry}"  # a named docker volume: nothing of the host's files
+    named = bool(VOLUME_NAME.match(source))
     if not options.allow_volumes:
+        # Named volumes too: they hold what other containers on this machine stored.
+        what = f"the docker volume {source}" if named else f"the host path {source}"
         raise EnvError(
-            f"docker_env.volumes entry '{entry}' mounts the host path {source} into the "
-            "container; a manifest may not choose host mounts",
+            f"docker_env.volumes entry '{entry}' mounts {what} into the container; a "
+            "manifest may not choose host mounts",
             "if you trust this project, rerun with --allow-docker-volumes",
         )
+    if named:
+        return f"--volume={entry}"
     host = Path(os.path.expanduser(source))
     if not host.is_absolute():
         host = project_dir / host
