@@ -187,6 +187,7 @@ def test_dockerignore_honoured_and_symlink_out_refused(tmp_path: Path, base_imag
         ("  environment: [AWS_SECRET_ACCESS_KEY]", "AWS_SECRET_ACCESS_KEY", "--allow-host-env"),
         ("  privileged: true", "privileged", None),
         ("  network: host", "network", None),
+        ("  volumes: ['cache:/root/.cache']", "docker volume cache", "--allow-docker-volumes"),
     ],
 )
 def test_manifest_cannot_choose_host_mounts_env_or_privileges(
@@ -387,3 +388,20 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> Non
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
+
+
+def test_requirements_leaving_the_project_are_refused(tmp_path: Path, base_image: str) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret-package==1.0\n")
+    project = make_project(tmp_path / "proj", {
+        "MLproject": "name: leaky\npython_env: python_env.yaml\n"
+                     "entry_points:\n  main:\n    command: python -c pass\n",
+        "python_env.yaml": "dependencies:\n  - -r reqs/linked.txt\n",
+    })  # fmt: skip
+    (project / "reqs").mkdir()
+    (project / "reqs" / "linked.txt").symlink_to(outside)
+    result = cli(
+        str(project), "--env-manager", "docker", env={"RUN_PROJECT_DOCKER_IMAGE": base_image}
+    )
+    assert result.code == 2, result.text
+    assert "reqs/linked.txt" in result.err and "inside the project" in result.err
