@@ -67,6 +67,7 @@ class DockerEnv:
 
         state = self._state
         state.manifest_args = docker_run.check_manifest(spec, self.options, checkout.path)
+        docker_run.user_args(self.options.docker_args)  # a malformed -A fails before a build
         base = _base_image(spec)
         if spec.dockerfile:  # its FROM decides; known only if already here (build may pull)
             base = _dockerfile_base(checkout.path / spec.dockerfile) or base
