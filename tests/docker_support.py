@@ -18,8 +18,6 @@ import sysconfig
 import tarfile
 from pathlib import Path
 
-import pip
-
 BASE_TAG = "run-project-test/python:" + ".".join(map(str, sys.version_info[:2]))
 BUSYBOX_APPLETS = ("sh", "sleep", "touch", "cat", "ls", "echo", "env", "rm", "mkdir", "true")
 SKIP_DIRS = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3",
@@ -32,6 +30,8 @@ def docker_ready() -> str | None:
     """None if a dockerd answers; otherwise why not (for skip/fail messages)."""
     if shutil.which("docker") is None:
         return "the docker CLI is not installed (apt-get install docker.io)"
+    if shutil.which("busybox") is None:
+        return "busybox is not installed (apt-get install busybox-static)"
     probe = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         return "dockerd is not running (start it as root: dockerd &): " + probe.stderr[-200:]
@@ -76,6 +76,8 @@ def _image_entries() -> list[Entry]:
         if "_tkinter" not in binary.name:
             libs |= _ldd(binary)
     entries += [(lib, _arc(lib), True) for lib in sorted(libs)]
+    import pip  # the image's installer: the one this interpreter has
+
     pip_dir = Path(pip.__file__).parent
     for root, dirs, names in os.walk(pip_dir):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
