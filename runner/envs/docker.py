@@ -70,8 +70,9 @@ class DockerEnv:
         docker_run.user_args(self.options.docker_args)  # a malformed -A fails before a build
         base = _base_image(spec)
         if spec.dockerfile:  # its FROM decides; known only if already here (build may pull)
-            base = _dockerfile_base(checkout.path / spec.dockerfile) or base
-            info = docker_cli.inspect_image(base) if base else None
+            dockerfile = docker_plan.inside(checkout.path, spec.dockerfile, "docker_env.dockerfile")
+            base = _dockerfile_base(dockerfile) or base
+            info = _inspect_quietly(base)
         else:
             info = _find_base(base)
         state.base_id = str(info["Id"]) if info else ""
@@ -161,6 +162,14 @@ def _dockerfile_base(path: Path) -> str | None:
         if words and words[0].upper() == "FROM" and len(words) > 1:
             return words[1]
     return None
+
+
+def _inspect_quietly(image: str) -> dict[str, Any] | None:
+    """The image if it is here; None for one to be pulled or named by a build ARG."""
+    try:
+        return docker_cli.inspect_image(image) if image else None
+    except EnvError:
+        return None
 
 
 def _find_base(image: str) -> dict[str, Any]:

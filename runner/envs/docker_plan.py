@@ -92,7 +92,7 @@ def _repo_name(project: str) -> str:
 
 def _dockerfile_layer(dockerfile: str, root: Path, items: tuple[Item, ...]) -> Layer:
     rel = os.path.normpath(dockerfile).replace(os.sep, "/")
-    source = _inside(root, rel, "docker_env.dockerfile")
+    source = inside(root, rel, "docker_env.dockerfile")
     extra: dict[str, bytes] = {}
     if rel not in {item.name for item in items if item.kind == "file"}:
         extra[rel] = source.read_bytes()  # as docker does: sent even if .dockerignore'd
@@ -139,7 +139,7 @@ def _requirements_layer(spec: EnvSpec, root: Path, parent: str) -> Layer | None:
 def _requirement_lines(spec: EnvSpec, root: Path) -> tuple[list[str] | None, dict[str, bytes]]:
     """Requirement lines, with `-r FILE` rewritten to copies of FILE kept in the context."""
     if spec.kind == "virtualenv" and spec.file:
-        source = _inside(root, spec.file, "python_env")
+        source = inside(root, spec.file, "python_env")
         doc = yamlsafe.load_file(source, "python_env file").value
         deps = doc.get("dependencies") if isinstance(doc, dict) else None
         raw = [str(d) for d in deps or []]
@@ -152,7 +152,7 @@ def _requirement_lines(spec: EnvSpec, root: Path) -> tuple[list[str] | None, dic
     for line in raw:
         match = re.match(r"^(-r|--requirement)[ =]?\s*(\S+)$", line.strip())
         if match:
-            path = _inside(root, match.group(2), "requirements")
+            path = inside(root, match.group(2), "requirements")
             name = f"req/{len(files)}-{path.name}"
             files[name] = path.read_bytes()
             line = f"-r {ENV_DIR}/{name}"
@@ -160,7 +160,8 @@ def _requirement_lines(spec: EnvSpec, root: Path) -> tuple[list[str] | None, dic
     return lines, files
 
 
-def _inside(root: Path, name: str, what: str) -> Path:
+def inside(root: Path, name: str, what: str) -> Path:
+    """`root/name` resolved, refused unless it is a file inside the project."""
     real_root = os.path.realpath(root)
     path = os.path.realpath(root / name)
     if os.path.commonpath([path, real_root]) != real_root or not os.path.isfile(path):
