@@ -405,3 +405,11 @@ def test_requirements_leaving_the_project_are_refused(tmp_path: Path, base_image
     )
     assert result.code == 2, result.text
     assert "reqs/linked.txt" in result.err and "inside the project" in result.err
+
+
+def test_concurrent_runs_of_a_new_project_state_build_once(tmp_path: Path, base_image: str) -> None:
+    project = docker_project(tmp_path / "proj", base_image, **{"unique.txt": uuid.uuid4().hex})
+    procs = [start_runner(project, "main") for _ in range(3)]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], results
+    assert sum(err.count("building code image") for _, err in results) == 1
