@@ -13,6 +13,7 @@ from typing import Any
 
 from runner import cache, settings
 from runner.envs.base import EnvKind, EnvLock
+from runner.envs.docker import DockerEnv, DockerOptions
 from runner.envs.local import LocalEnv
 from runner.envs.virtualenv import VirtualenvEnv
 from runner.errors import EnvError
@@ -20,7 +21,11 @@ from runner.manifest import EnvSpec
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
 
-KINDS: dict[str, EnvKind] = {"local": LocalEnv(), "virtualenv": VirtualenvEnv()}
+KINDS: dict[str, EnvKind] = {
+    "local": LocalEnv(),
+    "virtualenv": VirtualenvEnv(),
+    "docker": DockerEnv(),
+}
 # --env-manager spellings (MLflow's) → kind names.
 MANAGERS = {
     "local": "local",
@@ -99,3 +104,11 @@ def prepared(
         lock = EnvLock(entry.marker.get("lock_name"), entry.marker.get("lock_text"),
                        entry.marker.get("facts") or {})  # fmt: skip
         yield Prepared(kind.name, entry.path, key, entry.built, lock)
+
+
+def configure(kind: EnvKind, docker: DockerOptions) -> EnvKind:
+    """The kind for one run, with what the command line allowed (docker only; others ignore
+    it, as MLflow ignores -A for non-docker projects)."""
+    if isinstance(kind, DockerEnv):
+        return kind.configured(docker)
+    return kind
