@@ -21,7 +21,7 @@ from pathlib import Path
 from runner import __version__
 from runner.errors import ParamError, RunnerError
 
-VERBS = ("runs",)
+VERBS = ("runs", "envs")
 EXIT_USER_ERROR = 2
 EXIT_BUG = 3
 
@@ -96,6 +96,24 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-name")
     parser.add_argument("--store", help="run store directory (default ./runs)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "-A",
+        "--docker-args",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="docker run option for a docker environment: -A gpus=all → --gpus=all (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-docker-volumes",
+        action="store_true",
+        help="let the manifest's docker_env.volumes mount host paths into the container",
+    )
+    parser.add_argument(
+        "--allow-host-env",
+        action="store_true",
+        help="let the manifest's docker_env.environment copy variables from this machine",
+    )
     parser.add_argument("--runner-version", action="version", version=f"run-project {__version__}")
     return parser
 
@@ -118,6 +136,9 @@ def _run(args: list[str]) -> int:
         store=ns.store,
         cwd=Path.cwd(),
         backend_config=load_config(ns.backend_config),
+        docker_args=tuple(ns.docker_args),
+        allow_docker_volumes=ns.allow_docker_volumes,
+        allow_host_env=ns.allow_host_env,
     )
     return run_project(request, Progress(quiet=ns.quiet))
 
@@ -136,6 +157,10 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
 
 
 def _verb(args: list[str]) -> int:
+    if args[0] == "envs":
+        from runner import envs_cli
+
+        return envs_cli.main(args[1:])
     from runner import runs_cli
 
     return runs_cli.main(args[1:])

@@ -19,6 +19,7 @@ from typing import Any
 from runner import backends, envs, execute, manifest, params, settings, sources
 from runner.backends.base import Backend, Job
 from runner.envs.base import EnvKind
+from runner.envs.docker_run import DockerOptions
 from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
@@ -41,6 +42,9 @@ class RunRequest:
     store: str | None = None
     cwd: Path = field(default_factory=Path.cwd)
     backend_config: Mapping[str, Any] = field(default_factory=dict)
+    docker_args: tuple[str, ...] = ()
+    allow_docker_volumes: bool = False
+    allow_host_env: bool = False
 
 
 def run_project(request: RunRequest, progress: Progress) -> int:
@@ -49,7 +53,8 @@ def run_project(request: RunRequest, progress: Progress) -> int:
     project = manifest.load_project(checkout.path)
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, request.cwd)
-    kind = envs.select(request.env_manager, project.env)
+    kind = envs.select(request.env_manager, project.env, checkout.path)
+    kind = envs.configure(kind, _docker_options(request))
     backend = backends.select(request.backend, dict(request.backend_config))
     store = open_store(settings.get("store", request.store, checkout.path))
     heartbeat = settings.get_float("heartbeat_seconds", checkout.path)
@@ -105,9 +110,13 @@ def _execute(
                       env.lock.lock_name, env.lock.lock_text,
                       settings.get_float("grace_seconds", checkout.path),
                       record.get("backend_config") or {})  # fmt: skip
-            outcome = backends.drive(
-                backend, job, lambda info: store.update_run(run_id, {"backend_job": info})
-            )
+            try:
+                outcome = backends.drive(
+                    backend, job, lambda info: store.update_run(run_id, {"backend_job": info})
+                )
+            finally:
+                if launch.cleanup is not None:
+                    launch.cleanup()
     except RunnerError as exc:
         _close(store, run_id, "FAILED", None, exc.message)
         raise
@@ -172,3 +181,11 @@ def _heartbeat(store_root: Path, run_id: str, interval: float) -> Iterator[None]
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def _docker_options(request: RunRequest) -> DockerOptions:
+    return DockerOptions(
+        docker_args=request.docker_args,
+        allow_volumes=request.allow_docker_volumes,
+        allow_host_env=request.allow_host_env,
+    )

@@ -24,6 +24,16 @@ SETTINGS: dict[str, tuple[str, str | None, str]] = {
     "cache": ("RUN_PROJECT_CACHE", None, "machine-wide cache directory"),
     "grace_seconds": ("RUN_PROJECT_GRACE_SECONDS", "10", "seconds between SIGTERM and SIGKILL"),
     "heartbeat_seconds": ("RUN_PROJECT_HEARTBEAT_SECONDS", "5", "heartbeat interval of a run"),
+    "docker_image": (
+        "RUN_PROJECT_DOCKER_IMAGE",
+        None,
+        "base image for --env-manager docker when the project has no docker_env",
+    ),
+    "docker_wheelhouse": (
+        "RUN_PROJECT_DOCKER_WHEELHOUSE",
+        None,
+        "directory of wheels: docker builds install from it with no network",
+    ),
 }
 
 
