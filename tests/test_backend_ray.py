@@ -17,12 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli, last_record, make_project
+from conftest import EXAMPLES, cli, last_record, make_project
 from services.clusters import http_json, ray_head
-
-from runner.backends.base import Job, drive
-from runner.backends.ray import RayBackend
-from runner.envs.base import Launch
 
 PROJECT = {
     "MLproject": """\
@@ -200,20 +196,14 @@ def _processes_running(name: str) -> bool:
 def test_the_runs_lock_is_installed_on_the_cluster_before_the_command(
     tmp_path: Path, ray_address: str
 ) -> None:
-    # The lock a virtualenv build records (pylock.toml) becomes runtime_env pip pins; Ray
-    # installs them from PyPI into the job's own virtualenv. Driven through the backend API
-    # because the virtualenv kind that writes the lock arrives with issue 4; once it is
-    # merged the same check runs through `--env-manager uv`.
-    project = make_project(tmp_path / "proj", {
-        "show.py": "import importlib.metadata as m\nprint('tomli-w', m.version('tomli_w'))\n",
-    })  # fmt: skip
-    lock = '[[packages]]\nname = "tomli-w"\nversion = "1.0.0"\n'
-    argv = ("python", "show.py")
-    job = Job("1" * 32, argv, Launch(argv, {}), project, tmp_path / "run", "virtualenv",
-              "pylock.toml", lock, 3.0, {"address": ray_address})  # fmt: skip
-    described: list[dict[str, Any]] = []
-    outcome = drive(RayBackend(dict(job.config)), job, described.append)
-    log = (tmp_path / "run" / "logs" / "stdout.log").read_text()
-    assert outcome.status == "FINISHED", (outcome, log)
-    assert "tomli-w 1.0.0" in log
-    assert described[0]["packages"] == ["tomli-w==1.0.0"]
+    # The virtualenv kind resolves here and records pylock.toml; the cluster installs exactly
+    # those pins (runtime_env pip) into the job's own virtualenv, then runs the command there.
+    result = cli(str(EXAMPLES / "python_env"), "-b", "ray", "--backend-config",
+                 config(ray_address), "-P", "word=remote")  # fmt: skip
+    assert result.code == 0, result.text
+    seen = json.loads(result.out.strip().splitlines()[-1])
+    assert (seen["six"], seen["idna"], seen["word"]) == ("1.17.0", "3.10", "remote")
+    assert "runtime_resources" in seen["prefix"]  # Ray's env on the cluster, not ours
+    record = last_record()
+    assert record["env"]["kind"] == "virtualenv"
+    assert {"six==1.17.0", "idna==3.10"} <= set(record["backend_job"]["packages"])

@@ -99,6 +99,12 @@ def test_runtime_env_extras_cannot_replace_what_run_project_sets(tmp_path: Path)
         ray_package.runtime_env(job, "gcs://p.zip", {})
 
 
+def test_environments_ray_cannot_rebuild_yet_are_refused(tmp_path: Path) -> None:
+    job = Job("0" * 32, ("x",), Launch(("docker", "run"), {}), tmp_path, tmp_path, "docker")
+    with pytest.raises(BackendError, match="docker environment cannot be reproduced on Ray"):
+        ray_package.runtime_env(job, "gcs://p.zip", {})
+
+
 def test_package_is_the_same_for_the_same_project_and_leaves_out_git(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", {"a.py": "x = 1\n", ".git/HEAD": "ref\n"})
     first = ray_package.build_package(_job(project, None, None), [])

@@ -118,6 +118,12 @@ def _pins_from_pylock(lock_name: str, text: str) -> list[str]:
 
 def runtime_env(job: Job, package_uri: str, env_vars: dict[str, str]) -> dict[str, Any]:
     """The job's runtime_env: working dir, variables, and the environment from the lock."""
+    if job.env_kind not in ("local", "virtualenv"):
+        raise BackendError(
+            f"a {job.env_kind} environment cannot be reproduced on Ray yet",
+            "use --env-manager virtualenv (its lock is installed on the cluster), or "
+            "--env-manager local with runtime_env conda/image_uri in --backend-config",
+        )
     config = job.config
     env: dict[str, Any] = {"working_dir": package_uri, "env_vars": env_vars}
     pins = requirements_from_lock(job.lock_name, job.lock_text)
