@@ -69,7 +69,8 @@ def run_project(request: RunRequest, progress: Progress) -> int:
         backend=request.backend,
         heartbeat_seconds=heartbeat,
     )
-    record["backend_config"] = dict(request.backend_config)  # a rerun needs it
+    # A rerun needs it; credentials (auth headers, user:pass@) are never stored.
+    record["backend_config"] = backends.redacted(dict(request.backend_config))
     store.create_run(record)
     return _execute(store, record, kind, project.env, checkout, bound, progress, backend)
 

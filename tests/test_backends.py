@@ -75,6 +75,16 @@ def test_unreachable_cluster_closes_the_record_as_failed(tmp_path: Path) -> None
     assert record["backend_config"] == {"address": "http://127.0.0.1:9"}
 
 
+def test_credentials_in_the_backend_config_stay_out_of_the_record(tmp_path: Path) -> None:
+    config = {"address": "http://me:secret@127.0.0.1:9", "headers": {"Authorization": "t0ken"}}
+    result = cli(str(make_project(tmp_path / "p", PROJECT)), "-b", "ray",
+                 "--backend-config", json.dumps(config))  # fmt: skip
+    assert result.code == 2
+    stored = json.dumps(last_record())
+    assert "secret" not in stored and "t0ken" not in stored
+    assert last_record()["backend_config"]["headers"] == {"Authorization": "<redacted>"}
+
+
 def _job(tmp_path: Path, lock_name: str | None, lock_text: str | None, **config: object) -> Job:
     return Job("0" * 32, ("python", "x.py"), Launch(("python", "x.py"), {}), tmp_path,
                tmp_path / "run", "virtualenv", lock_name, lock_text, 1.0, config)  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from runner.backends.base import Backend, drive
 from runner.errors import BackendError
 
 # name -> "module:class"; imported lazily.
-__all__ = ["BACKENDS", "Backend", "drive", "load_config", "select"]
+__all__ = ["BACKENDS", "Backend", "drive", "load_config", "redacted", "select"]
 
 BACKENDS = {
     "local": "runner.backends.local:LocalBackend",
@@ -54,3 +55,13 @@ def select(name: str, config: dict[str, Any]) -> Backend:
     module_name, _, class_name = BACKENDS[name].partition(":")
     backend: Backend = getattr(importlib.import_module(module_name), class_name)(config)
     return backend
+
+
+def redacted(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the run record keeps it: header values and URL credentials removed."""
+    clean = dict(config)
+    if isinstance(clean.get("headers"), dict):
+        clean["headers"] = {name: "<redacted>" for name in clean["headers"]}
+    if isinstance(clean.get("address"), str):
+        clean["address"] = re.sub(r"//[^/@]*@", "//<redacted>@", clean["address"])
+    return clean

@@ -14,6 +14,7 @@ runtime_env (extra fields), python, results_dir, max_result_mb, poll_seconds.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -22,6 +23,7 @@ import signal
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +58,8 @@ class RayBackend:
     def __init__(self, config: dict[str, Any]) -> None:
         check_keys(self.name, config, KEYS)
         self.config = config
-        self.address = _address(config)
-        self.headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
+        self.address, self.headers = _split_credentials(_address(config))
+        self.headers.update({str(k): str(v) for k, v in (config.get("headers") or {}).items()})
         self.poll = float(config.get("poll_seconds", 0.5))
         self._jobs: dict[str, _Submitted] = {}
 
@@ -220,6 +222,18 @@ def _address(config: dict[str, Any]) -> str:
             'pass --backend-config \'{"address": "http://HOST:8265"}\'',
         )
     return address.rstrip("/")
+
+
+def _split_credentials(address: str) -> tuple[str, dict[str, str]]:
+    # urllib cannot send user:pass@ itself; it becomes a Basic header, and the address that
+    # is shown and recorded no longer carries it.
+    parts = urllib.parse.urlsplit(address)
+    if parts.username is None:
+        return address, {}
+    secret = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    host = parts.netloc.rsplit("@", 1)[1]
+    clean = urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
+    return clean, {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
 
 
 def _strings(config: dict[str, Any], key: str) -> list[str]:
