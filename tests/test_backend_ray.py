@@ -207,3 +207,38 @@ def test_the_runs_lock_is_installed_on_the_cluster_before_the_command(
     record = last_record()
     assert record["env"]["kind"] == "virtualenv"
     assert {"six==1.17.0", "idna==3.10"} <= set(record["backend_job"]["packages"])
+
+
+def test_ctrl_c_while_the_job_waits_for_resources_does_not_hang(
+    tmp_path: Path, ray_address: str
+) -> None:
+    project = make_project(tmp_path / "proj", PROJECT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", str(project), "-b", "ray",
+         "--backend-config", config(ray_address, num_gpus=1)],  # the head has no GPU
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (records := _records_with_job()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert records, "the job was never submitted"
+        job_url = f"{ray_address}/api/jobs/{records[0]['backend_job']['id']}"
+        assert http_json(job_url)["status"] == "PENDING"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    record = last_record()
+    assert (record["status"], record["exit_code"]) == ("KILLED", 130)
+    # Ray queues the stop until the job gets its resources; run-project does not hang on it.
+    assert http_json(job_url)["status"] in ("PENDING", "STOPPED")
+    assert "was cancelled" in record["reason"]
+
+
+def _records_with_job() -> list[dict[str, Any]]:
+    found = cli("runs", "list", "--json")
+    if found.code != 0:
+        return []
+    return [r for r in json.loads(found.out) if r.get("backend_job")]

@@ -55,8 +55,11 @@ class Backend(Protocol):
         """Facts about the submitted job for the run record (id, address, ...)."""
         ...
 
-    def wait(self, job_id: str) -> Outcome:
-        """Stream logs until the job ends, bring its results back, say how it ended."""
+    def wait(self, job_id: str, timeout: float | None = None) -> Outcome | None:
+        """Stream logs until the job ends, bring its results back, say how it ended.
+
+        With a timeout, None when the job has not ended by then.
+        """
         ...
 
     def cancel(self, job_id: str) -> None:
@@ -73,16 +76,21 @@ def drive(backend: Backend, job: Job, on_submitted: Callable[[dict[str, Any]], o
     job_id = backend.submit(job)
     on_submitted(backend.describe(job_id))
     try:
-        return backend.wait(job_id)
+        outcome = backend.wait(job_id)
+        assert outcome is not None  # no timeout: wait() returns only when the job ended
+        return outcome
     except Interrupted as exc:
         backend.cancel(job_id)
-        backend.wait(job_id)  # logs and whatever results the job left come back too
+        # Logs and whatever results the job left come back too. A cluster may take the
+        # stop request without acting on it yet (Ray: a job still waiting for resources):
+        # run-project does not hang on it, and the record says so.
+        timeout = max(10.0, 3 * job.grace_seconds)
+        stopped = backend.wait(job_id, timeout=timeout)
         name = signal.Signals(exc.signum).name
-        return Outcome(
-            "KILLED",
-            128 + exc.signum,
-            f"stopped by {name} sent to run-project; {backend.name} job {job_id} was cancelled",
-        )
+        reason = f"stopped by {name} sent to run-project; {backend.name} job {job_id} was cancelled"
+        if stopped is None:
+            reason += f", but had not stopped after {timeout:.0f}s: check it on the cluster"
+        return Outcome("KILLED", 128 + exc.signum, reason)
 
 
 def check_keys(backend: str, config: Mapping[str, Any], known: tuple[str, ...]) -> None:

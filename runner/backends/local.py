@@ -26,7 +26,8 @@ class LocalBackend:
     def describe(self, job_id: str) -> dict[str, Any]:
         return {"id": job_id}
 
-    def wait(self, job_id: str) -> Outcome:
+    def wait(self, job_id: str, timeout: float | None = None) -> Outcome | None:
+        # No timeout needed: run_child stops the child itself (TERM, grace, KILL).
         job = self._jobs[job_id]
         return execute.run_child(
             job.launch.argv,

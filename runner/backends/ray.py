@@ -163,17 +163,25 @@ class RayBackend:
         return {"id": job_id, "address": self.address, "working_dir": submitted.package,
                 "packages": pins.get("packages", [])}  # fmt: skip
 
-    def wait(self, job_id: str) -> Outcome:
+    def wait(self, job_id: str, timeout: float | None = None) -> Outcome | None:
         """Stream the log until the job ends; bring results back; map the Ray status."""
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
         submitted = self._jobs[job_id]
         log_path = submitted.job.run_dir / "logs" / "stdout.log"
+        told_at = time.monotonic() + 15  # say so once if the cluster makes us wait
         while True:
             info = self._json("GET", f"/api/jobs/{job_id}")
             done = info.get("status") in TERMINAL
+            if info.get("status") == "PENDING" and time.monotonic() > told_at:
+                told_at = float("inf")
+                print(f"run-project: Ray job {job_id} is pending: {info.get('message')}",
+                      file=sys.stderr, flush=True)  # fmt: skip
             if info.get("status") != "PENDING":
                 self._show(self.logs(job_id), submitted, log_path, final=done)
             if done:
                 return _outcome(info, self._collect(submitted))
+            if time.monotonic() > deadline:
+                return None
             time.sleep(self.poll)
 
     def _show(self, log: str, submitted: _Submitted, log_path: Path, final: bool) -> None:

@@ -74,16 +74,24 @@ class SlurmBackend:
         """The Slurm job id and the sbatch options used."""
         return {"id": job_id, "sbatch_options": list(self.options)}
 
-    def wait(self, job_id: str) -> Outcome:
+    def wait(self, job_id: str, timeout: float | None = None) -> Outcome | None:
         """Tail the log files until scontrol says the job ended; map its state."""
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
         submitted = self._jobs[job_id]
+        told_at = time.monotonic() + 15  # say so once if the queue makes us wait
         while True:
             fields = _job_fields(job_id)
             self._tail(submitted)
+            if fields.get("JobState") == "PENDING" and time.monotonic() > told_at:
+                told_at = float("inf")
+                print(f"run-project: Slurm job {job_id} is pending ({fields.get('Reason')})",
+                      file=sys.stderr, flush=True)  # fmt: skip
             if fields.get("JobState") not in ACTIVE:
                 time.sleep(0.2)  # the last lines may land just after the state changes
                 self._tail(submitted)
                 return _outcome(job_id, fields)
+            if time.monotonic() > deadline:
+                return None
             time.sleep(self.poll)
 
     def _tail(self, submitted: _Submitted) -> None:
