@@ -52,9 +52,13 @@ def resolve(
     _warn_old_git(progress)
     if location.kind == "local":
         base = Path(location.url)
-        if version is None:
+        if _is_bare(base):  # a bare repository named by the user: a git source, like file://
+            resolved = str(base.resolve())
+            location = uris.Location("git", resolved, resolved, location.subdirectory)
+        elif version is None:
             return resolve_directory(base / location.subdirectory, uri)
-        location = _local_repo(base, location, version)
+        else:
+            location = _local_repo(base, location, version)
     return _git(location, version, recurse_submodules, keep, precheck, progress)
 
 
@@ -64,6 +68,15 @@ def _warn_old_git(progress: Progress) -> None:
         message = old_git_warning()
         if message:
             progress.warn(message)
+
+
+def _is_bare(path: Path) -> bool:
+    return (
+        not (path / ".git").exists()
+        and (path / "HEAD").is_file()
+        and (path / "objects").is_dir()
+        and (path / "refs").is_dir()
+    )
 
 
 def _local_repo(base: Path, location: uris.Location, version: str) -> uris.Location:

@@ -135,7 +135,7 @@ def _rebuild(path: Path, url: str, shown: str, progress: Progress) -> None:
     """A fresh mirror: anything without the marker is never trusted or repaired."""
     if path.exists():
         shutil.rmtree(path)
-    git(["init", "--quiet", "--bare", "--end-of-options", str(path)])
+    git(["init", "--quiet", "--bare", "--template=", "--end-of-options", str(path)])
     try:
         _fetch(path, url, shown, progress)
     except giterrors.FetchError as exc:
