@@ -71,12 +71,14 @@ def _warn_old_git(progress: Progress) -> None:
 
 
 def _is_bare(path: Path) -> bool:
-    return (
-        not (path / ".git").exists()
-        and (path / "HEAD").is_file()
-        and (path / "objects").is_dir()
-        and (path / "refs").is_dir()
+    """A bare repository the user named: not a project directory (no MLproject) and not
+    inside a work tree, where it could be a repository planted in a project (ADVERSARIAL 15)."""
+    looks_bare = (
+        (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
     )
+    if not looks_bare or any(p.name.lower() == "mlproject" for p in path.iterdir()):
+        return False
+    return repo_root(path.resolve()) is None
 
 
 def _local_repo(base: Path, location: uris.Location, version: str) -> uris.Location:

@@ -79,6 +79,12 @@ def _check_name(shown: str, name: str) -> str:
     return "/".join(p for p in parts if p not in ("", "."))
 
 
+def _link_name_inside(target: str) -> bool:
+    """A hard link names another member: relative, without '..'."""
+    parts = target.replace("\\", "/").split("/")
+    return bool(target) and not target.startswith("/") and ".." not in parts
+
+
 def _link_stays_inside(name: str, target: str) -> bool:
     if target.startswith("/"):
         return False
@@ -96,8 +102,8 @@ def _extract_tar(archive: Path, shown: str, into: Path) -> None:
                 raise _refuse(shown, member.name, "is a device file, FIFO or other special file")
             if member.issym() and not _link_stays_inside(member.name, member.linkname):
                 raise _refuse(shown, member.name, f"is a symlink out ({member.linkname!r})")
-            if member.islnk() and _check_name(shown, member.linkname) == "":
-                raise _refuse(shown, member.name, "is a hard link to nothing")
+            if member.islnk() and not _link_name_inside(member.linkname):
+                raise _refuse(shown, member.name, f"is a hard link out ({member.linkname!r})")
             total += member.size
             if total > MAX_BYTES:
                 raise _refuse(shown, member.name, f"takes the archive past {MAX_BYTES} bytes")
@@ -106,7 +112,9 @@ def _extract_tar(archive: Path, shown: str, into: Path) -> None:
         try:
             tar.extractall(into, members=members, filter="data")
         except tarfile.FilterError as exc:
-            raise _refuse(shown, str(getattr(exc, "tarinfo", "?")), str(exc)) from exc
+            info = getattr(exc, "tarinfo", None)
+            name = info.name if isinstance(info, tarfile.TarInfo) else "?"
+            raise _refuse(shown, name, "leaves the extraction directory") from exc
 
 
 def _extract_zip(archive: Path, shown: str, into: Path) -> None:
