@@ -99,6 +99,9 @@ def test_working_copy_is_removed_after_the_run_unless_kept(served: Served, tmp_p
     out = _output(cli(url))
     assert not Path(out["cwd"]).exists()
     assert [p for p in (tmp_path / "cache" / "work").iterdir()] == []
+    stale = tmp_path / "cache" / "work" / "999999999-deadrunner"  # left by a kill -9
+    stale.mkdir()
+    assert _output(cli(url)) and not stale.exists()  # swept: its runner is gone
     kept = cli(url, "--keep-checkout")
     cwd = _output(kept)["cwd"]
     assert Path(cwd, "VERSION").read_text() == "two\n" and cwd in kept.err
@@ -116,6 +119,9 @@ def test_second_run_of_a_known_commit_needs_no_network(
     again = cli(url, "-v", served.second)  # the server is gone: the mirror alone serves it
     assert _output(again)["version"] == "two"
     assert "fetching" not in again.err
+    short = cli(url, "-v", served.second[:10])  # an unambiguous short SHA works offline too
+    assert _output(short)["version"] == "two"
+    assert last_record()["source"]["commit"] == served.second
     by_name = cli(url, "-v", "main")  # a branch may have moved: it must ask the server
     assert by_name.code == 2 and "cannot reach" in by_name.err and "FULL_SHA" in by_name.err
 

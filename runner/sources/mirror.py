@@ -36,6 +36,7 @@ MARKER = "run-project-complete"
 HEAD_REF = "refs/run-project/HEAD"
 REFSPECS = (f"+HEAD:{HEAD_REF}", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+SHA_LIKE = re.compile(r"^[0-9a-f]{7,64}$")
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,14 @@ def _complete(path: Path) -> bool:
 
 
 def _known_commit(path: Path, rev: str | None) -> str | None:
-    """A full SHA already in a complete mirror: used offline. Names (branches, tags, short
-    SHAs) may have moved upstream, so they always fetch."""
-    if rev is None or not FULL_SHA.match(rev) or not _complete(path):
+    """A commit SHA (full, or short and unambiguous) already in a complete mirror: used
+    offline. Branch and tag names may have moved upstream, so they always fetch."""
+    if rev is None or not SHA_LIKE.match(rev) or not _complete(path):
         return None
-    return resolve_local(path, rev)
+    if rev in ref_names(path):  # a branch or tag that merely looks like hex
+        return None
+    commit = resolve_local(path, rev)
+    return commit if commit is not None and commit.startswith(rev) else None
 
 
 def resolve_local(path: Path, rev: str) -> str | None:
