@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from runner.errors import SourceError
 from runner.progress import Progress
-from runner.sources import archive, mirror, submodules, workcopy
+from runner.sources import mirror, workcopy
 from runner.sources import uri as uris
 from runner.sources.checkout import Checkout
 from runner.sources.git import old_git_warning, repo_root
@@ -119,6 +119,8 @@ def _git(
             raise
     try:
         if recurse:  # after the lock is released: a submodule may share this very mirror
+            from runner.sources import submodules
+
             submodules.fetch_all(found.path, found.commit, location.url, work, progress)
         path = _inside(work, sub, location.shown)
     except BaseException:
@@ -150,6 +152,8 @@ def _cleanup(work: Path, keep: bool, progress: Progress) -> Callable[[], None]:
 
 
 def _archive(location: uris.Location, keep: bool, progress: Progress) -> Checkout:
+    from runner.sources import archive  # tarfile, zipfile, urllib: only when needed
+
     work = workcopy.new_dir(keep)
     download = work.with_name(work.name + ".download")
     try:
@@ -168,6 +172,8 @@ def _archive(location: uris.Location, keep: bool, progress: Progress) -> Checkou
 
 
 def _archive_file(location: uris.Location, download: Path, progress: Progress) -> Path:
+    from runner.sources import archive
+
     url = location.url
     if url.lower().startswith(("http://", "https://")):
         download.mkdir()

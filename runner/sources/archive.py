@@ -15,7 +15,6 @@ import posixpath
 import shutil
 import stat
 import tarfile
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -27,6 +26,8 @@ CHUNK = 1024 * 1024
 
 def fetch(url: str, shown: str, into: Path) -> Path:
     """Download an http(s) archive into `into`; returns the file."""
+    import urllib.request  # costly to import; only archive URLs need it
+
     name = posixpath.basename(url.split("?", 1)[0]) or "archive"
     target = into / name
     try:
