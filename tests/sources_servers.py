@@ -57,6 +57,13 @@ def publish(work: Path, served_root: Path, name: str) -> Path:
     return bare
 
 
+def runner_env(**extra: str) -> dict[str, str]:
+    """The environment for a `python -m runner` started directly: this checkout's code."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
+    return env
+
+
 def _fail_or_skip(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(reason)

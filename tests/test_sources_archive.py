@@ -87,8 +87,12 @@ def test_archives_by_path_run_and_record_their_hash(tmp_path: Path, suffix: str)
         _tar(archive, _project_members())
     result = cli(str(archive))
     assert result.code == 0 and "ran in proj-1.0" in result.out, result.text
-    source = last_record()["source"]
+    record = last_record()
+    source = record["source"]
     assert source["kind"] == "archive" and len(source["archive_sha256"]) == 64
+    from runner.schemas import schema_errors
+
+    assert schema_errors("run-record", record) == []
     assert not any((tmp_path / "cache" / "work").iterdir())  # extracted copy removed
 
 

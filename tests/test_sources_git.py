@@ -20,6 +20,7 @@ from sources_servers import (
     commit,
     git,
     publish,
+    runner_env,
     served_fixture,  # noqa: F401  (the session fixture `served`)
     start_daemon,
     start_http,
@@ -70,9 +71,14 @@ def test_every_uri_form_runs_the_default_branch_and_records_the_full_sha(
     args = [url, "-P", "lr=0.5"] + (["-v", "main"] if form == "path" else [])
     out = _output(cli(*args, env=fake_ssh))
     assert out["version"] == "two" and out["argv"] == ["0.5"]
-    source = last_record()["source"]
+    record = last_record()
+    source = record["source"]
     assert source["kind"] == "git" and source["commit"] == served.second
     assert source["uri"] == url
+
+    from runner.schemas import schema_errors
+
+    assert schema_errors("run-record", record) == []
 
 
 @pytest.mark.parametrize(
@@ -132,7 +138,7 @@ def test_two_concurrent_runs_of_different_revisions_never_share_files(
     url = f"{served.http.url}/proj.git"
     procs = {}
     for rev in ("v1", "feature"):
-        env = dict(os.environ, MARK=f"mark-{rev}", PAUSE="1.5")
+        env = runner_env(MARK=f"mark-{rev}", PAUSE="1.5")
         procs[rev] = subprocess.Popen(
             [sys.executable, "-m", "runner", url, "-v", rev], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -153,7 +159,8 @@ def test_ten_parallel_runs_of_one_url_all_succeed_with_one_mirror(
     url = f"{served.daemon.url}/proj.git"
     procs = [
         subprocess.Popen([sys.executable, "-m", "runner", url, "-P", f"lr={i}", "-q"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=runner_env())
         for i in range(10)
     ]  # fmt: skip
     for proc in procs:
@@ -180,7 +187,7 @@ def _big_repo(work: Path, root: Path) -> str:
 def _kill_mid_fetch(url: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", url], start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=runner_env(),
     )  # fmt: skip
     assert proc.stderr is not None
     for line in proc.stderr:

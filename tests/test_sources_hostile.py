@@ -3,7 +3,6 @@ create and asserts it stays absent, with an error that names the input and says 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +14,7 @@ from sources_servers import (
     commit,
     git,
     publish,
+    runner_env,
     served_fixture,  # noqa: F401  (the session fixture `served`)
 )
 
@@ -188,7 +188,7 @@ def test_old_git_gets_one_warning_line_unless_silenced(tmp_path: Path) -> None:
     version = tuple(int(x) for x in re.findall(r"\d+", git("--version"))[:3])
     project = tmp_path / "p"
     commit(project, PROJECT)
-    env = {k: v for k, v in os.environ.items() if k != "RUN_PROJECT_IGNORE_OLD_GIT"}
+    env = {k: v for k, v in runner_env().items() if k != "RUN_PROJECT_IGNORE_OLD_GIT"}
     loud = subprocess.run([*_runner(), str(project)], env=env, capture_output=True, text=True)
     warnings = [ln for ln in loud.stderr.splitlines() if "lacks the fixes" in ln]
     if version >= (2, 50, 1):
