@@ -302,3 +302,27 @@ def test_moved_tag_is_recorded_by_full_sha_and_reported(served: Served, tmp_path
     assert last_record()["source"]["commit"] == new
     assert cli("runs", "show", first_id, "--json").out.count(old) == 1
 
+
+
+def test_recorded_redacted_url_runs_again_through_a_credential_helper(
+    served: Served, tmp_path: Path
+) -> None:
+    host = served.http.url.removeprefix("http://")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+    (home / ".git-credentials").write_text(f"http://alice:s3cr3t-t0ken@{host}\n")
+    recorded = f"http://alice:***@{host}/private/proj.git"  # as a record shows it
+    result = cli(recorded, "-v", "v1", env={"HOME": str(home)})
+    assert _output(result)["version"] == "one"
+    assert last_record()["source"]["uri"] == f"http://***@{host}/private/proj.git"
+
+
+def test_damaged_mirror_is_rebuilt(served: Served, tmp_path: Path) -> None:
+    url = f"{served.daemon.url}/proj.git"
+    assert cli(url).code == 0
+    (mirror,) = [p for p in (tmp_path / "cache" / "git").iterdir() if p.is_dir()]
+    (mirror / "HEAD").unlink()  # no longer a repository to git
+    result = cli(url, "-v", "feature")
+    assert _output(result)["version"] == "feature"
+    assert "fetching" in result.err

@@ -122,7 +122,7 @@ def _update(path: Path, url: str, shown: str, rev: str | None, progress: Progres
 
 
 def _fetch_or_rebuild(path: Path, url: str, shown: str, progress: Progress) -> None:
-    if not _complete(path):
+    if not _complete(path) or not _healthy(path):
         _rebuild(path, url, shown, progress)
         return
     _repair(path)
@@ -133,6 +133,12 @@ def _fetch_or_rebuild(path: Path, url: str, shown: str, progress: Progress) -> N
             raise exc.error from None
         progress.warn(f"the mirror of {shown} is damaged ({exc.error.message}); rebuilding it")
         _rebuild(path, url, shown, progress)
+
+
+def _healthy(path: Path) -> bool:
+    """git still recognises the mirror as a repository (HEAD, objects and refs intact)."""
+    result = git(["--git-dir", str(path), "rev-parse", "--git-dir"], check=False)
+    return result.returncode == 0 and (path / "objects").is_dir()
 
 
 def _rebuild(path: Path, url: str, shown: str, progress: Progress) -> None:

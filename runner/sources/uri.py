@@ -41,6 +41,7 @@ def parse(uri: str) -> Location:
     """Classify and check a project location (`URI#sub/dir` selects a subdirectory)."""
     base, _, sub = uri.partition("#")
     _refuse_hostile(uri, base)
+    base = _drop_redacted(base)
     subdirectory = check_subdirectory(sub, uri) if sub else ""
     shown = redact(base)
     lowered = base.lower().split("?", 1)[0]
@@ -142,6 +143,19 @@ def check_revision(rev: str) -> str:
 def redact(text: str) -> str:
     """`text` with the secret part of any URL's credentials replaced by `***`."""
     return USERINFO_RE.sub(_redact_userinfo, text)
+
+
+def _drop_redacted(url: str) -> str:
+    """A URL copied from a record (`https://user:***@host/...`) loses the placeholder, so git
+    asks the user's credential helper instead of sending `***` as a password."""
+
+    def drop(match: re.Match[str]) -> str:
+        user, _, secret = match.group("userinfo").partition(":")
+        if "***" in (user, secret):
+            return match.group("scheme") + ("" if user == "***" else f"{user}@")
+        return match.group(0)
+
+    return USERINFO_RE.sub(drop, url)
 
 
 def _redact_userinfo(match: re.Match[str]) -> str:
