@@ -158,14 +158,17 @@ def test_ten_parallel_runs_of_one_url_all_succeed_with_one_mirror(
 ) -> None:
     url = f"{served.daemon.url}/proj.git"
     procs = [
-        subprocess.Popen([sys.executable, "-m", "runner", url, "-P", f"lr={i}", "-q"],
+        subprocess.Popen([sys.executable, "-m", "runner", url, "-P", f"lr={i}"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=runner_env())
         for i in range(10)
     ]  # fmt: skip
+    fetches = 0
     for proc in procs:
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err
+        fetches += err.count("run-project: fetched ")
+    assert 1 <= fetches < 10  # runs that waited for a fetch reuse it instead of repeating it
     found = records()
     assert len(found) == 10 and {r["status"] for r in found} == {"FINISHED"}
     assert {r["source"]["commit"] for r in found} == {served.second}

@@ -33,6 +33,7 @@ from runner.sources.git import git
 from runner.sources.uri import mirror_name
 
 MARKER = "run-project-complete"
+FETCHED = "run-project-fetched"
 HEAD_REF = "refs/run-project/HEAD"
 REFSPECS = (f"+HEAD:{HEAD_REF}", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -66,9 +67,10 @@ def opened(url: str, shown: str, rev: str | None, progress: Progress) -> Iterato
         commit = _known_commit(path, rev)
         fetched = False
         if commit is None:
+            asked = time.time()
             fcntl.flock(fd, fcntl.LOCK_UN)
             _lock_exclusive(fd, progress, shown)
-            commit = _update(path, url, shown, rev, progress)
+            commit = _update(path, url, shown, rev, progress, asked)
             fetched = True
             fcntl.flock(fd, fcntl.LOCK_SH)  # downgrade: others may read while we export
         yield Mirror(path, commit, fetched)
@@ -106,14 +108,19 @@ def resolve_local(path: Path, rev: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _update(path: Path, url: str, shown: str, rev: str | None, progress: Progress) -> str:
-    """Fetch (repairing or rebuilding the mirror as needed) and resolve `rev`."""
-    if rev is not None and FULL_SHA.match(rev) and _complete(path):
-        known = resolve_local(path, rev)  # another run may have fetched it while we waited
-        if known:
-            return known
+def _update(
+    path: Path, url: str, shown: str, rev: str | None, progress: Progress, asked: float
+) -> str:
+    """Fetch (repairing or rebuilding the mirror as needed) and resolve `rev`.
+
+    A fetch another run finished after we asked is as fresh as ours would be: ten runs
+    started together make one fetch, not ten."""
+    if _complete(path) and _healthy(path) and _last_fetch(path) >= asked:
+        with contextlib.suppress(SourceError):  # not there after all: fetch ourselves
+            return _resolve(path, rev, shown)
     before = _tag_value(path, rev)
     _fetch_or_rebuild(path, url, shown, progress)
+    (path / FETCHED).write_text(f"{time.time()}\n")
     commit = _resolve(path, rev, shown)
     after = _tag_value(path, rev)
     if before and after and before != after:
@@ -133,6 +140,13 @@ def _fetch_or_rebuild(path: Path, url: str, shown: str, progress: Progress) -> N
             raise exc.error from None
         progress.warn(f"the mirror of {shown} is damaged ({exc.error.message}); rebuilding it")
         _rebuild(path, url, shown, progress)
+
+
+def _last_fetch(path: Path) -> float:
+    try:
+        return float((path / FETCHED).read_text())
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _healthy(path: Path) -> bool:
