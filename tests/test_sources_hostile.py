@@ -49,6 +49,7 @@ def test_transport_syntax_urls_are_refused_before_git_runs(
         ["{url}", "--version=--upload-pack=touch {c}"],
         ["{url}", "--version=-utouch {c}"],
         ["git://127.0.0.1:9/--upload-pack=touch {c}"],
+        ["git://127.0.0.1:9/x.git\n--upload-pack=touch {c}"],
     ],
 )
 def test_option_looking_urls_and_revisions_are_refused(
