@@ -48,6 +48,8 @@ def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
         timeout: float = 120) -> Result:  # fmt: skip
     """Run `python -m runner ARGS` as a real subprocess."""
     full_env = dict(os.environ, **(env or {}))
+    # This checkout's code, whatever is installed (worktrees test their own tree).
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     proc = subprocess.run(
         [sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env,
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
