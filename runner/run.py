@@ -43,11 +43,36 @@ class RunRequest:
     docker_args: tuple[str, ...] = ()
     allow_docker_volumes: bool = False
     allow_host_env: bool = False
+    recurse_submodules: bool = False
+    keep_checkout: bool = False
 
 
 def run_project(request: RunRequest, progress: Progress) -> int:
     """Run the request; returns the exit code run-project should exit with."""
-    checkout = sources.resolve(request.uri, request.version)
+    checkout = sources.resolve(
+        request.uri,
+        request.version,
+        recurse_submodules=request.recurse_submodules,
+        keep=request.keep_checkout,
+        precheck=lambda manifest_dir: _precheck(manifest_dir, request),
+        progress=progress,
+    )
+    try:
+        return _run_checkout(request, checkout, progress)
+    finally:
+        checkout.cleanup()  # the per-run working copy of a git URL or archive
+
+
+def _precheck(manifest_dir: Path, request: RunRequest) -> None:
+    """Type-check parameters against the MLproject read from the git mirror, before any
+    working copy is made (ADVERSARIAL 1); the full check runs again on the checkout."""
+    project = manifest.load_project(manifest_dir)
+    entry = project.entry_points.get(request.entry_point)
+    if entry is not None:
+        params.bind(entry.command, entry.params, request.params, manifest_dir, request.cwd)
+
+
+def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -> int:
     project = manifest.load_project(checkout.path)
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, request.cwd)
@@ -57,8 +82,8 @@ def run_project(request: RunRequest, progress: Progress) -> int:
         raise RunnerError(
             f"backend {request.backend!r} is not available in this version", "use --backend local"
         )
-    store = open_store(settings.get("store", request.store, checkout.path))
-    heartbeat = settings.get_float("heartbeat_seconds", checkout.path)
+    store = open_store(settings.get("store", request.store, _config_dir(checkout)))
+    heartbeat = settings.get_float("heartbeat_seconds", _config_dir(checkout))
     record = new_record(
         experiment=request.experiment,
         run_name=request.run_name,
@@ -71,7 +96,14 @@ def run_project(request: RunRequest, progress: Progress) -> int:
         heartbeat_seconds=heartbeat,
     )
     store.create_run(record)
+    _save_uncommitted(checkout, store.artifact_dir(record["id"]), progress)
     return _execute(store, record, kind, project.env, checkout, bound, progress)
+
+
+def _config_dir(checkout: Checkout) -> Path | None:
+    """Where a project's run-project.toml may be read: only from the user's own directory.
+    A fetched repository or archive must not choose the store, the cache or the timeouts."""
+    return checkout.path if checkout.kind == "local" else None
 
 
 def _execute(
@@ -111,7 +143,7 @@ def _execute(
                     checkout.path,
                     launch.env,
                     run_dir / "logs",
-                    grace_seconds=settings.get_float("grace_seconds", checkout.path),
+                    grace_seconds=settings.get_float("grace_seconds", _config_dir(checkout)),
                 )
             finally:
                 if launch.cleanup is not None:
@@ -139,6 +171,16 @@ def _close(
         run_id,
         {"status": status, "exit_code": code, "reason": reason, "end_time": iso(time.time())},
     )
+
+
+def _save_uncommitted(checkout: Checkout, run_dir: Path, progress: Progress) -> None:
+    """A dirty local repository's diff and untracked files go with the run (source/)."""
+    from runner.sources.local import save_uncommitted
+
+    skipped = save_uncommitted(checkout, run_dir / "source")
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        progress.warn(f"untracked files not saved with the run (links or too large): {shown}")
 
 
 def _save_lock(env: envs.Prepared, run_dir: Path) -> None:
