@@ -34,7 +34,7 @@ def main(args: Sequence[str]) -> int:
     )
     shower.add_argument("--store")
     ns = parser.parse_args(args)
-    store = open_store(settings.get("store", ns.store))
+    store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
     store.sweep_lost()
     if ns.command == "list":
         records = store.list_runs(ns.experiment, ns.status, ns.limit)

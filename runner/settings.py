@@ -24,6 +24,21 @@ SETTINGS: dict[str, tuple[str, str | None, str]] = {
     "cache": ("RUN_PROJECT_CACHE", None, "machine-wide cache directory"),
     "grace_seconds": ("RUN_PROJECT_GRACE_SECONDS", "10", "seconds between SIGTERM and SIGKILL"),
     "heartbeat_seconds": ("RUN_PROJECT_HEARTBEAT_SECONDS", "5", "heartbeat interval of a run"),
+    "artifacts": (
+        "RUN_PROJECT_ARTIFACTS",
+        None,
+        "artifact directory (default: beside a SQLite store; ./runs/artifacts for PostgreSQL)",
+    ),
+    "artifact_limit": (
+        "RUN_PROJECT_ARTIFACT_LIMIT",
+        "10GB",
+        "most bytes of outputs one run may store (e.g. 500MB, 2GiB)",
+    ),
+    "store_retry_seconds": (
+        "RUN_PROJECT_STORE_RETRY_SECONDS",
+        "300",
+        "how long a run waits for a PostgreSQL store that went away before failing",
+    ),
 }
 
 
