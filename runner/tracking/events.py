@@ -59,6 +59,7 @@ class EventReader:
         self.line_no = 0
         self.state = Ingested()
         self._steps: dict[str, int] = {}
+        self.lock = threading.Lock()  # the live thread and the final pass never overlap
 
     def poll(self) -> None:
         """Read what was appended since the last poll (a partial last line waits)."""
@@ -162,12 +163,11 @@ def _summarise(metrics: dict[str, dict[str, Any]], key: str, value: float, step:
 def live(reader: EventReader, store: Store, run_id: str, interval: float = 1.0) -> Iterator[None]:
     """Ingest from a thread while the run goes on (its own store connection)."""
     stop = threading.Event()
-    lock = threading.Lock()
 
     def loop() -> None:
         mine = store.reopen()
         while not stop.wait(interval):
-            with lock, contextlib.suppress(RunnerError):  # the final pass retries
+            with reader.lock, contextlib.suppress(RunnerError):  # the final pass retries
                 reader.poll()
                 reader.flush(mine, run_id)
         mine.close()

@@ -9,6 +9,7 @@ listing and filtering.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -82,7 +83,7 @@ class Store(TablesMixin):
                 f"no run store at {self.label}", "run a project first, or pass --store"
             )
         try:
-            self._prepare()
+            self._prepare(write)
             self.db.connect()
             if write and not self._migrated:
                 self.db.migrate()
@@ -95,12 +96,17 @@ class Store(TablesMixin):
     def _errors(self) -> tuple[type[Exception], ...]:
         return (OSError, *self.db.driver_errors())
 
-    def _prepare(self) -> None:
+    def _prepare(self, write: bool) -> None:
         """Dialect-specific preparation before connecting (SQLite makes its directory)."""
 
     def _error(self, exc: Exception) -> StoreError:
         text = str(exc).strip()
-        if isinstance(exc, PermissionError) or "readonly" in text or "read-only" in text:
+        denied = isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        if (
+            denied
+            or isinstance(exc, PermissionError)
+            or "readonly" in text.lower().replace("-", "")
+        ):
             return StoreError(
                 f"run store {self.label} is read-only ({text})",
                 "pass --store DIR (or set RUN_PROJECT_STORE) to a writable directory",
@@ -179,7 +185,25 @@ class Store(TablesMixin):
             )
             return record
 
-        return self._transaction(body)
+        try:
+            return self._transaction(body)
+        except StoreError as exc:
+            kept = self._keep_locally(run_id, changes)
+            if kept is None:
+                raise
+            raise StoreError(
+                f"{exc.message}; the run's results are kept in {kept}", exc.hint
+            ) from exc
+
+    def _keep_locally(self, run_id: str, changes: dict[str, Any]) -> Path | None:
+        """A record update the database refused, saved beside the run's files (never dropped)."""
+        path = self.artifact_dir(run_id) / "pending-updates.jsonl"
+        try:
+            with open(path, "a") as out:
+                out.write(json.dumps(changes) + "\n")
+        except OSError:
+            return None
+        return path
 
     def heartbeat(self, run_id: str) -> None:
         """Mark the run alive now (a runner that stops beating is presumed dead: LOST)."""
@@ -313,5 +337,7 @@ class SQLiteStore(Store):
         """A store that was never written has no file yet."""
         return self.db_path.exists()
 
-    def _prepare(self) -> None:
+    def _prepare(self, write: bool) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        if write and not os.access(self.root, os.W_OK):  # also true for root on a read-only mount
+            raise PermissionError(f"cannot write to {self.root}")

@@ -54,8 +54,9 @@ class Tracker:
 
     def after(self) -> dict[str, Any]:
         """Ingest the rest of the events, capture and store outputs; returns record changes."""
-        self.reader.poll()
-        self.reader.flush(self.store, self.run_id)
+        with self.reader.lock:
+            self.reader.poll()
+            self.reader.flush(self.store, self.run_id)
         state = self.reader.state
         if state.bad_lines:
             print(
