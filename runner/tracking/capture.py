@@ -10,6 +10,7 @@ Symlinks are never followed and special files are never read: they are named in 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import stat
@@ -91,10 +92,12 @@ class Capture:
         for raw, modes in sorted(opened.items()):
             if "w" in modes:
                 self._offer(candidates, Path(raw), "opened")
+        named: dict[str, tuple[Path, str, str]] = {}  # by name: also kept when found above
         for raw, name in logged:
-            self._offer_logged(candidates, Path(raw), name)
-        self._check_limit(candidates)
-        for path, name, source in candidates.values():
+            self._offer_logged(named, Path(raw), name)
+        every = [*candidates.values(), *named.values()]
+        self._check_limit(every)
+        for path, name, source in every:
             self._store(path, name, source)
         seen = {i["path"] for i in self.result.inputs} | set(candidates)
         for raw, modes in sorted(opened.items()):
@@ -157,6 +160,8 @@ class Capture:
             self._warn(f"{exc.message} (logged from {path}); {exc.hint}")
             return
         self._offer(candidates, path, "logged", f"logged/{clean}", inside_run=True)
+        if str(Path(os.path.abspath(path))) in candidates:  # re-key by name
+            candidates[f"logged/{clean}"] = candidates.pop(str(Path(os.path.abspath(path))))
 
     def _offer(
         self,
@@ -177,6 +182,10 @@ class Capture:
         if not stat.S_ISREG(st.st_mode):
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
             self._warn(f"output {path} is {kind}; not copied (symlinks are never followed)")
+            if inside_run and source == "output_dir":
+                # The output dir is inside the store: a link to ~/.ssh must not stay there.
+                with contextlib.suppress(OSError):
+                    path.unlink()
             return
         if name is None:
             name = self._name_for(path)
@@ -188,8 +197,8 @@ class Capture:
         except ValueError:
             return "external" + path.as_posix()
 
-    def _check_limit(self, candidates: dict[str, tuple[Path, str, str]]) -> None:
-        sizes = {key: _size(path) for key, (path, _, _) in candidates.items()}
+    def _check_limit(self, candidates: list[tuple[Path, str, str]]) -> None:
+        sizes = {str(path): _size(path) for path, _, _ in candidates}
         total = sum(sizes.values())
         if self.plan.limit and total > self.plan.limit:
             biggest = sorted(sizes, key=lambda k: sizes[k], reverse=True)[:3]

@@ -8,11 +8,13 @@ psycopg is imported only for a PostgreSQL URL, so a local run never pays for it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 from runner.errors import StoreError
 
@@ -208,6 +210,10 @@ class SQLiteDatabase(Database):
         self.path = path
 
     def _open(self) -> Any:
+        if not os.access(self.path.parent, os.W_OK) and self.path.exists():
+            # A store on a read-only disk can still be read; nobody can be writing it.
+            uri = f"file:{quote(str(self.path))}?immutable=1"
+            return sqlite3.connect(uri, uri=True, isolation_level=None)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         for attempt in range(200):  # switching to WAL can skip the busy handler

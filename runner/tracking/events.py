@@ -107,7 +107,7 @@ class EventReader:
             state.pending_pairs = True
         elif kind == "artifact":
             path = os.path.join(self.workdir, str(event["path"]))
-            name = str(event.get("name") or os.path.basename(str(event["path"])))
+            name = str(event["name"]) if "name" in event else os.path.basename(str(event["path"]))
             state.artifacts.append((path, name))
         elif kind == "open":
             mode = "w" if str(event.get("mode", "r")) == "w" else "r"

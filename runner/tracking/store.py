@@ -68,6 +68,10 @@ class Store(TablesMixin):
         """Whether there is anything to read (a SQLite file may not exist yet)."""
         return True
 
+    def writable(self) -> bool:
+        """Whether this runner can write the store (a read-only disk can still be listed)."""
+        return True
+
     def excluded_paths(self) -> tuple[Path, ...]:
         """Directories a run's capture must never treat as its inputs or outputs."""
         paths = [self.root, self.artifacts_root]
@@ -216,7 +220,7 @@ class Store(TablesMixin):
 
     def sweep_lost(self) -> int:
         """Close runs whose runner died (same host, pid gone) or stopped beating: LOST."""
-        if not self.exists():
+        if not self.exists() or not self.writable():
             return 0
         with self._reading() as db:
             rows = db.execute(
@@ -336,6 +340,10 @@ class SQLiteStore(Store):
     def exists(self) -> bool:
         """A store that was never written has no file yet."""
         return self.db_path.exists()
+
+    def writable(self) -> bool:
+        """False on a read-only disk or directory."""
+        return os.access(self.root, os.W_OK)
 
     def _prepare(self, write: bool) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
