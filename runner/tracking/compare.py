@@ -56,7 +56,10 @@ def compare_table(records: list[dict[str, Any]]) -> str:
         values = [c.get(key, "-") for c in columns]
         table.append([MARK if len(set(values)) > 1 else "", key, *values])
     widths = [min(max(len(row[i]) for row in table), 48) for i in range(len(header))]
-    lines = ["  ".join(_fit(c, widths[i]) for i, c in enumerate(row)).rstrip() for row in table]
+    lines = [
+        "  ".join(_fit(c, widths[i], keep_end=i == 1) for i, c in enumerate(row)).rstrip()
+        for row in table
+    ]
     return "\n".join([*lines, f"({MARK} marks rows that differ)"])
 
 
@@ -107,5 +110,11 @@ def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _fit(text: str, width: int) -> str:
-    return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
+def _fit(text: str, width: int, keep_end: bool = False) -> str:
+    if len(text) <= width:
+        return text.ljust(width)
+    # Row names are paths more often than not: their end says the most.
+    if keep_end:
+        section, _, rest = text.partition(".")
+        return f"{section}.…{rest[-(width - len(section) - 2) :]}"
+    return text[: width - 1] + "…"

@@ -24,7 +24,9 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.\-/]*)\s*(?:(>=|<=|!=|==|=|>|<)\s*(.*))?$")
+CONDITION = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_.\-/]*)\s*(?:(>=|<=|!=|==|=|>|<)\s*([^<>=!\s].*?))?\s*$"
+)
 
 
 @dataclass(frozen=True)
