@@ -132,6 +132,9 @@ def _describe(value: Any, depth: int, lines: list[str]) -> None:
         if isinstance(item, dict) and item:
             lines.append(f"{pad}{key}:")
             _describe(item, depth + 1, lines)
+        elif isinstance(item, list) and item and isinstance(item[0], dict):
+            lines.append(f"{pad}{key}:")  # inputs, outputs: one line each
+            lines.extend(f"{pad}  " + " ".join(f"{k}={v}" for k, v in i.items()) for i in item)
         elif isinstance(item, list):
             lines.append(f"{pad}{key}: {' '.join(map(str, item)) if item else '[]'}")
         else:

@@ -83,3 +83,6 @@ def make_project(root: Path, files: dict[str, str]) -> Path:
 
 
 ECHO_ARGS = "import json, sys\nprint(json.dumps(sys.argv[1:]))\n"
+
+# Fixtures of the tracking tests (PostgreSQL schema per test, read-only and tiny mounts).
+from tracking_fixtures import pg_url, read_only_dir, store_url, tiny_disk  # noqa: E402, F401

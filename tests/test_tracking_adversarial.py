@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli, last_record, make_project
-from tracking_fixtures import missing, mount, tiny_disk  # noqa: F401  (fixture)
+from tracking_fixtures import missing, mount
 
 
 def _objects_hold(store: Path, secret: bytes) -> bool:
@@ -175,7 +175,7 @@ def test_case32_postgres_going_away_mid_run_loses_nothing(tmp_path: Path) -> Non
         assert _pg_ctl("stop", "-m", "fast", "-D", str(data)).returncode == 0
         time.sleep(4)  # the run ends while the server is away
         assert _pg_ctl(*start).returncode == 0
-        out, err = run.communicate(timeout=120)
+        _, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
         (record,) = json.loads(cli("runs", "list", "--json", "--store", url).out)
         assert record["status"] == "FINISHED"

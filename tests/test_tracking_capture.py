@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 from conftest import EXAMPLES, cli, last_record, make_project
-from tracking_fixtures import pg_url, read_only_dir, store_url  # noqa: F401  (fixtures)
 
 
 def sha(path: Path) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES, cli
-from tracking_fixtures import pg_url, store_url  # noqa: F401  (fixtures)
 
 from runner.errors import StoreError
 from runner.tracking.db import SCHEMA_VERSION
