@@ -186,3 +186,55 @@ def test_declared_inputs_and_outputs_and_python_writes_outside_the_workdir(
     assert names["workdir/reports/old/keep.txt"]["source"] == "declared"
     written = names["external" + str(elsewhere / "written.bin")]
     assert written["source"] == "opened" and written["sha256"] == sha(elsewhere / "written.bin")
+
+
+def test_metrics_are_ingested_while_the_run_goes_on(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    project = make_project(tmp_path / "p", {"wait.py": f"""\
+        import os, time
+        import run_project_client as rp
+        rp.log_metric("progress", 0.5)
+        deadline = time.time() + 60
+        while not os.path.exists({str(go)!r}) and time.time() < deadline:
+            time.sleep(0.1)
+        rp.log_metric("progress", 1.0)
+        """})  # fmt: skip
+    import subprocess
+    import sys
+    import time
+
+    run = subprocess.Popen([sys.executable, "-m", "runner", str(project), "-e", "wait.py"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        seen = None
+        for _ in range(100):
+            found = json.loads(cli("runs", "list", "--json").out or "[]")
+            if found and found[0].get("metrics"):
+                seen = found[0]
+                break
+            time.sleep(0.2)
+        assert seen is not None, "no metric arrived while the run was going on"
+        assert seen["status"] == "RUNNING"
+        assert seen["metrics"]["progress"]["last"] == 0.5
+    finally:
+        go.touch()
+        assert run.wait(timeout=60) == 0
+    assert last_record()["metrics"]["progress"] == {
+        "last": 1.0, "step": 1, "min": 0.5, "max": 1.0, "count": 2
+    }
+
+
+def test_malformed_event_lines_are_skipped_with_one_warning(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", {"run.sh": """\
+        echo '{"type": "metric", "key": "a", "value": 1}' >> "$RUN_PROJECT_EVENTS"
+        echo 'not json' >> "$RUN_PROJECT_EVENTS"
+        echo '{"type": "metric", "key": "a", "value": "NaNx"}' >> "$RUN_PROJECT_EVENTS"
+        echo '{"type": "teleport"}' >> "$RUN_PROJECT_EVENTS"
+        echo '{"type": "metric", "key": "a", "value": 2}' >> "$RUN_PROJECT_EVENTS"
+        """})  # fmt: skip
+    result = cli(str(project), "-e", "run.sh")
+    assert result.code == 0, result.text
+    assert "3 malformed line(s)" in result.err and "line 2" in result.err
+    record = last_record()
+    assert record["capture"]["bad_event_lines"] == 3
+    assert record["metrics"]["a"]["count"] == 2 and record["metrics"]["a"]["last"] == 2.0

@@ -125,3 +125,11 @@ def test_postgres_url_password_is_never_shown(pg_url: str) -> None:
     assert result.code == 2
     assert "s3cret-pw" not in result.text and "***" in result.text
     assert "hint:" in result.text
+
+
+def test_a_fresh_store_lists_no_runs(store_url: str) -> None:
+    result = cli("runs", "list", "--store", store_url)
+    if "://" in store_url:
+        assert result.code == 0 and "no runs yet" in result.out, result.text
+    else:
+        assert result.code == 2 and "hint:" in result.err  # no file yet: says so

@@ -115,6 +115,11 @@ class EventReader:
         else:
             raise ValueError(f"unknown event type {kind!r}")
 
+    def summary(self) -> dict[str, Any]:
+        """The record's view of what was logged so far."""
+        state = self.state
+        return {"metrics": state.metrics, "logged_params": state.params, "tags": state.tags}
+
     def flush(self, store: Store, run_id: str) -> None:
         """Write pending metric points, params and tags to the store."""
         state = self.state
@@ -168,8 +173,11 @@ def live(reader: EventReader, store: Store, run_id: str, interval: float = 1.0) 
         mine = store.reopen()
         while not stop.wait(interval):
             with reader.lock, contextlib.suppress(RunnerError):  # the final pass retries
+                before = reader.line_no
                 reader.poll()
                 reader.flush(mine, run_id)
+                if reader.line_no != before:  # `runs show` sees progress while it runs
+                    mine.update_run(run_id, reader.summary())
         mine.close()
 
     thread = threading.Thread(target=loop, name="events", daemon=True)

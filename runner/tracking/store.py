@@ -89,7 +89,8 @@ class Store(TablesMixin):
         try:
             self._prepare(write)
             self.db.connect()
-            if write and not self._migrated:
+            # PostgreSQL: readers migrate too, so a fresh database lists as empty.
+            if (write or self.db.dialect != "sqlite") and not self._migrated:
                 self.db.migrate()
                 self._migrated = True
         except self._errors() as exc:

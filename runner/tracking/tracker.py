@@ -65,7 +65,7 @@ class Tracker:
                 file=sys.stderr,
             )
         assert self.capture is not None, "before() was not called"
-        from_events = {"metrics": state.metrics, "logged_params": state.params, "tags": state.tags}
+        from_events = self.reader.summary()
         try:
             captured = self.capture.after(state.opened, state.artifacts)
         except ArtifactError:
