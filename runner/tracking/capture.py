@@ -67,8 +67,14 @@ class Capture:
         self.objects = ObjectStore(plan.artifacts_root)
         self.result = Captured()
         self.snapshot: dict[str, Stamp] = {}
-        roots = [plan.run_dir, plan.artifacts_root, *plan.excluded]
-        self.skip_roots = tuple(os.path.realpath(p) + os.sep for p in roots)
+        roots = [
+            os.path.realpath(p) + os.sep
+            for p in (plan.run_dir, plan.artifacts_root, *plan.excluded)
+        ]
+        # A working dir inside a skipped root (a git checkout kept in the cache) is still
+        # captured: only roots that are not its ancestors are skipped.
+        work = os.path.realpath(plan.workdir) + os.sep
+        self.skip_roots = tuple(r for r in roots if not work.startswith(r))
 
     def before(self) -> list[dict[str, Any]]:
         """Snapshot the working directory and hash the inputs named up front."""

@@ -3,7 +3,7 @@
 The store writes SQL once, with `?` placeholders and portable types; this module opens the
 connection, runs short write transactions (SQLite: `BEGIN IMMEDIATE` under WAL with a busy
 timeout; PostgreSQL: plain short transactions) and applies the schema migrations in order.
-psycopg is imported only for a PostgreSQL URL, so a local run never pays for it.
+PostgreSQL lives in postgres.py, which imports psycopg: a local run never pays for either.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class Database:
         self.where = where  # shown in errors (a path, or a URL without its password)
         self.conn: Any = None
         self.reconnect_seconds = 0.0
+        # Only a server that answered before is waited for: a wrong URL fails at once.
+        self.ever_connected = False
 
     # -- to be provided per dialect ------------------------------------------------------
     def _open(self) -> Any:
@@ -94,7 +96,19 @@ class Database:
         """The open connection (opened on first use)."""
         if self.conn is None:
             self.conn = self._open()
+            self.ever_connected = True
         return self.conn
+
+    def connect_waiting(self) -> Any:
+        """`connect`, waiting up to `reconnect_seconds` for a server that is away."""
+        deadline = time.monotonic() + (self.reconnect_seconds if self.ever_connected else 0)
+        while True:
+            try:
+                return self.connect()
+            except self.driver_errors() as exc:
+                if not self._reconnectable(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
 
     def fresh(self) -> Database:
         """A new, unconnected handle on the same database (one per thread)."""
@@ -123,7 +137,7 @@ class Database:
 
     def transaction(self, body: Callable[[Database], T]) -> T:
         """Run `body` in one short write transaction, retrying when the database is busy."""
-        deadline = time.monotonic() + self.reconnect_seconds
+        deadline = time.monotonic() + (self.reconnect_seconds if self.ever_connected else 0)
         attempt = 0
         while True:
             attempt += 1
@@ -156,15 +170,6 @@ class Database:
                 self.conn.rollback()
         except Exception:  # the connection may be gone; the transaction went with it
             self.conn = None
-
-    def read(self, body: Callable[[Database], T]) -> T:
-        """Run `body` for reading (PostgreSQL: in a transaction that is then ended)."""
-        self.connect()
-        try:
-            return body(self)
-        finally:
-            if self.dialect != "sqlite" and self.conn is not None:
-                self.conn.rollback()
 
     def migrate(self) -> None:
         """Bring the schema to SCHEMA_VERSION; refuse a store written by a newer runner."""
@@ -236,66 +241,6 @@ class SQLiteDatabase(Database):
     def _retryable(self, exc: Exception) -> bool:
         text = str(exc)
         return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
-
-
-class PostgresDatabase(Database):
-    """A PostgreSQL database reached by a libpq URL (psycopg 3, imported here only)."""
-
-    dialect = "postgresql"
-
-    def __init__(self, url: str) -> None:
-        super().__init__(redact(url))
-        self.url = url
-
-    def driver_errors(self) -> tuple[type[Exception], ...]:
-        import psycopg
-
-        return (psycopg.Error,)
-
-    def _open(self) -> Any:
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise StoreError(
-                f"store {self.where} needs the PostgreSQL driver psycopg, which is not installed",
-                "pip install 'run-project[postgres]' (or: pip install 'psycopg[binary]')",
-            ) from exc
-        return psycopg.connect(self.url, connect_timeout=5)
-
-    def _begin(self) -> None:
-        """psycopg opens a transaction implicitly at the first statement."""
-
-    def _retryable(self, exc: Exception) -> bool:
-        import psycopg
-
-        # Two runs creating the schema at once, or a serialization conflict: try again.
-        retry = isinstance(
-            exc, psycopg.errors.SerializationFailure | psycopg.errors.UniqueViolation
-        )
-        return retry
-
-    def _reconnectable(self, exc: Exception) -> bool:
-        import psycopg
-
-        return isinstance(exc, psycopg.OperationalError)
-
-    def sql(self, text: str) -> str:
-        return text.replace("?", "%s")
-
-    def lock_schema(self) -> None:
-        """Serialise migrations between runners (released at commit)."""
-        self.execute("SELECT pg_advisory_xact_lock(7226091)")
-
-    def insert_many(
-        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
-    ) -> None:
-        # COPY moves 100k metric points in well under a second; executemany takes many.
-        with (
-            self.connect().cursor() as cursor,
-            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(tuple(row))
 
 
 def redact(url: str) -> str:

@@ -1,9 +1,10 @@
-"""The run store: records in SQLite (`<dir>/runs.db`), artifacts beside it (`<dir>/artifacts/`).
+"""The run store: records in SQLite (`<dir>/runs.db`, artifacts beside it in `<dir>/artifacts/`)
+or PostgreSQL (a `postgresql://` URL; artifacts in RUN_PROJECT_ARTIFACTS), through one code path.
 
-Many runs write one store at once, so every write is a short `BEGIN IMMEDIATE` transaction
-under WAL with a generous busy_timeout: writers queue instead of failing with
-"database is locked". The record is one JSON document; the columns beside it exist for
-listing and filtering.
+Many runs write one store at once, so every write is a short transaction (SQLite:
+`BEGIN IMMEDIATE` under WAL with a generous busy_timeout: writers queue instead of failing
+with "database is locked"). The record is one JSON document; the columns beside it exist for
+listing and filtering; metric points, logged params, tags and files are in tables.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 from runner import settings
 from runner.errors import RunnerError, StoreError
-from runner.tracking.db import Database, PostgresDatabase, SQLiteDatabase, redact
+from runner.tracking.db import Database, SQLiteDatabase, redact
 from runner.tracking.record import ACTIVE, iso
 from runner.tracking.tables import TablesMixin
 
@@ -35,6 +36,8 @@ def open_store(location: str | None, artifacts: str | None = None) -> Store:
     raw = location or "./runs"
     if raw.startswith(("postgresql://", "postgres://")):
         root = Path(artifacts or "./runs/artifacts").expanduser().absolute()
+        from runner.tracking.postgres import PostgresDatabase
+
         db = PostgresDatabase(raw)
         # A server that goes away mid-run is waited for; the run's data stays in memory
         # and in its local run directory meanwhile (never dropped).
@@ -88,7 +91,7 @@ class Store(TablesMixin):
             )
         try:
             self._prepare(write)
-            self.db.connect()
+            self.db.connect_waiting()
             # PostgreSQL: readers migrate too, so a fresh database lists as empty.
             if (write or self.db.dialect != "sqlite") and not self._migrated:
                 self.db.migrate()
