@@ -171,7 +171,11 @@ def test_case32_postgres_going_away_mid_run_loses_nothing(tmp_path: Path) -> Non
             [os.sys.executable, "-m", "runner", str(project), "-e", "slow.py", "--store", url],
             env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(1.5)
+        for _ in range(150):  # the run must be under way (its record RUNNING) first
+            listed = cli("runs", "list", "--json", "--store", url)
+            if listed.code == 0 and '"RUNNING"' in listed.out:
+                break
+            time.sleep(0.2)
         assert _pg_ctl("stop", "-m", "fast", "-D", str(data)).returncode == 0
         time.sleep(4)  # the run ends while the server is away
         assert _pg_ctl(*start).returncode == 0
