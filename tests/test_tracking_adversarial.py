@@ -12,6 +12,8 @@ import pytest
 from conftest import cli, last_record, make_project
 from tracking_fixtures import missing, mount
 
+from runner.schemas import schema_errors
+
 
 def _objects_hold(store: Path, secret: bytes) -> bool:
     files = [p for p in store.rglob("*") if p.is_file() and not p.is_symlink()]
@@ -41,6 +43,7 @@ def test_case28_symlinked_secret_loop_and_fifo_are_not_copied(tmp_path: Path) ->
     for name in ("stolen_key", "loop_a", "loop_b", "pipe", "key_out", "pipe_out"):
         assert name in warnings and name in result.err, name
     assert [o["name"] for o in record["outputs"]] == ["workdir/ok.txt"]
+    assert schema_errors("run-record", record) == []
     assert not _objects_hold(tmp_path / "store", secret)
 
 
@@ -95,6 +98,7 @@ def test_case30_outputs_over_the_per_run_limit_fail_the_run(tmp_path: Path) -> N
     )
     record = last_record()
     assert record["status"] == "FAILED" and "limit" in record["reason"]
+    assert schema_errors("run-record", record) == []
     assert record["metrics"]["kept"]["count"] == 1  # what the run logged is not lost
     objects = tmp_path / "store" / "artifacts" / "objects"
     assert not objects.exists() or not any(objects.rglob("*"))
@@ -109,6 +113,7 @@ def test_case30_full_disk_while_copying_fails_cleanly(tmp_path: Path, tiny_disk:
     assert "disk is full" in result.err and "hint:" in result.err
     record = last_record()
     assert record["status"] == "FAILED" and "disk is full" in record["reason"]
+    assert schema_errors("run-record", record) == []
     leftovers = [p.name for p in (tiny_disk / "objects").rglob("*") if p.is_file()]
     assert leftovers == [], "a temporary or half-written object was left behind"
 
