@@ -68,9 +68,10 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run-project",
         description="Run a machine-learning project reproducibly (MLflow Projects compatible).",
-        epilog="other commands: run-project runs list|show ...   "
+        epilog="other commands: run-project runs list|show|compare|diff|lineage|plot|export ...   "
         "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
-        "RUN_PROJECT_HEARTBEAT_SECONDS, or the same keys in run-project.toml",
+        "RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT, "
+        "RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml",
     )
     parser.add_argument(
         "uri",
@@ -92,7 +93,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("-b", "--backend", default="local", help="where to run (local)")
     parser.add_argument("--experiment", "--experiment-name", default="Default")
     parser.add_argument("--run-name")
-    parser.add_argument("--store", help="run store directory (default ./runs)")
+    parser.add_argument(
+        "--store", help="run store: a directory (default ./runs) or a postgresql:// URL"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
         "-A",

@@ -100,3 +100,6 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = root / "uv-cache"
     path.mkdir(exist_ok=True)
     return path
+
+# Fixtures of the tracking tests (PostgreSQL schema per test, read-only and tiny mounts).
+from tracking_fixtures import pg_url, read_only_dir, store_url, tiny_disk  # noqa: E402, F401
