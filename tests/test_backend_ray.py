@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
-from conftest import EXAMPLES, cli, last_record, make_project
+from conftest import EXAMPLES, REPO, cli, last_record, make_project
 from services.clusters import http_json, ray_head
 
+SCHEMA = json.loads((REPO / "schemas" / "run-record.schema.json").read_text())
 PROJECT = {
     "MLproject": """\
         name: remote
@@ -74,6 +76,7 @@ def test_ray_run_returns_logs_events_and_outputs_to_the_local_store(
     assert "@@run-project" not in result.text  # the results block is not shown
     record = last_record()
     assert record["status"] == "FINISHED" and record["exit_code"] == 0
+    jsonschema.Draft202012Validator(SCHEMA).validate(record)
     assert record["backend"] == "ray"
     assert record["backend_config"]["address"] == ray_address
     assert record["backend_job"]["id"] == f"run-project-{record['id']}"
@@ -82,7 +85,9 @@ def test_ray_run_returns_logs_events_and_outputs_to_the_local_store(
     log = (run_dir / "logs" / "stdout.log").read_text()
     assert "to stderr" in log and f"run {record['id']}" in log and "@@run-project" not in log
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    assert events == [{"type": "metric", "key": "loss", "value": 0.25}]
+    assert {"type": "metric", "key": "loss", "value": 0.25} in events
+    # The tracking client went along: the cluster copy's audit hook saw the data file read.
+    assert any(e.get("type") == "open" and "input.txt" in str(e.get("path")) for e in events)
     assert (run_dir / "outputs" / "model.bin").read_text() == "weights for ./data/input.txt"
     assert (run_dir / "workdir" / "made_in_workdir.txt").read_text() == "w"
     # The cluster's copy was written, never the user's project.

@@ -13,10 +13,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
-from conftest import cli, last_record, make_project
+from conftest import REPO, cli, last_record, make_project
 from services.clusters import slurm_cluster
 
+SCHEMA = json.loads((REPO / "schemas" / "run-record.schema.json").read_text())
 PROJECT = {
     "MLproject": """\
         name: batch
@@ -66,6 +68,7 @@ def test_slurm_run_records_logs_events_outputs_and_options(tmp_path: Path) -> No
     assert "out line" in result.out and "err line" in result.err  # tailed to the terminal
     record = last_record()
     assert (record["status"], record["exit_code"], record["backend"]) == ("FINISHED", 0, "slurm")
+    jsonschema.Draft202012Validator(SCHEMA).validate(record)
     assert record["backend_config"] == options
     job_id = record["backend_job"]["id"]
     assert "--partition=debug" in record["backend_job"]["sbatch_options"]

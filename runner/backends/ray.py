@@ -14,7 +14,6 @@ runtime_env (extra fields), python, results_dir, max_result_mb, poll_seconds.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -22,22 +21,20 @@ import shlex
 import signal
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.backends import ray_package, results
 from runner.backends.base import Job, check_keys
+from runner.backends.ray_http import Dashboard
 from runner.errors import BackendError
 from runner.execute import Outcome
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 KEYS = ("address", "headers", "num_cpus", "num_gpus", "memory", "resources", "env_vars",
         "excludes", "installer", "runtime_env", "python", "results_dir", "max_result_mb",
-        "poll_seconds", "submit_timeout")  # fmt: skip
+        "poll_seconds", "submit_timeout", "retry_seconds")  # fmt: skip
 NUMERIC_KEYS = {"num_cpus": "entrypoint_num_cpus", "num_gpus": "entrypoint_num_gpus",
                 "memory": "entrypoint_memory"}  # fmt: skip
 
@@ -58,39 +55,17 @@ class RayBackend:
     def __init__(self, config: dict[str, Any]) -> None:
         check_keys(self.name, config, KEYS)
         self.config = config
-        self.address, self.headers = _split_credentials(_address(config))
-        self.headers.update({str(k): str(v) for k, v in (config.get("headers") or {}).items()})
+        self.http = Dashboard(config)
+        self.address = self.http.address
         self.poll = float(config.get("poll_seconds", 0.5))
         self._jobs: dict[str, _Submitted] = {}
 
-    # -- HTTP -------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: bytes | None = None,
                  content_type: str = "application/json") -> tuple[int, bytes]:  # fmt: skip
-        request = urllib.request.Request(
-            self.address + path, data=body, method=method,
-            headers={**self.headers, "Content-Type": content_type},
-        )  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return int(response.status), bytes(response.read())
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), exc.read()
-        except (urllib.error.URLError, OSError) as exc:
-            raise BackendError(
-                f"cannot reach the Ray dashboard at {self.address}: {exc}",
-                "check --backend-config address (http://HOST:8265) and that the cluster is up",
-            ) from exc
+        return self.http.request(method, path, body, content_type)
 
     def _json(self, method: str, path: str, payload: Any = None) -> Any:
-        body = None if payload is None else json.dumps(payload).encode()
-        status, data = self._request(method, path, body)
-        if status != 200:
-            text = data.decode(errors="replace").strip()[-2000:]
-            raise BackendError(
-                f"Ray {method} {path} failed with HTTP {status}: {text}",
-                "check the job and the cluster's dashboard",
-            )
-        return json.loads(data or b"null")
+        return self.http.json(method, path, payload)
 
     # -- Backend ----------------------------------------------------------------------------
     def submit(self, job: Job) -> str:
@@ -215,33 +190,6 @@ class RayBackend:
         """The job's whole log so far (stdout and stderr merged, as Ray keeps it)."""
         logs = self._json("GET", f"/api/jobs/{job_id}/logs").get("logs")
         return str(logs or "")
-
-
-def _address(config: dict[str, Any]) -> str:
-    address = str(
-        config.get("address")
-        or os.environ.get("RAY_API_SERVER_ADDRESS")
-        or os.environ.get("RAY_ADDRESS")
-        or ""
-    )
-    if not address.startswith(("http://", "https://")):
-        raise BackendError(
-            f"the Ray backend needs the dashboard's http address, got {address or 'none'!r}",
-            'pass --backend-config \'{"address": "http://HOST:8265"}\'',
-        )
-    return address.rstrip("/")
-
-
-def _split_credentials(address: str) -> tuple[str, dict[str, str]]:
-    # urllib cannot send user:pass@ itself; it becomes a Basic header, and the address that
-    # is shown and recorded no longer carries it.
-    parts = urllib.parse.urlsplit(address)
-    if parts.username is None:
-        return address, {}
-    secret = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
-    host = parts.netloc.rsplit("@", 1)[1]
-    clean = urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
-    return clean, {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
 
 
 def _strings(config: dict[str, Any], key: str) -> list[str]:

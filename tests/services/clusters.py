@@ -83,7 +83,8 @@ def ray_head() -> Iterator[str]:
         yield address
     finally:
         stop_ray(pid, temp)
-        shutil.rmtree(temp, ignore_errors=True)
+        if not os.environ.get("RUN_PROJECT_TEST_KEEP_RAY_LOGS"):  # for looking into a failure
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def start_ray(ray: str, temp: Path) -> tuple[int, str]:
