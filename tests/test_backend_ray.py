@@ -90,6 +90,10 @@ def test_ray_run_returns_logs_events_and_outputs_to_the_local_store(
     assert any(e.get("type") == "open" and "input.txt" in str(e.get("path")) for e in events)
     assert (run_dir / "outputs" / "model.bin").read_text() == "weights for ./data/input.txt"
     assert (run_dir / "workdir" / "made_in_workdir.txt").read_text() == "w"
+    # Returned files are the run's outputs, hashed and kept like a local run's.
+    outputs = {o["name"]: o for o in record["outputs"]}
+    assert {"outputs/model.bin", "workdir/made_in_workdir.txt"} <= set(outputs)
+    assert len(outputs["outputs/model.bin"]["sha256"]) == 64
     # The cluster's copy was written, never the user's project.
     assert not (project / "made_in_workdir.txt").exists()
     assert http_json(f"{ray_address}/api/jobs/run-project-{record['id']}")["status"] == "SUCCEEDED"

@@ -92,6 +92,7 @@ class Capture:
         """Find, hash and store the outputs; hash the files read; returns everything found."""
         candidates: dict[str, tuple[Path, str, str]] = {}  # abs path → (path, name, source)
         self._workdir_changes(candidates)
+        self._returned_workdir(candidates)
         self._output_dir(candidates)
         for path in self._globbed(self.plan.declared_outputs, "declared output"):
             self._offer(candidates, path, "declared")
@@ -150,6 +151,14 @@ class Capture:
             if self.snapshot.get(str(path)) != _stamp(st):
                 rel = path.relative_to(root).as_posix()
                 self._offer(candidates, path, "workdir", f"workdir/{rel}", st)
+
+    def _returned_workdir(self, candidates: dict[str, tuple[Path, str, str]]) -> None:
+        # A remote backend (Ray) brings the files its command wrote in the cluster's copy of
+        # the working dir back into run_dir/workdir/ (backends/results.py): outputs too.
+        root = self.plan.run_dir / "workdir"
+        for path, st in walk(root) if root.is_dir() else []:
+            rel = path.relative_to(root).as_posix()
+            self._offer(candidates, path, "workdir", f"workdir/{rel}", st, inside_run=True)
 
     def _output_dir(self, candidates: dict[str, tuple[Path, str, str]]) -> None:
         root = self.plan.output_dir
