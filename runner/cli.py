@@ -21,7 +21,7 @@ from pathlib import Path
 from runner import __version__
 from runner.errors import ParamError, RunnerError
 
-VERBS = ("runs", "envs")
+VERBS = ("runs", "envs", "rerun", "pack")
 EXIT_USER_ERROR = 2
 EXIT_BUG = 3
 
@@ -168,6 +168,10 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
 
 
 def _verb(args: list[str]) -> int:
+    if args[0] in ("rerun", "pack"):
+        from runner import bundle_cli
+
+        return bundle_cli.main(args)
     if args[0] == "envs":
         from runner import envs_cli
 
