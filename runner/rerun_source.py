@@ -7,8 +7,11 @@ on another machine needs neither the original directory nor the git server.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -151,3 +154,25 @@ def tag_moved(source: dict[str, Any], progress: Progress) -> str | None:
     if now == commit:
         return None
     return f"{version!r} moved: it now points to {now}; this rerun used the recorded {commit}"
+
+
+def fetch_tree(source: dict[str, Any], progress: Progress) -> AbstractContextManager[Path] | None:
+    """The project's whole tree at the recorded commit (no diff: that travels separately),
+    for a run bundle; None, with a warning, when it cannot be had here."""
+    if source.get("commit") is None and source["kind"] == "local":
+        path = Path(source["path"])
+        return contextlib.nullcontext(path) if path.is_dir() else None
+    try:
+        checkout = _fetch(source, progress)
+    except SourceError as exc:
+        progress.warn(f"the bundle will not hold the project's files: {exc.message}")
+        return None
+    return _tree(checkout, _root_of(checkout.path, source.get("subdirectory") or ""))
+
+
+@contextlib.contextmanager
+def _tree(checkout: Checkout, root: Path) -> Iterator[Path]:
+    try:
+        yield root
+    finally:
+        checkout.cleanup()
