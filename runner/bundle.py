@@ -37,7 +37,9 @@ class BundleError(RunnerError):
     """A bundle that cannot be written or read."""
 
 
-def manifest(kind: str, source: dict[str, Any], env: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def manifest(
+    kind: str, source: dict[str, Any], env: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     """The common part of bundle.json (files are added by `seal`)."""
     return {
         "bundle_version": 1,
@@ -46,8 +48,11 @@ def manifest(kind: str, source: dict[str, Any], env: dict[str, Any], **extra: An
         "runner_version": __version__,
         "source": source,
         "env": env,
-        "platform": {"system": platform.system(), "machine": platform.machine(),
-                     "python": platform.python_version()},  # fmt: skip
+        "platform": {
+            "system": platform.system(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+        },
         **extra,
     }
 
@@ -80,10 +85,14 @@ def read_manifest(top: Path, at: Path, kind: str, shown: str) -> dict[str, Any]:
     errors = schema_errors("bundle", data)
     if errors:
         where = "/".join(str(p) for p in errors[0].path) or "(top)"
-        raise BundleError(f"{shown}: {MANIFEST} is invalid at {where}: {errors[0].message}", _REMAKE)
+        raise BundleError(
+            f"{shown}: {MANIFEST} is invalid at {where}: {errors[0].message}", _REMAKE
+        )
     if data["kind"] != kind:
-        raise BundleError(f"{shown} is a {data['kind']} bundle, not a {kind} bundle",
-                          "rerun takes `runs export -o` bundles; run packed projects directly")  # fmt: skip
+        raise BundleError(
+            f"{shown} is a {data['kind']} bundle, not a {kind} bundle",
+            "rerun takes `runs export -o` bundles; run packed projects directly",
+        )
     for name, digest in data["files"].items():
         path = top / name
         if not path.is_file() or path.is_symlink() or sha256_file(path) != digest:

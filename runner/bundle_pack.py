@@ -17,6 +17,7 @@ from typing import Any
 from runner import envs, manifest, sources
 from runner.bundle import PROJECT_DIR, BundleError, seal
 from runner.bundle import manifest as bundle_manifest
+from runner.envs.base import EnvKind
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
 
@@ -78,7 +79,7 @@ def _write(
 
 
 def _lock(
-    kind: envs.EnvKind,
+    kind: EnvKind,
     project: manifest.Project,
     checkout: Checkout,
     top: Path,

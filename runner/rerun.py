@@ -64,7 +64,9 @@ def _is_bundle(target: str) -> bool:
     return target.endswith((".tar.gz", ".tgz")) or os.path.isfile(target)
 
 
-def _rerun(original: Original, options: RerunOptions, store_url: str, progress: Progress) -> int:
+def _rerun(
+    original: Original, options: RerunOptions, store_url: str | None, progress: Progress
+) -> int:
     from runner.run import RunRequest, run_checkout
 
     record = original.record
@@ -150,7 +152,9 @@ def _check_inputs(
     return replaced
 
 
-def _verdict(store_url: str, record: dict[str, Any], created: list[str], moved: str | None) -> None:
+def _verdict(
+    store_url: str | None, record: dict[str, Any], created: list[str], moved: str | None
+) -> None:
     from runner.rerun_inputs import compare_outputs
 
     if not created:

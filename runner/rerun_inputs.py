@@ -30,7 +30,9 @@ def check_inputs(
         if now is None and copy is not None and entry.get("param"):
             replaced[str(entry["param"])] = str(copy)
             continue
-        state = "missing" if now is None else f"changed (sha256 {entry['sha256'][:12]} → {now[:12]})"
+        state = (
+            "missing" if now is None else f"changed (sha256 {entry['sha256'][:12]} → {now[:12]})"
+        )
         problems.append(f"{path}: {state}")
     return problems, replaced
 

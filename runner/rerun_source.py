@@ -110,8 +110,12 @@ def _apply(saved: Path, root: Path, source: dict[str, Any]) -> None:
     if diff.is_file() and diff.stat().st_size:
         # Outside any repository (the ceiling stops git finding one above the copy), git
         # apply works like patch and refuses paths that leave the working copy.
-        result = git(["apply", "--binary", "--whitespace=nowarn", "-p1", str(diff)], cwd=root,
-                     check=False, extra_env={"GIT_CEILING_DIRECTORIES": str(root.parent)})  # fmt: skip
+        result = git(
+            ["apply", "--binary", "--whitespace=nowarn", "-p1", str(diff)],
+            cwd=root,
+            check=False,
+            extra_env={"GIT_CEILING_DIRECTORIES": str(root.parent)},
+        )
         if result.returncode != 0:
             raise SourceError(
                 f"the recorded uncommitted diff does not apply: {result.stderr.strip()[:300]}",

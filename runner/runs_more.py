@@ -28,7 +28,9 @@ def add_parsers(sub: Any) -> None:
     exporter = sub.add_parser("export", help="a run's record, metric points and files")
     exporter.add_argument("run_id")
     exporter.add_argument("--json", action="store_true", default=True, help="(the default)")
-    exporter.add_argument("-o", "--output", help="write a run bundle (run.tar.gz) to rerun elsewhere")
+    exporter.add_argument(
+        "-o", "--output", help="write a run bundle (run.tar.gz) to rerun elsewhere"
+    )
     exporter.add_argument("--with-inputs", action="store_true", help="bundle the input files too")
     for parser in (comparer, differ, liner, plotter, exporter):
         parser.add_argument("--store")

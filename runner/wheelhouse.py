@@ -85,7 +85,9 @@ def _canonical(name: str) -> str:
 def _download(url: str, target: Path, digest: str, name: str) -> None:
     """Fetch one wheel (proxies from the environment, as pip and uv use them)."""
     if not url.startswith("https://") and not url.startswith("http://"):
-        raise EnvError(f"package {name}: wheel URL {url!r} is not http(s)", "pack without --with-deps")
+        raise EnvError(
+            f"package {name}: wheel URL {url!r} is not http(s)", "pack without --with-deps"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     sha = hashlib.sha256()
@@ -95,8 +97,10 @@ def _download(url: str, target: Path, digest: str, name: str) -> None:
                 sha.update(block)
                 out.write(block)
     except OSError as exc:
-        raise EnvError(f"downloading the wheel of {name} failed: {exc}",
-                       "check the network or the package index, then pack again") from exc  # fmt: skip
+        raise EnvError(
+            f"downloading the wheel of {name} failed: {exc}",
+            "check the network or the package index, then pack again",
+        ) from exc
     if digest and sha.hexdigest() != digest:
         partial.unlink()
         raise EnvError(f"the wheel of {name} does not match its sha256 in the lock",

@@ -4,7 +4,9 @@ run with the package index unreachable in a fresh cache; manifests are checked o
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -144,3 +146,28 @@ def test_an_edited_packed_project_is_refused(tmp_path: Path) -> None:
     (top / "MLproject").write_text("entry_points:\n  main:\n    command: python -c 'import os'\n")
     refused = cli(str(top))
     assert refused.code == 2 and "MLproject is missing or differs" in refused.err
+
+
+def test_pack_image_builds_a_docker_image_that_runs_the_entry_points(tmp_path: Path) -> None:
+    from docker_support import docker_ready, ensure_base_image
+
+    why = docker_ready()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    project = make_project(tmp_path / "imaged", {
+        "MLproject": "entry_points:\n  train:\n    command: python train.py {lr}\n"
+                     "    parameters:\n      lr: {type: float, default: 0.1}\n",
+        "train.py": "import sys\nprint('image trained', sys.argv[1])\n",
+    })  # fmt: skip
+    tag = f"run-project-test/packed:{tmp_path.name.lower()[-20:]}"
+    packed = ok(cli("pack", str(project), "--image", tag,
+                    env={"RUN_PROJECT_DOCKER_IMAGE": ensure_base_image()}))  # fmt: skip
+    try:
+        assert f"train: docker run --rm {tag} python train.py" in packed.out
+        ran = subprocess.run(["docker", "run", "--rm", tag, "python", "train.py", "0.5"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert ran.returncode == 0 and "image trained 0.5" in ran.stdout, ran.stderr
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
