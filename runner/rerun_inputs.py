@@ -83,4 +83,16 @@ def compare_outputs(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     else:
         summary = f"outputs identical, but the run ended {new.get('status')}"
     return {"identical": identical, "summary": summary, "differ": differ, "missing": missing,
-            "extra": extra, "lines": lines}  # fmt: skip
+            "extra": extra, "lines": lines + _env_notes(old, new)}  # fmt: skip
+
+
+def _env_notes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What the environment did differently: a docker image rebuilt (the recorded one was
+    gone, so the same Dockerfiles made a new one), another kind."""
+    before, after = old.get("env") or {}, new.get("env") or {}
+    if before.get("kind") != after.get("kind"):
+        return [f"environment: {before.get('kind')} → {after.get('kind')}"]
+    old_image, new_image = before.get("image_id"), after.get("image_id")
+    if old_image and new_image and old_image != new_image:
+        return [f"environment: image rebuilt ({str(old_image)[:19]} → {str(new_image)[:19]})"]
+    return []
