@@ -13,6 +13,8 @@ import pytest
 from conftest import cli, last_record, records
 from sources_servers import commit, git
 
+from runner.schemas import schema_errors
+
 MLPROJECT = """\
 name: demo
 entry_points:
@@ -59,10 +61,10 @@ def test_rerun_of_a_dirty_local_run_reproduces_its_outputs(tmp_path: Path) -> No
     second = last_record()
     assert second["rerun_of"] == first["id"]
     assert second["rerun_verdict"]["identical"] is True
+    assert schema_errors("run-record", second) == []
     assert second["source"]["commit"] == first["source"]["commit"]
     assert second["params"]["lr"] == {"type": "float", "value": 0.5, "source": "rerun"}
     assert second["outputs"][0]["sha256"] == first["outputs"][0]["sha256"]
-    assert not (repo / "model.txt").exists() or True  # the rerun ran in its own copy
     assert (repo / "train.py").read_text().startswith("raise")  # the user's tree untouched
 
 
@@ -158,3 +160,15 @@ def test_an_edited_record_param_is_validated_like_command_line_input(tmp_path: P
     refused = cli("rerun", first["id"])
     assert refused.code == 2 and "parameter 'lr'" in refused.err and "float" in refused.err
     assert not canary.exists() and len(records()) == 1
+
+
+def test_backend_is_passed_to_the_pipeline_and_bad_targets_are_named(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "proj")
+    ok(cli(str(repo)))
+    first = last_record()
+    elsewhere = cli("rerun", first["id"], "--backend", "no-such-backend")
+    assert elsewhere.code == 2 and "no-such-backend" in elsewhere.err
+    unknown = cli("rerun", "abcdef12")
+    assert unknown.code == 2 and "no run abcdef12" in unknown.err
+    missing = cli("rerun", str(tmp_path / "gone.tar.gz"))
+    assert missing.code == 2 and "gone.tar.gz does not exist" in missing.err
