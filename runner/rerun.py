@@ -123,8 +123,9 @@ def recorded_params(
 
 
 def _recorded_lock(record: dict[str, Any], files: Path) -> Path | None:
-    name = record.get("env", {}).get("lock_name")
-    lock = files / "env" / str(name) if name else None
+    name = str(record.get("env", {}).get("lock_name") or "")
+    # A plain file name only: an edited record must not point the build at another file.
+    lock = files / "env" / name if name and Path(name).name == name else None
     return lock if lock is not None and lock.is_file() else None
 
 
