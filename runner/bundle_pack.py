@@ -22,7 +22,7 @@ from runner.progress import Progress
 from runner.sources.checkout import Checkout
 
 # Never packed: git metadata, caches, the default run store of a project run in place.
-IGNORED = (".git", "__pycache__", "runs", PROJECT_DIR, "*.pyc")
+IGNORED = (".git", ".venv", "__pycache__", "runs", PROJECT_DIR, "*.pyc")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli, last_record, make_project, records
-from sources_servers import commit
+from sources_servers import commit, git
 from test_rerun import make_repo, ok
 
 from runner.schemas import schema_errors
@@ -171,3 +171,17 @@ def test_pack_image_builds_a_docker_image_that_runs_the_entry_points(tmp_path: P
         assert ran.returncode == 0 and "image trained 0.5" in ran.stdout, ran.stderr
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+def test_pack_at_a_revision_holds_that_commit_and_runs(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    old = commit(repo, {"MLproject": "entry_points:\n  main:\n    command: python v.py\n",
+                        "v.py": "print('version one')\n"})  # fmt: skip
+    git("tag", "v1", cwd=repo)
+    commit(repo, {"v.py": "print('version two')\n"})
+    bundle = tmp_path / "old.tar.gz"
+    ok(cli("pack", str(repo), "-v", "v1", "-o", str(bundle)))
+    info = manifest_of(bundle, ".run-project-bundle/bundle.json")
+    assert info["source"]["commit"] == old and info["entry_points"] == ["main"]  # type: ignore[index]
+    assert "version one" in ok(cli(str(bundle))).out
+    assert cli("pack", str(repo)).code == 2  # neither -o nor --image
