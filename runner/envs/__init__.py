@@ -13,6 +13,7 @@ from typing import Any
 
 from runner import cache, settings
 from runner.envs.base import EnvKind, EnvLock
+from runner.envs.conda import CondaEnv
 from runner.envs.local import LocalEnv
 from runner.errors import EnvError
 from runner.manifest import EnvSpec
@@ -20,6 +21,7 @@ from runner.progress import Progress
 from runner.sources.checkout import Checkout
 
 KINDS: dict[str, EnvKind] = {"local": LocalEnv()}
+KINDS["conda"] = CondaEnv()
 # --env-manager spellings (MLflow's) → kind names.
 MANAGERS = {
     "local": "local",

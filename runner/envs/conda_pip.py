@@ -1,0 +1,127 @@
+"""The `pip:` section of a conda environment, installed with uv into the conda prefix.
+
+uv resolves the section to a PEP 751 `pylock.toml` (URLs and hashes), which becomes the pip
+entries of conda-lock.yml; the prefix is then filled from exactly those entries with
+`--require-hashes --no-deps`, the same path a shipped lock file takes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from runner.envs.conda_lock import Locked
+from runner.errors import EnvError
+
+
+def uv_binary() -> str:
+    """The uv executable: the one pip installed with run-project, else the one on PATH."""
+    try:
+        import uv
+
+        return str(uv.find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise EnvError(
+                "uv is needed for the pip: section of the conda environment and is not installed",
+                "pip install uv",
+            ) from None
+        return found
+
+
+def resolve(lines: tuple[str, ...], base: Path, python: Path, work: Path) -> list[Locked]:
+    """Resolve the pip lines (paths relative to `base`) for `python`; one entry a package."""
+    (work / "requirements.txt").write_text("".join(f"{line}\n" for line in lines))
+    out = work / "pylock.toml"
+    _uv(["pip", "compile", str(work / "requirements.txt"), "--format", "pylock.toml",
+         "-o", str(out), "--python", str(python), "--quiet"], base, "resolve")  # fmt: skip
+    lock = tomllib.loads(out.read_text())
+    return [_entry(pkg, work, base, _python_tag(python)) for pkg in lock.get("packages", [])]
+
+
+def install(entries: list[Locked], base: Path, python: Path, work: Path) -> None:
+    """Install exactly `entries` (hash-checked, no dependency resolution) for `python`."""
+    if not entries:
+        return
+    lines = []
+    for e in entries:
+        url = e.url if urlsplit(e.url).scheme else (base / e.url).resolve().as_uri()
+        lines.append(f"{e.name} @ {url} --hash=sha256:{e.sha256}\n")
+    (work / "install.txt").write_text("".join(lines))
+    _uv(["pip", "install", "--python", str(python), "--no-deps", "--require-hashes",
+         "-r", str(work / "install.txt")], base, "install")  # fmt: skip
+
+
+def fix_shebangs(prefix: Path, staging: Path, final: Path) -> None:
+    """uv writes scripts for the staging path; point them at the path the env will have."""
+    old, new = b"#!" + bytes(staging) + b"/", b"#!" + bytes(final) + b"/"
+    bindir = prefix / "bin"
+    for path in bindir.iterdir() if bindir.is_dir() else ():
+        if path.is_symlink() or not path.is_file():
+            continue
+        with open(path, "rb") as handle:
+            head = handle.read(len(old))
+        if head == old:
+            data = path.read_bytes()
+            path.write_bytes(new + data[len(old) :])
+
+
+def _uv(args: list[str], cwd: Path, what: str) -> None:
+    env = dict(os.environ, UV_NO_PROGRESS="1")
+    env.pop("VIRTUAL_ENV", None)  # --python names the target; an active venv must not win
+    proc = subprocess.run([uv_binary(), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        message = (proc.stderr or proc.stdout).strip()[-3000:]
+        raise EnvError(
+            f"uv could not {what} the pip: section of the conda environment:\n{message}",
+            "fix the pip: requirements in the conda environment file",
+        )
+
+
+def _python_tag(python: Path) -> tuple[str, str]:
+    out = subprocess.run(
+        [str(python), "-c", "import sys; print('%d%d' % sys.version_info[:2])"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return out.stdout.strip() or "3", platform.machine()
+
+
+def _entry(pkg: dict[str, Any], work: Path, base: Path, tag: tuple[str, str]) -> Locked:
+    name, version = str(pkg["name"]), str(pkg.get("version", ""))
+    files = [w for w in pkg.get("wheels", []) if _compatible(_file_name(w), tag)]
+    files += [pkg[k] for k in ("archive", "sdist") if k in pkg]
+    if not files:
+        raise EnvError(
+            f"uv found no wheel of {name} {version} for this Python and platform",
+            "pin a version of it that ships a wheel for this platform",
+        )
+    chosen = files[0]
+    url = chosen.get("url")
+    if url is None:  # a local file: keep it relative to the environment file's directory
+        url = os.path.relpath((work / chosen["path"]).resolve(), base)
+    sha256 = (chosen.get("hashes") or {}).get("sha256")
+    return Locked("pip", name, version, str(url), sha256)
+
+
+def _file_name(wheel: dict[str, Any]) -> str:
+    return str(wheel.get("name") or (wheel.get("url") or wheel.get("path") or "").rsplit("/")[-1])
+
+
+def _compatible(filename: str, tag: tuple[str, str]) -> bool:
+    """A wheel's tags against this Python (`cpXY`/`py3`/`abi3`) and machine, roughly as pip."""
+    parts = filename.removesuffix(".whl").split("-")
+    if len(parts) < 5:
+        return False
+    pys, abis, plats = (set(p.split(".")) for p in parts[-3:])
+    version, machine = tag
+    py_ok = bool(pys & {"py3", f"py{version}", f"cp{version}"})
+    abi_ok = bool(abis & {"none", "abi3", f"cp{version}"})
+    plat_ok = "any" in plats or any("linux" in p and p.endswith(machine) for p in plats)
+    return py_ok and abi_ok and plat_ok

@@ -1,0 +1,168 @@
+"""A project's conda environment file (`conda.yaml`, MLflow's `conda_env`) read and checked.
+
+Every file it names (the env file, `-r`/`-c` files and local paths in its `pip:` section, a
+shipped `conda-lock.yml`) must stay inside the project after symlinks are resolved: a
+manifest cannot make the runner read `../../etc/passwd` into an environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner import yamlsafe
+from runner.errors import ManifestError
+from runner.manifest import EnvSpec
+
+KEYS = ("name", "channels", "dependencies", "variables", "prefix")
+# Looked for, in this order, when `--env-manager conda` runs a project that declares none.
+DEFAULT_FILES = ("conda.yaml", "conda.yml", "environment.yml", "environment.yaml")
+LOCK_NAME = "conda-lock.yml"
+_FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
+_BAD = re.compile(r"[\x00\n\r]")
+
+
+@dataclass(frozen=True)
+class CondaSpec:
+    """What the environment file asks for."""
+
+    source: Path
+    channels: tuple[str, ...]
+    specs: tuple[str, ...]
+    pip: tuple[str, ...]
+    variables: tuple[tuple[str, str], ...]
+    #: Files the pip section names, with their sha256 (they decide the environment too).
+    pip_files: tuple[tuple[str, str], ...]
+    #: A shipped conda-lock.yml: installed exactly, with no solve.
+    lock: Path | None
+
+
+def load(spec: EnvSpec, project: Path) -> CondaSpec:
+    """Find and read the project's conda environment file."""
+    source = _find(spec, project)
+    doc = yamlsafe.load_file(source, "conda environment file")
+    data = doc.value
+    if not isinstance(data, dict):
+        raise ManifestError(
+            f"{source}:1: a conda environment file must be a mapping",
+            "write `channels:` and `dependencies:` keys",
+        )
+    for key in data:
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            raise ManifestError(
+                f"{doc.where((key,))}: unknown key {key!r} in conda environment file",
+                f"did you mean `{close[0]}`?" if close else "allowed keys: " + ", ".join(KEYS),
+            )
+    channels = _strings(data.get("channels") or [], doc, "channels")
+    specs, pip = _dependencies(data.get("dependencies") or [], doc)
+    variables = _variables(data.get("variables") or {}, doc)
+    pip_files = _pip_files(pip, source.parent, project, doc)
+    lock = _lock_file(source, project)
+    return CondaSpec(source, channels, specs, pip, variables, pip_files, lock)
+
+
+def _find(spec: EnvSpec, project: Path) -> Path:
+    if spec.kind == "conda" and spec.file:
+        return inside(project, spec.file, "conda_env")
+    for name in DEFAULT_FILES:
+        if (project / name).is_file():
+            return inside(project, name, "conda environment file")
+    raise ManifestError(
+        f"--env-manager conda, but {project} declares no conda_env and has no "
+        + " / ".join(DEFAULT_FILES),
+        "add `conda_env: conda.yaml` to MLproject and write that file",
+    )
+
+
+def inside(project: Path, name: str, what: str) -> Path:
+    """`project/name`, refused if it is absolute or leaves the project (symlinks resolved)."""
+    real_root = os.path.realpath(project)
+    real = os.path.realpath(os.path.join(real_root, name))
+    if os.path.isabs(name) or os.path.commonpath([real, real_root]) != real_root:
+        raise ManifestError(
+            f"{what} {name!r} is outside the project {project}",
+            "name a file inside the project directory (no absolute path, `..` or outbound link)",
+        )
+    if not os.path.isfile(real):
+        raise ManifestError(f"{what} {name!r} does not exist in {project}", "check the path")
+    return Path(real)
+
+
+def _strings(value: Any, doc: yamlsafe.Document, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ManifestError(f"{doc.where((key,))}: `{key}` must be a list", f"write `{key}: [...]`")
+    for i, item in enumerate(value):
+        if not isinstance(item, str | int | float) or _BAD.search(str(item)) or not str(item):
+            raise ManifestError(
+                f"{doc.where((key, i))}: `{key}` item {item!r} must be one line of text",
+                "write each entry as a plain string",
+            )
+    return tuple(str(v).strip() for v in value)
+
+
+def _dependencies(value: Any, doc: yamlsafe.Document) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if not isinstance(value, list):
+        raise ManifestError(
+            f"{doc.where(('dependencies',))}: `dependencies` must be a list",
+            "list conda packages, and optionally `- pip: [...]`",
+        )
+    specs: list[str] = []
+    pip: tuple[str, ...] = ()
+    for i, item in enumerate(value):
+        if isinstance(item, dict) and set(item) == {"pip"}:
+            pip += _strings(item["pip"] or [], doc, "dependencies")
+        elif isinstance(item, dict):
+            raise ManifestError(
+                f"{doc.where(('dependencies', i))}: only a `pip:` list may appear in dependencies",
+                "write conda packages as strings and pip packages under `- pip:`",
+            )
+        else:
+            specs.extend(_strings([item], doc, "dependencies"))
+    return tuple(specs), pip
+
+
+def _variables(value: Any, doc: yamlsafe.Document) -> tuple[tuple[str, str], ...]:
+    ok = isinstance(value, dict) and all(
+        re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)) and not _BAD.search(str(v))
+        for k, v in value.items()
+    )
+    if not ok:
+        raise ManifestError(
+            f"{doc.where(('variables',))}: `variables` must map NAME: value (one line each)",
+            "write e.g. `variables: {OMP_NUM_THREADS: '1'}`",
+        )
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
+def _pip_files(
+    lines: tuple[str, ...], base: Path, project: Path, doc: yamlsafe.Document
+) -> tuple[tuple[str, str], ...]:
+    """Files named in the pip section: checked to be inside the project, hashed for the key."""
+    found: list[tuple[str, str]] = []
+    for line in lines:
+        words = line.split()
+        name = None
+        if words[0] in _FILE_OPTIONS and len(words) > 1:
+            name = words[1]
+        elif words[0].startswith(("./", "../", "/")) or words[0].endswith((".whl", ".tar.gz")):
+            name = words[0]
+        if name is None or "://" in name:
+            continue
+        rel = os.path.relpath(os.path.join(base, name), os.path.realpath(project))
+        path = inside(project, rel, f"{doc.path.name} pip entry")
+        found.append((rel, hashlib.sha256(path.read_bytes()).hexdigest()))
+    return tuple(found)
+
+
+def _lock_file(source: Path, project: Path) -> Path | None:
+    for folder in (source.parent, Path(os.path.realpath(project))):
+        if (folder / LOCK_NAME).exists():
+            rel = os.path.relpath(folder / LOCK_NAME, os.path.realpath(project))
+            return inside(project, rel, LOCK_NAME)
+    return None
