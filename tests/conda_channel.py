@@ -1,7 +1,8 @@
 """A small real conda channel for the tests, made by hand: `.tar.bz2` packages with
 `info/index.json`, `info/paths.json` and their payload, indexed by py-rattler.
 
-What is in it (channel `rp-test`):
+What is in it (channel `conda-forge`, so example projects written for the real one resolve here
+through the channel alias):
 - `alpha` 1.0 (needs `beta <2`) and 2.0 (needs `beta >=2`), `beta` 1.0 / 2.0 / 3.0: plain
   noarch packages whose versions the solver must choose between; each installs
   `share/<name>/VERSION`.
@@ -10,6 +11,8 @@ What is in it (channel `rp-test`):
   symlink to it; `pyvenv.cfg` makes the prefix its `sys.prefix`). A real conda `python` cannot
   be downloaded here; everything else about the channel is real.
 Channel `rp-broken`: `tampered` 1.0, whose archive is replaced after indexing (hash mismatch).
+Channel `rp-slow`: `sloth` 1.0, which the test server sends slowly while asked to (so a test can
+interrupt a build in the middle of its install).
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def build(root: Path) -> Path:
     """Build and index the channels under `root` (served as the channel alias)."""
     from rattler.index import index_fs
 
-    main = root / "rp-test"
+    main = root / "conda-forge"
     _generic(main, "alpha", "1.0", ["beta <2"])
     _generic(main, "alpha", "2.0", ["beta >=2"])
     for version in ("1.0", "2.0", "3.0"):
@@ -157,8 +160,9 @@ def build(root: Path) -> Path:
     _python_package(main)
     broken = root / "rp-broken"
     _generic(broken, "tampered", "1.0", [])
-    (broken / SUBDIR).mkdir(parents=True, exist_ok=True)
-    for channel in (main, broken):
+    slow = root / "rp-slow"
+    _generic(slow, "sloth", "1.0", [])
+    for channel in (main, broken, slow):
         (channel / SUBDIR).mkdir(parents=True, exist_ok=True)
         asyncio.run(index_fs(channel, write_shards=False, write_zst=False))
     time.sleep(0.05)  # py-rattler can crash at exit right after asyncio.run (see DESIGN)
@@ -171,3 +175,8 @@ def build(root: Path) -> Path:
         {"share/tampered/VERSION": b"evil\n", "share/tampered/CANARY": b"planted\n"},
     )  # fmt: skip
     return root
+
+
+if __name__ == "__main__":
+    # Run as a child: py-rattler must not run inside the pytest process (exit crash).
+    build(Path(sys.argv[1]))

@@ -19,6 +19,9 @@ from urllib.parse import urlsplit
 from runner.envs.conda_lock import Locked
 from runner.errors import EnvError
 
+_PATH_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable",
+                 "-f", "--find-links")  # fmt: skip
+
 
 def uv_binary() -> str:
     """The uv executable: the one pip installed with run-project, else the one on PATH."""
@@ -38,12 +41,25 @@ def uv_binary() -> str:
 
 def resolve(lines: tuple[str, ...], base: Path, python: Path, work: Path) -> list[Locked]:
     """Resolve the pip lines (paths relative to `base`) for `python`; one entry a package."""
-    (work / "requirements.txt").write_text("".join(f"{line}\n" for line in lines))
+    text = "".join(f"{_absolute(line, base)}\n" for line in lines)
+    (work / "requirements.txt").write_text(text)
     out = work / "pylock.toml"
     _uv(["pip", "compile", str(work / "requirements.txt"), "--format", "pylock.toml",
          "-o", str(out), "--python", str(python), "--quiet"], base, "resolve")  # fmt: skip
     lock = tomllib.loads(out.read_text())
     return [_entry(pkg, work, base, _python_tag(python)) for pkg in lock.get("packages", [])]
+
+
+def _absolute(line: str, base: Path) -> str:
+    """Relative paths in a pip line made absolute: the requirements file uv reads lives in a
+    scratch directory, but the project wrote them relative to its environment file."""
+    words = line.split()
+    for i, word in enumerate(words):
+        after_option = i > 0 and words[i - 1] in _PATH_OPTIONS
+        looks_local = i == 0 and word.startswith(("./", "../"))
+        if (after_option or looks_local) and "://" not in word and not os.path.isabs(word):
+            words[i] = str(base / word)
+    return " ".join(words)
 
 
 def install(entries: list[Locked], base: Path, python: Path, work: Path) -> None:
@@ -60,17 +76,18 @@ def install(entries: list[Locked], base: Path, python: Path, work: Path) -> None
 
 
 def fix_shebangs(prefix: Path, staging: Path, final: Path) -> None:
-    """uv writes scripts for the staging path; point them at the path the env will have."""
-    old, new = b"#!" + bytes(staging) + b"/", b"#!" + bytes(final) + b"/"
+    """uv writes script headers for the staging path (`#!<python>`, or a `/bin/sh` trampoline
+    when the path is long); point them at the path the environment will have."""
+    old, new = bytes(staging) + b"/", bytes(final) + b"/"
     bindir = prefix / "bin"
     for path in bindir.iterdir() if bindir.is_dir() else ():
         if path.is_symlink() or not path.is_file():
             continue
         with open(path, "rb") as handle:
-            head = handle.read(len(old))
-        if head == old:
+            head = handle.read(1024)
+        if head.startswith(b"#!") and old in head:
             data = path.read_bytes()
-            path.write_bytes(new + data[len(old) :])
+            path.write_bytes(head.replace(old, new) + data[len(head) :])
 
 
 def _uv(args: list[str], cwd: Path, what: str) -> None:
