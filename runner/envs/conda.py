@@ -128,6 +128,7 @@ def _solved(
         conda_pip.install(pip, conda.source.parent, python, work)
         conda_pip.fix_shebangs(into, into, final)
     _write_state(into, conda)
+    progress.done(f"conda environment built: {len(records)} conda, {len(pip)} pip packages")
     locked = [_locked_conda(r, project) for r in records]
     text = conda_lock.write(
         [*locked, *pip],
@@ -157,6 +158,7 @@ def _from_lock(
         conda_pip.install(list(contents.pip), conda.lock.parent, _python(into, conda), work)
         conda_pip.fix_shebangs(into, into, final)
     _write_state(into, conda)
+    progress.done(f"conda environment built from {conda.lock.name}: {len(records)} packages")
     facts = _facts("conda-lock.yml", records, list(contents.pip), "from lock")
     return EnvLock("conda-lock.yml", conda.lock.read_text(), facts)
 
@@ -228,6 +230,13 @@ def _run_worker(
 
 
 def _spawn(args: list[str], work: Path, progress: Progress) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("rattler") is None:
+        raise EnvError(
+            "conda environments need py-rattler, which is not installed",
+            "pip install 'run-project[conda]' (or: pip install py-rattler)",
+        )
     env = dict(os.environ)
     # The worker imports this very package, wherever it was run from.
     root = str(Path(__file__).resolve().parents[2])
