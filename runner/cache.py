@@ -31,6 +31,7 @@ from runner.progress import Progress
 
 MARKER = ".run-project-complete"
 LAST_USED = ".run-project-last-used"
+USERS = ".run-project-users"
 STAGING_PREFIX = ".staging-"
 
 
@@ -52,27 +53,41 @@ def use(
     healthy: Callable[[Path], bool],
     progress: Progress,
     relocatable: bool = True,
+    user: str | None = None,
 ) -> Iterator[Entry]:
     """Yield the complete entry `area/key`, building it if needed; held (shared) while used.
 
     `build(into)` fills the directory and returns facts saved in the marker. When the built
     files are not relocatable, `build` runs on the final path itself (still guarded by the
-    exclusive lock and the marker).
+    exclusive lock and the marker). `user` (e.g. the project URI) is remembered in the entry
+    so `envs list` can say which projects use it.
     """
     area.mkdir(parents=True, exist_ok=True)
     final = area / key
-    with _locked(area / f"{key}.lock", fcntl.LOCK_SH) as lock_fd:
+    with _locked(area / f"{key}.lock") as lock_fd:
+        _acquire(lock_fd, fcntl.LOCK_SH, progress, key)
         marker = _complete(final, healthy)
         built = False
-        if marker is None:
+        for _attempt in range(3):
+            if marker is not None:
+                break
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
-            with _exclusive(lock_fd, progress, key):
-                marker = _complete(final, healthy)
-                if marker is None:
-                    marker = _build(area, final, key, build, healthy, progress, relocatable)
-                    built = True
+            _acquire(lock_fd, fcntl.LOCK_EX, progress, key)
+            marker = _complete(final, healthy)
+            if marker is None:
+                marker = _build(area, final, key, build, healthy, progress, relocatable)
+                built = True
+            # flock's exclusive → shared is not atomic: a `gc` may slip in between and
+            # remove the entry, so check again under the shared lock.
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
+            marker = read_marker(final)
+        if marker is None:
+            raise EnvError(
+                f"cache entry {final} keeps disappearing while it is being used",
+                "stop any `run-project envs gc` running in a loop, then run again",
+            )
         _touch(final / LAST_USED)
+        _remember_user(final, user)
         yield Entry(path=final, key=key, built=built, marker=marker)
 
 
@@ -93,23 +108,21 @@ def _complete(final: Path, healthy: Callable[[Path], bool]) -> dict[str, Any] | 
 
 
 @contextlib.contextmanager
-def _locked(path: Path, mode: int) -> Iterator[int]:
+def _locked(path: Path) -> Iterator[int]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, mode)
         yield fd
     finally:
         os.close(fd)  # closing releases the lock, as does the death of the process
 
 
-@contextlib.contextmanager
-def _exclusive(fd: int, progress: Progress, key: str) -> Iterator[None]:
+def _acquire(fd: int, mode: int, progress: Progress, key: str) -> None:
+    """Take the lock, saying so when another run (a builder) makes us wait."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         progress.step(f"waiting for another run that is building environment {key[:12]}")
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    yield
+        fcntl.flock(fd, mode)
 
 
 def _build(
@@ -179,6 +192,25 @@ def _remove_stale_staging(area: Path, key: str) -> None:
         _remove(trash)
 
 
+def _remember_user(entry: Path, user: str | None) -> None:
+    """Append `user` to the entry's users file once (appends of one short line are atomic)."""
+    if not user or "\n" in user:
+        return
+    if user in users(entry):
+        return
+    with contextlib.suppress(OSError), open(entry / USERS, "a") as handle:
+        handle.write(user + "\n")
+
+
+def users(entry: Path) -> list[str]:
+    """Who used the entry (project URIs), oldest first, without repeats."""
+    try:
+        lines = (entry / USERS).read_text().splitlines()
+    except OSError:
+        return []
+    return list(dict.fromkeys(line for line in lines if line))
+
+
 def _touch(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.touch()
@@ -209,6 +241,42 @@ def try_remove(area: Path, entry: Path) -> bool:
             return False
         (entry / MARKER).unlink(missing_ok=True)  # first: a half-removed entry is incomplete
         _remove(entry)
+        return True
+    finally:
+        os.close(fd)
+
+
+def sweep(area: Path) -> int:
+    """Remove what interrupted builds left in `area` (staging dirs, trash, entries without a
+    marker) unless a live builder holds their key's lock; returns how many were removed."""
+    if not area.is_dir():
+        return 0
+    removed = 0
+    for path in sorted(area.iterdir()):
+        if not path.is_dir() or (path / MARKER).is_file():
+            continue
+        if path.name.startswith(f"{STAGING_PREFIX}trash-"):
+            _remove(path)
+            removed += 1
+            continue
+        key = path.name
+        if key.startswith(STAGING_PREFIX):
+            key = key[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if _remove_if_unlocked(area, key, path):
+            removed += 1
+    return removed
+
+
+def _remove_if_unlocked(area: Path, key: str, path: Path) -> bool:
+    fd = os.open(area / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a build of this key is running right now
+        if (path / MARKER).is_file():
+            return False  # finished while we looked
+        _remove(path)
         return True
     finally:
         os.close(fd)

@@ -21,7 +21,7 @@ from pathlib import Path
 from runner import __version__
 from runner.errors import ParamError, RunnerError
 
-VERBS = ("runs",)
+VERBS = ("runs", "envs")
 EXIT_USER_ERROR = 2
 EXIT_BUG = 3
 
@@ -135,6 +135,10 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
 
 
 def _verb(args: list[str]) -> int:
+    if args[0] == "envs":
+        from runner import envs_cli
+
+        return envs_cli.main(args[1:])
     from runner import runs_cli
 
     return runs_cli.main(args[1:])

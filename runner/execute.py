@@ -57,8 +57,6 @@ def run_child(
     env: Mapping[str, str],
     log_dir: Path,
     grace_seconds: float,
-    on_tick: Callable[[], None] | None = None,
-    tick_seconds: float = 5.0,
 ) -> Outcome:
     """Run argv to completion, teeing its output into `log_dir/{stdout,stderr}.log`."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +81,8 @@ def run_child(
     ]
     watcher = _Watcher(proc, grace_seconds)
     with watcher.forwarding_signals():
-        returncode = watcher.wait(on_tick, tick_seconds)
+        returncode = proc.wait()  # signals run the handler, then the wait resumes (PEP 475)
+    watcher.cancel_timer()
     _stop_group(proc.pid, grace_seconds)
     for tee in tees:
         tee.join(timeout=5)
@@ -119,13 +118,13 @@ def _tee(pipe: IO[bytes] | None, path: Path, terminal: IO[str]) -> threading.Thr
 
 
 class _Watcher:
-    """Waits for the child; on SIGINT/SIGTERM stops its group (TERM, then KILL)."""
+    """On SIGINT/SIGTERM stops the child's group: TERM now, KILL after the grace period."""
 
     def __init__(self, proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
         self.proc = proc
         self.grace = grace_seconds
         self.received: int | None = None
-        self.kill_at: float | None = None
+        self.timer: threading.Timer | None = None
 
     def forwarding_signals(self) -> _SignalScope:
         return _SignalScope(self._on_signal)
@@ -135,23 +134,14 @@ class _Watcher:
             _signal_group(self.proc.pid, signal.SIGKILL)
             return
         self.received = signum
-        self.kill_at = time.monotonic() + self.grace
         _signal_group(self.proc.pid, signal.SIGTERM)
+        self.timer = threading.Timer(self.grace, _signal_group, (self.proc.pid, signal.SIGKILL))
+        self.timer.daemon = True
+        self.timer.start()
 
-    def wait(self, on_tick: Callable[[], None] | None, tick_seconds: float) -> int:
-        next_tick = time.monotonic() + tick_seconds
-        while True:
-            try:
-                return self.proc.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                pass
-            now = time.monotonic()
-            if self.kill_at is not None and now >= self.kill_at:
-                _signal_group(self.proc.pid, signal.SIGKILL)
-                self.kill_at = None
-            if on_tick is not None and now >= next_tick:
-                next_tick = now + tick_seconds
-                on_tick()
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 class _SignalScope:

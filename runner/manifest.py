@@ -129,6 +129,13 @@ def _validated_marker(digest: str) -> Path | None:
 
 
 def _explain(error: Any, doc: yamlsafe.Document, schema: dict[str, Any]) -> ManifestError:
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        # A long-form parameter with a bad key: explain the key, not "matches no form".
+        inner = [e for e in error.context or () if e.validator == "additionalProperties"]
+        inner += [e for e in error.context or () if e.validator == "enum" and e.path]
+        if inner:
+            inner[0].path.extendleft(reversed(error.path))
+            error = inner[0]
     path = tuple(error.path)
     dotted = ".".join(map(str, path)) or "top level"
     if error.validator == "additionalProperties":
@@ -138,7 +145,7 @@ def _explain(error: Any, doc: yamlsafe.Document, schema: dict[str, Any]) -> Mani
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         hint = f"did you mean `{close[0]}`?" if close else "allowed keys: " + ", ".join(known)
         return ManifestError(f"{doc.where((*path, key))}: unknown key '{key}' in {dotted}", hint)
-    if error.validator == "propertyNames":
+    if error.validator == "pattern" and path and path[-1] == "parameters":
         return ManifestError(
             f"{doc.where(path)}: parameter name {error.instance!r} in {dotted} is not allowed",
             "names start with a letter or _ and hold only letters, digits, _ . and -",

@@ -47,7 +47,7 @@ def run_project(request: RunRequest, progress: Progress) -> int:
     project = manifest.load_project(checkout.path)
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, request.cwd)
-    kind = envs.select(request.env_manager, project.env)
+    kind = envs.select(request.env_manager, project.env, checkout.path)
     if request.backend != "local":
         raise RunnerError(
             f"backend {request.backend!r} is not available in this version", "use --backend local"

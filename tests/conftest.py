@@ -47,6 +47,8 @@ def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
         timeout: float = 120) -> Result:  # fmt: skip
     """Run `python -m runner ARGS` as a real subprocess."""
     full_env = dict(os.environ, **(env or {}))
+    # This checkout's code, whatever is installed (worktrees test their own tree).
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     proc = subprocess.run(
         [sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env,
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
@@ -83,3 +85,15 @@ def make_project(root: Path, files: dict[str, str]) -> Path:
 
 
 ECHO_ARGS = "import json, sys\nprint(json.dumps(sys.argv[1:]))\n"
+
+
+@pytest.fixture(scope="session")
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uv cache for the whole session (uv's cache is safe to share), so builds after the
+    first download nothing. Shared by xdist workers of the same session."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / "uv-cache"
+    path.mkdir(exist_ok=True)
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -14,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import EXAMPLES, REPO, cli, last_record, make_project, records
+from conftest import EXAMPLES, REPO, cli, last_record, make_project, records
 
 HERE = Path(__file__).resolve().parent
+PY_FULL = ".".join(map(str, sys.version_info[:3]))
 SHOW = """\
 import pathlib, sys
 prefix = pathlib.Path(sys.prefix)
@@ -57,9 +58,12 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
 
 
 @pytest.fixture(autouse=True)
-def conda_settings(channel: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def conda_settings(
+    channel: tuple[str, Path], uv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Channel names resolve to the local server; the CLI finds this checkout's runner."""
     monkeypatch.setenv("RUN_PROJECT_CHANNEL_ALIAS", channel[0])
+    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
     monkeypatch.setenv("PYTHONPATH", str(REPO))
 
 
@@ -108,7 +112,7 @@ def test_example_project_solves_installs_runs_and_reuses(tmp_path: Path) -> None
 
 
 def test_solver_chooses_versions_and_pip_section_installs_with_uv(tmp_path: Path) -> None:
-    from tests.conda_channel import make_wheel
+    from conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python", "alpha", "beta <3"],
                    pip=["./wheels/tinylib-1.0-py3-none-any.whl"])  # fmt: skip
@@ -130,7 +134,7 @@ def test_recorded_lock_is_read_by_conda_locks_own_parser(tmp_path: Path) -> None
         import conda_lock.lockfile as lockfile
     else:
         lockfile = pytest.importorskip("conda_lock.lockfile", reason="pip install conda-lock")
-    from tests.conda_channel import make_wheel
+    from conda_channel import make_wheel
 
     wheel = "./wheels/tinylib-1.0-py3-none-any.whl"
     proj = project(tmp_path / "p", ["python", "alpha <2"], pip=[wheel])
@@ -139,7 +143,7 @@ def test_recorded_lock_is_read_by_conda_locks_own_parser(tmp_path: Path) -> None
     parsed = lockfile.parse_conda_lock_file(lock_of(last_record()))
     found = {(p.name, p.version, p.manager) for p in parsed.package}
     assert found == {("alpha", "1.0", "conda"), ("beta", "1.0", "conda"),
-                     ("python", ".".join(map(str, sys.version_info[:3])), "conda"),
+                     ("python", PY_FULL, "conda"),
                      ("tinylib", "1.0", "pip")}  # fmt: skip
     urls = [p.url for p in parsed.package if p.manager == "conda"]
     # named under the default alias: the mirror's address is not baked into the lock
@@ -291,7 +295,7 @@ def test_pip_requirement_file_leaving_the_project_is_refused(tmp_path: Path) -> 
 
 
 def test_changed_pip_requirement_file_changes_the_key(tmp_path: Path) -> None:
-    from tests.conda_channel import make_wheel
+    from conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python"], pip=["-r requirements.txt"],
                    **{"requirements.txt": "--no-index\n"})  # fmt: skip
@@ -306,14 +310,14 @@ def test_changed_pip_requirement_file_changes_the_key(tmp_path: Path) -> None:
 
 
 def test_uninstallable_pip_requirement_fails_with_uvs_message(tmp_path: Path) -> None:
-    from tests.conda_channel import make_wheel
+    from conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python"], pip=["--no-index", "--find-links ./wheels",
                                                     "tinylib==9.9"])  # fmt: skip
     make_wheel(proj / "wheels")
     result = cli(str(proj))
     assert result.code == 2, result.text
-    assert "uv could not resolve" in result.err and "tinylib" in result.err
+    assert "resolving the pip: section with uv failed" in result.err and "tinylib" in result.err
     assert last_record()["status"] == "FAILED"
     assert not complete(tmp_path) and not leftovers(tmp_path)
 
@@ -364,3 +368,15 @@ def test_env_manager_conda_without_an_environment_file_says_what_to_add(tmp_path
     result = cli(str(proj), "-e", "show.py", "--env-manager", "conda")
     assert result.code == 2, result.text
     assert "no conda_env" in result.err and "hint: add `conda_env: conda.yaml`" in result.err
+
+
+def test_envs_list_and_gc_cover_conda_envs(tmp_path: Path) -> None:
+    proj = project(tmp_path / "p", ["python", "alpha"])
+    assert cli(str(proj)).code == 0
+    listed = cli("envs", "list", "--json")
+    assert listed.code == 0, listed.text
+    [row] = json.loads(listed.out)
+    assert row["kind"] == "conda" and row["python"] == PY_FULL and row["projects"] == [str(proj)]
+    gc = cli("envs", "gc", "--keep-last", "0")
+    assert gc.code == 0 and "removed conda/" in gc.out, gc.text
+    assert not complete(tmp_path) and json.loads(cli("envs", "list", "--json").out) == []

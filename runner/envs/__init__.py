@@ -15,12 +15,13 @@ from runner import cache, settings
 from runner.envs.base import EnvKind, EnvLock
 from runner.envs.conda import CondaEnv
 from runner.envs.local import LocalEnv
+from runner.envs.virtualenv import VirtualenvEnv
 from runner.errors import EnvError
 from runner.manifest import EnvSpec
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
 
-KINDS: dict[str, EnvKind] = {"local": LocalEnv()}
+KINDS: dict[str, EnvKind] = {"local": LocalEnv(), "virtualenv": VirtualenvEnv()}
 KINDS["conda"] = CondaEnv()
 # --env-manager spellings (MLflow's) → kind names.
 MANAGERS = {
@@ -32,19 +33,34 @@ MANAGERS = {
 }
 
 
-def select(env_manager: str | None, declared: EnvSpec) -> EnvKind:
-    """The kind for this run: --env-manager if given, else what the manifest declares."""
+def select(env_manager: str | None, declared: EnvSpec, project_dir: Path | None = None) -> EnvKind:
+    """The kind for this run: --env-manager if given, else what the manifest declares, else
+    what the project's files imply (`default_kind`)."""
     if env_manager is not None and env_manager not in MANAGERS:
         raise EnvError(
             f"unknown --env-manager {env_manager!r}", "choose one of: " + ", ".join(MANAGERS)
         )
     wanted = MANAGERS[env_manager] if env_manager else (declared.kind or "local")
+    if not env_manager and not declared.kind and project_dir is not None:
+        wanted = default_kind(project_dir)
     if wanted not in KINDS:
         raise EnvError(
             f"environment kind '{wanted}' is not available in this version of run-project",
             "run with --env-manager local to use this machine's Python",
         )
     return KINDS[wanted]
+
+
+def default_kind(project_dir: Path) -> str:
+    """A project that declares no environment: `conda.yaml` → conda (as MLflow does); else
+    requirements.txt, pyproject dependencies, pylock.toml or uv.lock → virtualenv (MLflow
+    would make an empty virtualenv and ignore them; installing them is what the user means);
+    else local (an empty virtualenv would only cost time)."""
+    from runner.envs.python_inputs import has_python_files
+
+    if (project_dir / "conda.yaml").is_file():
+        return "conda"
+    return "virtualenv" if has_python_files(project_dir) else "local"
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,9 @@ def prepared(
                 "facts": lock.facts}  # fmt: skip
 
     area = settings.cache_dir() / "envs" / kind.name
-    with cache.use(area, key, build, kind.healthy, progress, kind.relocatable) as entry:
+    with cache.use(
+        area, key, build, kind.healthy, progress, kind.relocatable, user=checkout.uri
+    ) as entry:
         lock = EnvLock(entry.marker.get("lock_name"), entry.marker.get("lock_text"),
                        entry.marker.get("facts") or {})  # fmt: skip
         yield Prepared(kind.name, entry.path, key, entry.built, lock)

@@ -9,43 +9,31 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from runner.envs import uvtool
 from runner.envs.conda_lock import Locked
 from runner.errors import EnvError
+from runner.progress import Progress
 
 _PATH_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable",
                  "-f", "--find-links")  # fmt: skip
 
 
-def uv_binary() -> str:
-    """The uv executable: the one pip installed with run-project, else the one on PATH."""
-    try:
-        import uv
-
-        return str(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found is None:
-            raise EnvError(
-                "uv is needed for the pip: section of the conda environment and is not installed",
-                "pip install uv",
-            ) from None
-        return found
-
-
-def resolve(lines: tuple[str, ...], base: Path, python: Path, work: Path) -> list[Locked]:
+def resolve(
+    lines: tuple[str, ...], base: Path, python: Path, work: Path, progress: Progress
+) -> list[Locked]:
     """Resolve the pip lines (paths relative to `base`) for `python`; one entry a package."""
     text = "".join(f"{_absolute(line, base)}\n" for line in lines)
     (work / "requirements.txt").write_text(text)
     out = work / "pylock.toml"
-    _uv(["pip", "compile", str(work / "requirements.txt"), "--format", "pylock.toml",
-         "-o", str(out), "--python", str(python), "--quiet"], base, "resolve")  # fmt: skip
+    args = ["pip", "compile", str(work / "requirements.txt"), "--format", "pylock.toml",
+            "-o", str(out), "--python", str(python)]  # fmt: skip
+    uvtool.run(args, progress, base, "resolving the pip: section with uv")
     lock = tomllib.loads(out.read_text())
     return [_entry(pkg, work, base, _python_tag(python)) for pkg in lock.get("packages", [])]
 
@@ -62,7 +50,9 @@ def _absolute(line: str, base: Path) -> str:
     return " ".join(words)
 
 
-def install(entries: list[Locked], base: Path, python: Path, work: Path) -> None:
+def install(
+    entries: list[Locked], base: Path, python: Path, work: Path, progress: Progress
+) -> None:
     """Install exactly `entries` (hash-checked, no dependency resolution) for `python`."""
     if not entries:
         return
@@ -71,8 +61,9 @@ def install(entries: list[Locked], base: Path, python: Path, work: Path) -> None
         url = e.url if urlsplit(e.url).scheme else (base / e.url).resolve().as_uri()
         lines.append(f"{e.name} @ {url} --hash=sha256:{e.sha256}\n")
     (work / "install.txt").write_text("".join(lines))
-    _uv(["pip", "install", "--python", str(python), "--no-deps", "--require-hashes",
-         "-r", str(work / "install.txt")], base, "install")  # fmt: skip
+    args = ["pip", "install", "--python", str(python), "--no-deps", "--require-hashes",
+            "-r", str(work / "install.txt")]  # fmt: skip
+    uvtool.run(args, progress, base, "installing the pip: section with uv")
 
 
 def fix_shebangs(prefix: Path, staging: Path, final: Path) -> None:
@@ -88,18 +79,6 @@ def fix_shebangs(prefix: Path, staging: Path, final: Path) -> None:
         if head.startswith(b"#!") and old in head:
             data = path.read_bytes()
             path.write_bytes(head.replace(old, new) + data[len(head) :])
-
-
-def _uv(args: list[str], cwd: Path, what: str) -> None:
-    env = dict(os.environ, UV_NO_PROGRESS="1")
-    env.pop("VIRTUAL_ENV", None)  # --python names the target; an active venv must not win
-    proc = subprocess.run([uv_binary(), *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        message = (proc.stderr or proc.stdout).strip()[-3000:]
-        raise EnvError(
-            f"uv could not {what} the pip: section of the conda environment:\n{message}",
-            "fix the pip: requirements in the conda environment file",
-        )
 
 
 def _python_tag(python: Path) -> tuple[str, str]:

@@ -89,7 +89,7 @@ class SQLiteStore:
 
     def _error(self, exc: Exception) -> StoreError:
         text = str(exc)
-        if isinstance(exc, PermissionError) or "readonly" in text or "read-only" in text:
+        if isinstance(exc, PermissionError) or "readonly" in text or _read_only_fs(self.root):
             return StoreError(
                 f"run store {self.root} is read-only ({text})",
                 "pass --store DIR (or set RUN_PROJECT_STORE) to a writable directory",
@@ -136,7 +136,10 @@ class SQLiteStore:
     # -- writes ---------------------------------------------------------------------------
     def create_run(self, record: dict[str, Any]) -> None:
         """Insert a new run record (before any slow step, so every failure can be recorded)."""
-        self.artifact_dir(record["id"]).mkdir(parents=True, exist_ok=True)
+        try:
+            self.artifact_dir(record["id"]).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error(exc) from exc
         self._transaction(
             lambda c: c.execute(
                 "INSERT INTO runs (id, experiment, run_name, status, start_time, heartbeat_at,"
@@ -245,7 +248,9 @@ class SQLiteStore:
     def list_runs(
         self, experiment: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Records, newest first, optionally filtered."""
+        """Records, newest first, optionally filtered (none yet if the store is new)."""
+        if not self.db_path.exists():
+            return []
         where, args = [], []
         if experiment:
             where.append("experiment = ?")
@@ -271,6 +276,13 @@ class SQLiteStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,283 @@
+"""The `virtualenv` kind (MLflow's `python_env`; `--env-manager virtualenv` or `uv`).
+
+One code path, built with uv: `uv venv --relocatable` (uv's virtualenv) into the cache's
+staging directory, the requirements resolved by `uv pip compile --format pylock.toml` (or a
+project's own pylock.toml / uv.lock taken as is), then `uv pip sync` of that lock: what is
+installed is exactly what is recorded with the run. Locking, re-checking, staging, the
+completion marker and the atomic rename belong to cache.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.envs import interpreters, python_inputs, uvtool
+from runner.envs.base import EnvLock, Launch
+from runner.envs.interpreters import Interpreter
+from runner.envs.python_inputs import PythonInputs
+from runner.errors import EnvError
+from runner.manifest import EnvSpec
+from runner.progress import Progress
+from runner.sources.checkout import Checkout
+
+KEY_VERSION = 1  # bump when the layout of a built env changes
+LOCK_NAME = "pylock.toml"
+META = ".run-project"  # inside the env: the requirements given to uv and the lock it made
+# uv settings that change what a resolution picks (values are hashed, never recorded).
+INDEX_VARIABLES = (
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_INDEX_STRATEGY",
+    "UV_PRERELEASE",
+    "UV_RESOLUTION",
+    "UV_EXCLUDE_NEWER",
+    "UV_CONSTRAINT",
+    "UV_OVERRIDE",
+    "UV_NO_BINARY",
+    "UV_NO_BUILD",
+    "UV_TORCH_BACKEND",
+)
+Resolved = tuple[PythonInputs, Interpreter, str | None]
+
+
+class VirtualenvEnv:
+    """A venv per distinct (interpreter, platform, requirement files, lock, index settings)."""
+
+    name = "virtualenv"
+    builds = True
+    relocatable = True
+
+    def __init__(self) -> None:
+        self._resolved: dict[tuple[EnvSpec, Path], Resolved] = {}
+
+    def key(self, spec: EnvSpec, checkout: Checkout) -> str:
+        """sha256 of everything that decides the env; independent of where the project is."""
+        inputs, interp, _ = self._resolve(spec, checkout.path)
+        root = os.path.realpath(checkout.path)
+        payload = {
+            "v": KEY_VERSION,
+            "kind": self.name,
+            "interpreter": interp.identity(),
+            "platform": [sys.platform, platform.machine(), _libc()],
+            "source": inputs.source,
+            "requirements": [line.replace(root, "<project>") for line in inputs.requirements],
+            "lock": inputs.lock.name if inputs.lock else None,
+            "files": {n: hashlib.sha256(b).hexdigest() for n, b in sorted(inputs.files.items())},
+            "index": _index_settings(),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+    def build(self, spec: EnvSpec, checkout: Checkout, into: Path, progress: Progress) -> EnvLock:
+        """Create the venv in `into`, resolve and install; the lock is what was installed."""
+        inputs, interp, note = self._resolve(spec, checkout.path)
+        warnings = [*inputs.warnings, *([note] if note else [])]
+        for warning in warnings:
+            progress.warn(warning)
+        progress.step(f"building virtualenv: Python {interp.version}, {inputs.source}")
+        project = checkout.path
+        uvtool.run(
+            [
+                "venv",
+                "--relocatable",
+                "--no-python-downloads",
+                "--python",
+                str(interp.path),
+                str(into),
+            ],
+            progress,
+            project,
+            "creating the virtualenv",
+        )
+        _check_interpreter(into, interp)
+        (into / META).mkdir()
+        lock = _lock(inputs, into, project, progress)
+        progress.step(f"installing {_summary(lock)} from {lock.name}")
+        uvtool.run(
+            [
+                "pip",
+                "sync",
+                "--preview-features",
+                "pylock",
+                "--python",
+                str(_python(into)),
+                str(lock),
+            ],
+            progress,
+            project,
+            "installing " + lock.name,
+        )
+        text = lock.read_text()
+        count = text.count("[[packages]]")
+        progress.done(f"virtualenv ready: {count} packages, Python {interp.version}")
+        facts: dict[str, Any] = {
+            "python": interp.version,
+            "interpreter": str(interp.path),
+            "inputs": inputs.source,
+            "files": sorted(inputs.files),
+            "packages": count,
+            "installer": uvtool.uv_version(),
+            "warnings": warnings,
+        }
+        return EnvLock(LOCK_NAME, text, facts)
+
+    def healthy(self, env_dir: Path) -> bool:
+        """Cheap file checks (no process): the venv's python resolves, its config is there,
+        and the base interpreter's stdlib (site.py) still exists."""
+        return not _problems(env_dir)
+
+    def command(
+        self, env_dir: Path | None, argv: tuple[str, ...], env: Mapping[str, str]
+    ) -> Launch:
+        """The venv's bin first on PATH, as `activate` would do (no shell involved)."""
+        assert env_dir is not None
+        new = dict(env)
+        new.pop("PYTHONHOME", None)
+        new["VIRTUAL_ENV"] = str(env_dir)
+        new["PATH"] = os.pathsep.join([str(env_dir / "bin"), env.get("PATH", os.defpath)])
+        if argv and argv[0] in ("python", "python3"):
+            argv = (str(_python(env_dir)), *argv[1:])
+        return Launch(argv=argv, env=new)
+
+    def _resolve(self, spec: EnvSpec, project: Path) -> Resolved:
+        cached = self._resolved.get((spec, project))
+        if cached is None:
+            inputs = python_inputs.detect(spec, project)
+            interp, note = interpreters.find(inputs.python, inputs.python_from)
+            cached = self._resolved[(spec, project)] = (inputs, interp, note)
+        return cached
+
+
+def _lock(inputs: PythonInputs, into: Path, project: Path, progress: Progress) -> Path:
+    """The pylock.toml to install: the project's own, exported from uv.lock, or resolved."""
+    out = into / META / LOCK_NAME
+    if inputs.lock is not None and inputs.lock.name == LOCK_NAME:
+        return inputs.lock
+    if inputs.lock is not None:  # uv.lock: exactly what it pins, without the project itself
+        args = [
+            "export",
+            "--frozen",
+            "--format",
+            "pylock.toml",
+            "--no-emit-project",
+            "--no-header",
+            "--no-python-downloads",
+            "-o",
+            str(out),
+        ]
+        uvtool.run(args, progress, project, "exporting uv.lock")
+        return out
+    if inputs.pyproject is not None:
+        source = inputs.pyproject
+    else:
+        source = into / META / "requirements.in"
+        source.write_text("".join(line + "\n" for line in inputs.requirements))
+    progress.step(f"resolving {inputs.source}")
+    args = [
+        "pip",
+        "compile",
+        "--format",
+        "pylock.toml",
+        "--no-header",
+        "--python",
+        str(_python(into)),
+        str(source),
+        "-o",
+        str(out),
+    ]
+    uvtool.run(args, progress, project, f"resolving {inputs.source}")
+    return out
+
+
+def _summary(lock: Path) -> str:
+    """ "3 packages: idna, pip, six" (the first few names), for progress lines."""
+    try:
+        packages = tomllib.loads(lock.read_text()).get("packages") or []
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise EnvError(f"cannot read {lock}: {exc}", "fix or regenerate the lock file") from exc
+    names = [str(p.get("name")) for p in packages if isinstance(p, dict)]
+    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    return f"{len(names)} packages" + (f": {shown}" if names else "")
+
+
+def _check_interpreter(into: Path, interp: Interpreter) -> None:
+    """A venv whose interpreter is incomplete or cannot start is not kept."""
+    problems = _problems(into)
+    if problems:
+        raise EnvError(
+            f"Python {interp.version} at {interp.path} is incomplete: " + "; ".join(problems),
+            "repair or reinstall that Python (e.g. `pyenv install --force`), then run again",
+        )
+    proc = subprocess.run(
+        [str(_python(into)), "-c", "import site, sys"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[:5])
+        raise EnvError(
+            f"Python {interp.version} at {interp.path} cannot start:\n{tail}",
+            "repair or reinstall that Python (e.g. `pyenv install --force`), then run again",
+        )
+
+
+def _problems(env_dir: Path) -> list[str]:
+    """What is missing from the venv at `env_dir` (empty when it is whole)."""
+    cfg = _read_cfg(env_dir / "pyvenv.cfg")
+    if cfg is None or "home" not in cfg or "version_info" not in cfg:
+        return [f"{env_dir / 'pyvenv.cfg'} is missing or incomplete"]
+    minor = ".".join(cfg["version_info"].split(".")[:2])
+    python = _python(env_dir)
+    problems = []
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        problems.append(f"its interpreter {os.path.realpath(python)} is missing")
+    if not (env_dir / "lib" / f"python{minor}" / "site-packages").is_dir():
+        problems.append("its site-packages directory is missing")
+    site = Path(cfg["home"]).parent / "lib" / f"python{minor}" / "site.py"
+    if not site.is_file():
+        problems.append(f"the standard library file {site} is missing")
+    return problems
+
+
+def _python(env_dir: Path) -> Path:
+    return env_dir / "bin" / "python"
+
+
+def _read_cfg(path: Path) -> dict[str, str] | None:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    pairs = (line.partition("=") for line in lines)
+    return {k.strip(): v.strip() for k, sep, v in pairs if sep}
+
+
+def _libc() -> str:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        return ""
+
+
+def _index_settings() -> dict[str, str]:
+    """Index-related uv variables and uv config files, hashed (they may hold credentials)."""
+    found = {v: os.environ[v] for v in INDEX_VARIABLES if os.environ.get(v)}
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    for path in (config / "uv" / "uv.toml", Path("/etc/uv/uv.toml")):
+        if path.is_file():
+            found[str(path)] = path.read_text(errors="replace")
+    return {k: hashlib.sha256(v.encode()).hexdigest() for k, v in found.items()}
