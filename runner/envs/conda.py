@@ -115,6 +115,8 @@ def _final_path(into: Path, key: str) -> Path:
 def _solved(
     conda: CondaSpec, project: Path, into: Path, final: Path, work: Path, progress: Progress
 ) -> EnvLock:
+    if "defaults" in conda.channels:
+        progress.warn(f"{conda.source.name}: channel `defaults` is read as conda-forge")
     urls = [channels.resolve(c, project) for c in _channel_list(conda)]
     shown = ", ".join(channels.short_name(channels.canonical(u, project)) for u in urls)
     progress.step(f"solving conda environment {conda.source.name} ({shown})")

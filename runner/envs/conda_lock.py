@@ -88,7 +88,7 @@ def _entry(p: Locked, platform: str) -> dict[str, Any]:
 
 
 def read(path: Path, platform: str) -> LockContents:
-    """The packages `path` locks for `platform`; every conda package must carry a sha256."""
+    """The packages `path` locks for `platform`; every package must carry a hash."""
     doc = yamlsafe.load_file(path, "conda-lock file").value
     if not isinstance(doc, dict) or doc.get("version") != 1:
         raise EnvError(
@@ -121,9 +121,10 @@ def _locked(item: dict[str, Any], path: Path, index: int) -> Locked:
     md5 = hashes.get("md5")
     ok = manager in ("conda", "pip") and isinstance(name, str) and isinstance(url, str)
     ok = ok and all(h is None or (isinstance(h, str) and _HEX.fullmatch(h)) for h in (sha256, md5))
-    if not ok or not sha256:
+    # conda packages may carry only md5 (older locks); pip ones need sha256 (--require-hashes)
+    if not ok or not (sha256 or (md5 and manager == "conda")):
         raise EnvError(
-            f"{path}: package #{index + 1} ({name!r}) lacks a name, url or sha256 hash",
+            f"{path}: package #{index + 1} ({name!r}) lacks a name, url or hash",
             "regenerate the lock file; run-project installs only packages it can verify",
         )
     deps = item.get("dependencies") or {}

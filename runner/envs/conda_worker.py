@@ -88,10 +88,11 @@ async def _locked(req: dict[str, Any], downloads: Path) -> list[Any]:
     for item in req["locked"]:
         dest = downloads / item["url"].rsplit("/", 1)[-1]
         await download_to_path(client, item["url"], dest)
-        digest = hashlib.sha256(dest.read_bytes()).hexdigest()
-        if digest != item["sha256"]:
+        algorithm = "sha256" if item.get("sha256") else "md5"
+        digest = hashlib.new(algorithm, dest.read_bytes()).hexdigest()
+        if digest != item[algorithm]:
             raise HashMismatch(
-                f"{item['url']}: sha256 is {digest}, the lock file says {item['sha256']}"
+                f"{item['url']}: {algorithm} is {digest}, the lock file says {item[algorithm]}"
             )
         record = await RepoDataRecord.from_package_archive(dest)
         record.url = dest.as_uri()  # installed from the verified file, not fetched twice
