@@ -386,3 +386,23 @@ def test_envs_list_and_gc_cover_conda_envs(tmp_path: Path) -> None:
     gc = cli("envs", "gc", "--keep-last", "0")
     assert gc.code == 0 and "removed conda/" in gc.out, gc.text
     assert not complete(tmp_path) and json.loads(cli("envs", "list", "--json").out) == []
+
+
+def test_misspelt_key_and_bad_match_spec_are_named(tmp_path: Path) -> None:
+    proj = make_project(tmp_path / "p", {"MLproject": MLPROJECT, "show.py": SHOW,
+                                         "conda.yaml": "dependecies: [alpha]\n"})  # fmt: skip
+    result = cli(str(proj))
+    assert result.code == 2 and "conda.yaml:1" in result.err, result.text
+    assert "did you mean `dependencies`" in result.err
+    result = cli(str(project(tmp_path / "q", ["alpha >=<2"])))
+    assert result.code == 2 and "alpha >=<2" in result.err, result.text
+    assert "hint: fix that dependency line" in result.err
+    assert not complete(tmp_path)
+
+
+def test_shipped_lock_without_this_platform_is_refused(tmp_path: Path) -> None:
+    lock = "version: 1\nmetadata:\n  platforms: [osx-arm64]\n  content_hash: {}\n" \
+           "  channels: []\n  sources: []\npackage: []\n"  # fmt: skip
+    result = cli(str(project(tmp_path / "p", ["alpha"], **{"conda-lock.yml": lock})))
+    assert result.code == 2, result.text
+    assert "no packages for this platform (linux-64)" in result.err and "conda-lock -f" in result.err

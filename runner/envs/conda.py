@@ -284,6 +284,7 @@ def _worker_error(result: dict[str, Any]) -> EnvError:
         "packages; otherwise check disk space and the package named above",
     }
     whats = {"unsatisfiable": "the conda environment cannot be solved",
-             "hash": "a conda package failed its hash check"}  # fmt: skip
+             "hash": "a conda package failed its hash check",
+             "spec": "the conda environment file has a malformed dependency"}  # fmt: skip
     what = whats.get(str(kind), "conda failed")
     return EnvError(f"{what}: {message}", hints.get(str(kind), "report this with the message"))

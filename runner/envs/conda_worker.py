@@ -41,6 +41,10 @@ ERROR_KINDS = {
 }
 
 
+class BadSpec(Exception):
+    """A dependency line that is not a conda match spec (named in the message)."""
+
+
 class HashMismatch(Exception):
     """A locked package's download does not have the hash the lock names."""
 
@@ -63,8 +67,13 @@ def _exit_with_parent() -> None:
 
 
 async def _solve(req: dict[str, Any]) -> list[Any]:
-    from rattler import Channel, Gateway, VirtualPackage, solve
+    from rattler import Channel, Gateway, MatchSpec, VirtualPackage, solve
 
+    for spec in req["specs"]:
+        try:
+            MatchSpec(spec)
+        except Exception as exc:  # rattler's parse errors share no useful base class
+            raise BadSpec(f"dependency {spec!r}: {exc}") from exc
     channels = [Channel(url) for url in req["channels"]]
     gateway = Gateway(cache_dir=req["repodata_dir"])
     _step(f"solving {len(req['specs'])} conda specs from {len(channels)} channel(s)")
@@ -145,6 +154,8 @@ def main(argv: list[str]) -> int:
         result: dict[str, Any] = {"ok": True, "records": asyncio.run(_main(req))}
     except HashMismatch as exc:
         result = {"ok": False, "error": "hash", "message": str(exc)}
+    except BadSpec as exc:
+        result = {"ok": False, "error": "spec", "message": str(exc)}
     except Exception as exc:
         kind = ERROR_KINDS.get(type(exc).__name__, "internal")
         result = {"ok": False, "error": kind, "message": f"{exc}", "type": type(exc).__name__}
