@@ -262,11 +262,13 @@ def _spawn(args: list[str], work: Path, progress: Progress) -> int:
 
 def _relay(line: str, progress: Progress) -> None:
     try:
-        step = json.loads(line).get("step")
-    except (ValueError, AttributeError):
+        event = json.loads(line)
+    except ValueError:
         return
-    if step:
-        progress.step(str(step))
+    if isinstance(event, dict) and event.get("step"):
+        progress.step(str(event["step"]))
+    elif isinstance(event, dict) and event.get("update"):
+        progress.update(str(event["update"]))
 
 
 def _worker_error(result: dict[str, Any]) -> EnvError:

@@ -53,6 +53,26 @@ def _step(message: str) -> None:
     print(json.dumps({"step": message}), flush=True)
 
 
+def _reporter(total: int) -> Any:
+    """Per-package progress lines (`{"update": ...}`); the runner shows them on a terminal."""
+    from rattler import InstallerReporter
+
+    class Reporter(InstallerReporter):
+        linked = 0
+
+        def on_populate_cache_start(self, operation: int, package_name: str) -> int:
+            print(json.dumps({"update": f"fetching {package_name}"}), flush=True)
+            return operation
+
+        def on_link_start(self, operation: int, package_name: str) -> int:
+            self.linked += 1
+            message = f"linking {package_name} ({self.linked}/{total})"
+            print(json.dumps({"update": message}), flush=True)
+            return operation
+
+    return Reporter()  # type: ignore[abstract]  # the Protocol's other methods are no-ops
+
+
 def _exit_with_parent() -> None:
     """A `kill -9` of the runner must not leave us installing into a prefix nobody owns."""
     parent = os.getppid()
@@ -123,6 +143,7 @@ async def _main(req: dict[str, Any]) -> list[dict[str, Any]]:
             cache_dir=req["pkgs_dir"],
             alternative_target_prefix=req["final"],
             show_progress=False,
+            reporter=_reporter(len(records)),
             execute_link_scripts=False,  # link scripts are arbitrary code from the channel
         )
     finally:
