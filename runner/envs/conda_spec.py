@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner import yamlsafe
+from runner.envs import channels
 from runner.errors import ManifestError
 from runner.manifest import EnvSpec
 
@@ -23,6 +26,9 @@ KEYS = ("name", "channels", "dependencies", "variables", "prefix")
 # Looked for, in this order, when `--env-manager conda` runs a project that declares none.
 DEFAULT_FILES = ("conda.yaml", "conda.yml", "environment.yml", "environment.yaml")
 LOCK_NAME = "conda-lock.yml"
+# Bump when a change in how environments are built changes what a build produces.
+KIND_VERSION = "1"
+PLATFORM = "linux-64" if sys.platform.startswith("linux") else f"{sys.platform}-64"
 _FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
 _BAD = re.compile(r"[\x00\n\r]")
 
@@ -166,3 +172,23 @@ def _lock_file(source: Path, project: Path) -> Path | None:
             rel = os.path.relpath(folder / LOCK_NAME, os.path.realpath(project))
             return inside(project, rel, LOCK_NAME)
     return None
+
+
+def key(conda: CondaSpec, project: Path) -> str:
+    """Hash of the resolved channels, specs, pip lines and files, or of the shipped lock."""
+    material: dict[str, Any] = {"kind_version": KIND_VERSION, "platform": PLATFORM}
+    if conda.lock is not None:
+        material["lock"] = hashlib.sha256(conda.lock.read_bytes()).hexdigest()
+        material["alias"] = channels.alias(project)  # lock URLs are fetched through it
+    else:
+        material["channels"] = [channels.resolve(c, project) for c in channel_list(conda)]
+        material["specs"] = list(conda.specs)
+    material.update(pip=list(conda.pip), pip_files=list(conda.pip_files),
+                    variables=list(conda.variables))  # fmt: skip
+    blob = json.dumps(material, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def channel_list(conda: CondaSpec) -> tuple[str, ...]:
+    """The channels to solve from; conda-forge when none are named."""
+    return conda.channels or ("conda-forge",)  # conda's own default is `defaults`: see channels
