@@ -6,6 +6,7 @@ through the channel alias):
 - `alpha` 1.0 (needs `beta <2`) and 2.0 (needs `beta >=2`), `beta` 1.0 / 2.0 / 3.0: plain
   noarch packages whose versions the solver must choose between; each installs
   `share/<name>/VERSION`.
+- `pip` 24.0: a stand-in (MLflow's conda.yaml files list it).
 - `tinylib` 1.0: a pure-Python wheel wrapped as a `noarch: python` package (with an entry point).
 - `python` 3.X.Y: venv-shaped, wrapping the interpreter that runs the tests (`bin/python` is a
   symlink to it; `pyvenv.cfg` makes the prefix its `sys.prefix`). A real conda `python` cannot
@@ -157,6 +158,13 @@ def build(root: Path) -> Path:
     for version in ("1.0", "2.0", "3.0"):
         _generic(main, "beta", version, [])
     _wheel_as_noarch_python(main, make_wheel(root / "wheels"))
+    write_package(  # MLflow's conda.yaml files always list `pip`; a stand-in is enough here
+        main, "noarch",
+        {"name": "pip", "version": "24.0", "build": "py_0", "noarch": "python",
+         "subdir": "noarch", "depends": ["python >=3.8"]},
+        {"site-packages/pip/__init__.py": b"__version__ = '24.0'  # test stand-in\n"},
+        extra_info={"info/link.json": b'{"noarch": {"type": "python"}, "package_metadata_version": 1}'},
+    )  # fmt: skip
     _python_package(main)
     broken = root / "rp-broken"
     _generic(broken, "tampered", "1.0", [])

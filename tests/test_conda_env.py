@@ -102,6 +102,8 @@ def test_example_project_solves_installs_runs_and_reuses(tmp_path: Path) -> None
     assert "solving conda environment conda.yaml (conda-forge)" in first.err
     env = complete(tmp_path)[0]
     assert f"hi from {env}" in first.out and f"CONDA_PREFIX={env}" in first.out
+    assert "EXAMPLE_MODE=conda" in first.out
+    assert any((env / "conda-meta").glob("pip-24.0-*.json"))
     rec = last_record()
     assert rec["status"] == "FINISHED" and rec["env"]["kind"] == "conda" and rec["env"]["built"]
     assert rec["env"]["source"] == "solved" and rec["env"]["lock_name"] == "conda-lock.yml"
@@ -346,15 +348,18 @@ def test_channel_alias_comes_from_flag_env_or_config(
 
 @pytest.mark.slow
 def test_cli_never_exits_with_py_rattler_crash_codes(tmp_path: Path) -> None:
-    """30 builds (each in its own cache, so py-rattler really runs each time)."""
-    proj = project(tmp_path / "p", ["python", "alpha"])
+    """30 runs that really use py-rattler: 10 builds (each in its own cache) and 20 solves that
+    fail (unsatisfiable); each must end with its own exit code, never 134/139."""
+    good = project(tmp_path / "good", ["alpha"])
+    bad = project(tmp_path / "bad", ["alpha >=2", "beta <2"])
 
     def run(i: int) -> int:
-        return cli(str(proj), "-q", env={"RUN_PROJECT_CACHE": str(tmp_path / f"c{i}")}).code
+        target = good if i % 3 == 0 else bad
+        return cli(str(target), "-q", env={"RUN_PROJECT_CACHE": str(tmp_path / f"c{i}")}).code
 
     with ThreadPoolExecutor(2) as pool:
         codes = list(pool.map(run, range(30)))
-    assert codes == [0] * 30, codes
+    assert codes == [0 if i % 3 == 0 else 2 for i in range(30)], codes
 
 
 def test_env_manager_conda_finds_conda_yaml_and_sets_its_variables(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import os
+import platform
 import re
 import sys
 from dataclasses import dataclass
@@ -28,7 +29,10 @@ DEFAULT_FILES = ("conda.yaml", "conda.yml", "environment.yml", "environment.yaml
 LOCK_NAME = "conda-lock.yml"
 # Bump when a change in how environments are built changes what a build produces.
 KIND_VERSION = "1"
-PLATFORM = "linux-64" if sys.platform.startswith("linux") else f"{sys.platform}-64"
+# conda's name for this platform (its subdir)
+_OS = {"linux": "linux", "darwin": "osx", "win32": "win"}.get(sys.platform, sys.platform)
+_ARCH = {"x86_64": "64", "AMD64": "64", "arm64": "arm64", "aarch64": "aarch64"}
+PLATFORM = f"{_OS}-{_ARCH.get(platform.machine(), platform.machine())}"
 _FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
 _BAD = re.compile(r"[\x00\n\r]")
 
