@@ -92,6 +92,19 @@ def leftovers(tmp_path: Path) -> list[str]:
     return [p.name for p in area(tmp_path).glob(".staging-*")]
 
 
+def workers_of(tmp_path: Path) -> list[int]:
+    """PIDs of conda_worker processes building under `tmp_path`."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "runner.envs.conda_worker" in cmdline and str(tmp_path) in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
 def lock_of(record: dict[str, object]) -> Path:
     return Path(str(record["logs"]["stdout"])).parent.parent / "env" / "conda-lock.yml"  # type: ignore[index]
 
@@ -240,6 +253,10 @@ def test_kill_9_during_install_leaves_nothing_trusted(
     finally:
         (channel[1] / ".slow").unlink(missing_ok=True)
     assert not complete(tmp_path)
+    deadline = time.monotonic() + 10
+    while workers_of(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers_of(tmp_path), "the py-rattler worker outlived its runner"
     result = cli(str(proj))
     assert result.code == 0, result.text
     assert "sloth 1.0" in result.out and last_record()["env"]["built"] is True
