@@ -240,6 +240,7 @@ def _start_slow_build(tmp_path: Path, root: Path) -> tuple[subprocess.Popen[str]
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     assert leftovers(tmp_path), "the build should be in its staging directory"
+    assert workers_of(tmp_path), "the py-rattler worker should be running"
     return proc, proj
 
 
