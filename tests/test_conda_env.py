@@ -113,6 +113,7 @@ def test_example_project_solves_installs_runs_and_reuses(tmp_path: Path) -> None
     first = cli(str(EXAMPLES / "conda_env"), "-P", "greeting=hi")
     assert first.code == 0, first.text
     assert "solving conda environment conda.yaml (conda-forge)" in first.err
+    assert "conda environment built: 2 conda, 0 pip packages" in first.err
     env = complete(tmp_path)[0]
     assert f"hi from {env}" in first.out and f"CONDA_PREFIX={env}" in first.out
     assert "EXAMPLE_MODE=conda" in first.out
