@@ -93,6 +93,24 @@ def _run_parser() -> argparse.ArgumentParser:
         "--channel-alias", metavar="URL", help="conda channel alias / mirror (conda envs)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "-A",
+        "--docker-args",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="docker run option for a docker environment: -A gpus=all → --gpus=all (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-docker-volumes",
+        action="store_true",
+        help="let the manifest's docker_env.volumes mount host paths into the container",
+    )
+    parser.add_argument(
+        "--allow-host-env",
+        action="store_true",
+        help="let the manifest's docker_env.environment copy variables from this machine",
+    )
     parser.add_argument("--runner-version", action="version", version=f"run-project {__version__}")
     return parser
 
@@ -117,6 +135,9 @@ def _run(args: list[str]) -> int:
         run_name=ns.run_name,
         store=ns.store,
         cwd=Path.cwd(),
+        docker_args=tuple(ns.docker_args),
+        allow_docker_volumes=ns.allow_docker_volumes,
+        allow_host_env=ns.allow_host_env,
     )
     return run_project(request, Progress(quiet=ns.quiet))
 

@@ -42,13 +42,16 @@ def main(args: Sequence[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     lister = sub.add_parser("list", help="cached environments, most recently used first")
     lister.add_argument("--json", action="store_true")
+    lister.add_argument(
+        "--no-images", action="store_true", help="leave out Docker images (they are machine-wide)"
+    )
     gc = sub.add_parser("gc", help="remove cached environments (never one in use)")
     gc.add_argument("--older-than", type=float, metavar="DAYS", help="unused for DAYS days")
     gc.add_argument("--keep-last", type=int, metavar="N", help="keep the N most recently used")
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed")
     ns = parser.parse_args(args)
     if ns.command == "list":
-        rows = list_envs()
+        rows = list_envs() + ([] if ns.no_images else list_images())
         print(json.dumps([asdict(r) for r in rows], indent=2) if ns.json else format_rows(rows))
         return 0
     return _gc(ns.older_than, ns.keep_last, ns.dry_run)
@@ -82,6 +85,13 @@ def list_envs() -> list[EnvRow]:
     return sorted(rows, key=lambda r: r.last_used, reverse=True)
 
 
+def list_images() -> list[EnvRow]:
+    """Docker images built by run-project (labelled as ours; never anyone else's)."""
+    from runner.envs.docker_images import image_rows
+
+    return [EnvRow(python=None, **row) for row in image_rows()]
+
+
 def select_for_gc(
     rows: list[EnvRow], older_than: float | None, keep_last: int | None
 ) -> list[EnvRow]:
@@ -105,7 +115,7 @@ def _gc(older_than: float | None, keep_last: int | None, dry_run: bool) -> int:
         label = f"{row.kind}/{row.key[:12]} ({_human(row.size)}, last used {_when(row.last_used)})"
         if dry_run:
             print(f"would remove {label}")
-        elif cache.try_remove(Path(row.path).parent, Path(row.path)):
+        elif _remove(row):
             print(f"removed {label}")
             freed += row.size
         else:
@@ -117,6 +127,24 @@ def _gc(older_than: float | None, keep_last: int | None, dry_run: bool) -> int:
         print("no --older-than or --keep-last given: only unfinished builds were removed")
     print(f"freed {_human(freed)}" + (f"; {kept} in use, kept" if kept else ""))
     return 0
+
+
+def _remove(row: EnvRow) -> bool:
+    """Remove an entry unless in use; a docker entry takes its images with it."""
+    entry = Path(row.path)
+    images: list[str] = []
+    if row.kind == "docker":
+        from runner.envs.docker import entry_images
+
+        images = entry_images(entry)
+    if not cache.try_remove(entry.parent, entry):
+        return False
+    if images:
+        from runner.envs.docker_images import remove_images
+
+        for ref in remove_images(images):
+            print(f"kept image {ref}: a container still uses it")
+    return True
 
 
 def format_rows(rows: list[EnvRow]) -> str:

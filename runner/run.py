@@ -18,6 +18,7 @@ from typing import Any
 
 from runner import envs, execute, manifest, params, settings, sources
 from runner.envs.base import EnvKind
+from runner.envs.docker_run import DockerOptions
 from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
@@ -39,6 +40,9 @@ class RunRequest:
     run_name: str | None = None
     store: str | None = None
     cwd: Path = field(default_factory=Path.cwd)
+    docker_args: tuple[str, ...] = ()
+    allow_docker_volumes: bool = False
+    allow_host_env: bool = False
 
 
 def run_project(request: RunRequest, progress: Progress) -> int:
@@ -48,6 +52,7 @@ def run_project(request: RunRequest, progress: Progress) -> int:
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, request.cwd)
     kind = envs.select(request.env_manager, project.env, checkout.path)
+    kind = envs.configure(kind, _docker_options(request))
     if request.backend != "local":
         raise RunnerError(
             f"backend {request.backend!r} is not available in this version", "use --backend local"
@@ -100,13 +105,17 @@ def _execute(
                 },
             )
             progress.step(f"run {run_id[:8]} started: {shlex.join(bound.argv)[:200]}")
-            outcome = execute.run_child(
-                launch.argv,
-                checkout.path,
-                launch.env,
-                run_dir / "logs",
-                grace_seconds=settings.get_float("grace_seconds", checkout.path),
-            )
+            try:
+                outcome = execute.run_child(
+                    launch.argv,
+                    checkout.path,
+                    launch.env,
+                    run_dir / "logs",
+                    grace_seconds=settings.get_float("grace_seconds", checkout.path),
+                )
+            finally:
+                if launch.cleanup is not None:
+                    launch.cleanup()
     except RunnerError as exc:
         _close(store, run_id, "FAILED", None, exc.message)
         raise
@@ -171,3 +180,11 @@ def _heartbeat(store_root: Path, run_id: str, interval: float) -> Iterator[None]
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def _docker_options(request: RunRequest) -> DockerOptions:
+    return DockerOptions(
+        docker_args=request.docker_args,
+        allow_volumes=request.allow_docker_volumes,
+        allow_host_env=request.allow_host_env,
+    )

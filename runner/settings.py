@@ -29,6 +29,16 @@ SETTINGS: dict[str, tuple[str, str | None, str]] = {
         "https://conda.anaconda.org/",
         "conda channel alias or mirror URL: channel names resolve under it",
     ),
+    "docker_image": (
+        "RUN_PROJECT_DOCKER_IMAGE",
+        None,
+        "base image for --env-manager docker when the project has no docker_env",
+    ),
+    "docker_wheelhouse": (
+        "RUN_PROJECT_DOCKER_WHEELHOUSE",
+        None,
+        "directory of wheels: docker builds install from it with no network",
+    ),
 }
 
 

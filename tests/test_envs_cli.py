@@ -29,7 +29,7 @@ def _shared_uv_cache(uv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def listed() -> list[dict[str, Any]]:
-    result = cli("envs", "list", "--json")
+    result = cli("envs", "list", "--json", "--no-images")
     assert result.code == 0, result.text
     data: list[dict[str, Any]] = json.loads(result.out)
     return data
@@ -43,7 +43,7 @@ def build_env(tmp_path: Path, name: str, requirement: str) -> Path:
 
 
 def test_list_shows_key_kind_size_last_used_and_projects(tmp_path: Path) -> None:
-    assert cli("envs", "list").out.strip() == "no cached environments"
+    assert cli("envs", "list", "--no-images").out.strip() == "no cached environments"
     project = Path(shutil.copytree(EXAMPLES / "python_env", tmp_path / "python_env"))
     assert cli(str(project)).code == 0
     other = tmp_path / "copy"
@@ -53,7 +53,7 @@ def test_list_shows_key_kind_size_last_used_and_projects(tmp_path: Path) -> None
     assert row["kind"] == "virtualenv" and len(row["key"]) == 32 and row["size"] > 10_000
     assert row["projects"] == [str(project), str(other)]
     assert row["python"].startswith(f"{sys.version_info[0]}.") and row["last_used"] > 0
-    table = cli("envs", "list").out
+    table = cli("envs", "list", "--no-images").out
     assert "KEY" in table and row["key"][:12] in table and str(other) in table
 
 

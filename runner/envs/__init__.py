@@ -14,6 +14,7 @@ from typing import Any
 from runner import cache, settings
 from runner.envs.base import EnvKind, EnvLock
 from runner.envs.conda import CondaEnv
+from runner.envs.docker import DockerEnv, DockerOptions
 from runner.envs.local import LocalEnv
 from runner.envs.virtualenv import VirtualenvEnv
 from runner.errors import EnvError
@@ -21,7 +22,11 @@ from runner.manifest import EnvSpec
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
 
-KINDS: dict[str, EnvKind] = {"local": LocalEnv(), "virtualenv": VirtualenvEnv()}
+KINDS: dict[str, EnvKind] = {
+    "local": LocalEnv(),
+    "virtualenv": VirtualenvEnv(),
+    "docker": DockerEnv(),
+}
 KINDS["conda"] = CondaEnv()
 # --env-manager spellings (MLflow's) → kind names.
 MANAGERS = {
@@ -101,3 +106,11 @@ def prepared(
         lock = EnvLock(entry.marker.get("lock_name"), entry.marker.get("lock_text"),
                        entry.marker.get("facts") or {})  # fmt: skip
         yield Prepared(kind.name, entry.path, key, entry.built, lock)
+
+
+def configure(kind: EnvKind, docker: DockerOptions) -> EnvKind:
+    """The kind for one run, with what the command line allowed (docker only; others ignore
+    it, as MLflow ignores -A for non-docker projects)."""
+    if isinstance(kind, DockerEnv):
+        return kind.configured(docker)
+    return kind

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +27,8 @@ class Launch:
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
+    #: Called once the command has ended, however it ended (docker: remove the container).
+    cleanup: Callable[[], None] | None = None
 
 
 class EnvKind(Protocol):
