@@ -44,7 +44,7 @@ def _solved(
 ) -> EnvLock:
     if "defaults" in conda.channels:
         progress.warn(f"{conda.source.name}: channel `defaults` is read as conda-forge")
-    urls = [channels.resolve(c, project) for c in conda_spec.channel_list(conda)]
+    urls = conda_spec.channel_urls(conda, project)
     shown = ", ".join(channels.short_name(channels.canonical(u, project)) for u in urls)
     progress.step(f"solving conda environment {conda.source.name} ({shown})")
     request = {"mode": "solve", "channels": urls, "specs": list(conda.specs), "platform": PLATFORM}

@@ -185,7 +185,7 @@ def key(conda: CondaSpec, project: Path) -> str:
         material["lock"] = hashlib.sha256(conda.lock.read_bytes()).hexdigest()
         material["alias"] = channels.alias(project)  # lock URLs are fetched through it
     else:
-        material["channels"] = [channels.resolve(c, project) for c in channel_list(conda)]
+        material["channels"] = channel_urls(conda, project)
         material["specs"] = list(conda.specs)
     material.update(pip=list(conda.pip), pip_files=list(conda.pip_files),
                     variables=list(conda.variables))  # fmt: skip
@@ -193,6 +193,8 @@ def key(conda: CondaSpec, project: Path) -> str:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def channel_list(conda: CondaSpec) -> tuple[str, ...]:
-    """The channels to solve from; conda-forge when none are named."""
-    return conda.channels or ("conda-forge",)  # conda's own default is `defaults`: see channels
+def channel_urls(conda: CondaSpec, project: Path) -> list[str]:
+    """The URLs of the channels to solve from, in order, once each; conda-forge when none
+    are named (conda's own default is `defaults`: see channels.RENAMED)."""
+    names = conda.channels or ("conda-forge",)
+    return list(dict.fromkeys(channels.resolve(c, project) for c in names))
