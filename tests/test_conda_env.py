@@ -178,6 +178,9 @@ def test_shipped_lock_is_installed_exactly_without_solving(tmp_path: Path) -> No
     assert "no solve" in result.err and "solving" not in result.err
     rec = last_record()
     assert rec["env"]["source"] == "conda-lock.yml" and lock_of(rec).read_text() == lock
+    meta_dir = area(tmp_path) / rec["env"]["key"] / "conda-meta"
+    meta = json.loads(next(meta_dir.glob("alpha-*.json")).read_text())
+    assert meta["url"].endswith("/conda-forge/noarch/alpha-1.0-0.tar.bz2"), meta["url"]
 
 
 @pytest.mark.parametrize("algorithm", ["sha256", "md5"])  # md5 alone: what older locks carry

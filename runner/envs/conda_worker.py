@@ -149,7 +149,20 @@ async def _main(req: dict[str, Any]) -> list[dict[str, Any]]:
     finally:
         shutil.rmtree(downloads, ignore_errors=True)
     urls = {item["url"].rsplit("/", 1)[-1]: item["url"] for item in req.get("locked", [])}
+    if urls:
+        _restore_urls(Path(req["prefix"]) / "conda-meta", urls)
     return [_describe(r, urls) for r in records]
+
+
+def _restore_urls(meta: Path, urls: dict[str, str]) -> None:
+    """conda-meta names the verified download we installed from; name the lock's URL instead
+    (the download is gone, and the URL is where the package really comes from)."""
+    for path in meta.glob("*.json"):
+        data = json.loads(path.read_text())
+        url = urls.get(str(data.get("fn")))
+        if url is not None:
+            data.update(url=url, channel=url.rsplit("/", 2)[0])
+            path.write_text(json.dumps(data, indent=2))
 
 
 def _describe(record: Any, urls: dict[str, str]) -> dict[str, Any]:
