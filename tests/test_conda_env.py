@@ -316,21 +316,26 @@ def test_conda_env_path_leaving_the_project_is_refused(tmp_path: Path, conda_env
     assert not (tmp_path / "cache" / "envs" / "conda").exists() or not complete(tmp_path)
 
 
-def test_pip_requirement_file_leaving_the_project_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("nested", [False, True])
+def test_pip_requirement_file_leaving_the_project_is_refused(tmp_path: Path, nested: bool) -> None:
     (tmp_path / "secret.txt").write_text("tinylib\n")
-    result = cli(str(project(tmp_path / "p", ["python"], pip=["-r ../secret.txt"])))
+    files = {"reqs.txt": "-r ../secret.txt\n"} if nested else {}
+    pip = ["-r reqs.txt"] if nested else ["-r ../secret.txt"]
+    result = cli(str(project(tmp_path / "p", ["python"], pip=pip, **files)))
     assert result.code == 2, result.text
     assert "outside the project" in result.err and "../secret.txt" in result.err
+    assert not (tmp_path / "cache" / "envs" / "conda").exists() or not complete(tmp_path)
 
 
 def test_changed_pip_requirement_file_changes_the_key(tmp_path: Path) -> None:
+    """A file named by `-r` in a file named by `-r` changes, the manifest does not."""
     from conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python"], pip=["-r requirements.txt"],
-                   **{"requirements.txt": "--no-index\n"})  # fmt: skip
+                   **{"requirements.txt": "-r more.txt\n", "more.txt": "--no-index\n"})  # fmt: skip
     make_wheel(proj / "wheels")
     assert cli(str(proj)).code == 0
-    (proj / "requirements.txt").write_text("./wheels/tinylib-1.0-py3-none-any.whl\n")
+    (proj / "more.txt").write_text("./wheels/tinylib-1.0-py3-none-any.whl\n")
     result = cli(str(proj))
     assert result.code == 0, result.text
     assert "tinylib 1.0" in result.out

@@ -35,6 +35,7 @@ _ARCH = {"x86_64": "64", "AMD64": "64", "arm64": "arm64", "aarch64": "aarch64"}
 PLATFORM = f"{_OS}-{_ARCH.get(platform.machine(), platform.machine())}"
 _FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
 _BAD = re.compile(r"[\x00\n\r]")
+_ARCHIVES = (".whl", ".tar.gz", ".zip")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def _find(spec: EnvSpec, project: Path) -> Path:
     )
 
 
-def inside(project: Path, name: str, what: str) -> Path:
+def inside(project: Path, name: str, what: str, directory_ok: bool = False) -> Path:
     """`project/name`, refused if it is absolute or leaves the project (symlinks resolved)."""
     real_root = os.path.realpath(project)
     real = os.path.realpath(os.path.join(real_root, name))
@@ -99,7 +100,7 @@ def inside(project: Path, name: str, what: str) -> Path:
             f"{what} {name!r} is outside the project {project}",
             "name a file inside the project directory (no absolute path, `..` or outbound link)",
         )
-    if not os.path.isfile(real):
+    if not (os.path.isfile(real) or (directory_ok and os.path.isdir(real))):
         raise ManifestError(f"{what} {name!r} does not exist in {project}", "check the path")
     return Path(real)
 
@@ -153,21 +154,38 @@ def _variables(value: Any, doc: yamlsafe.Document) -> tuple[tuple[str, str], ...
 def _pip_files(
     lines: tuple[str, ...], base: Path, project: Path, doc: yamlsafe.Document
 ) -> tuple[tuple[str, str], ...]:
-    """Files named in the pip section: checked to be inside the project, hashed for the key."""
-    found: list[tuple[str, str]] = []
+    """Files named in the pip section (and in the `-r`/`-c` files it names, recursively):
+    checked to be inside the project, hashed for the key."""
+    found: dict[str, str] = {}
+    _scan(list(lines), base, base, project, f"{doc.path.name} pip entry", found, depth=0)
+    return tuple(found.items())
+
+
+def _scan(
+    lines: list[str], here: Path, cwd: Path, project: Path, what: str,
+    found: dict[str, str], depth: int,
+) -> None:  # fmt: skip
+    """As pip and uv read them: `-r`/`-c` paths are relative to the file that names them
+    (`here`), other paths to the directory the installer runs in (`cwd`)."""
     for line in lines:
         words = line.split()
         name = None
-        if words[0] in _FILE_OPTIONS and len(words) > 1:
+        if words and words[0] in _FILE_OPTIONS and len(words) > 1:
             name = words[1]
-        elif words[0].startswith(("./", "../", "/")) or words[0].endswith((".whl", ".tar.gz")):
+        elif words and (words[0].startswith(("./", "../", "/")) or words[0].endswith(_ARCHIVES)):
             name = words[0]
         if name is None or "://" in name:
             continue
+        base = here if words[0] in _FILE_OPTIONS[:4] else cwd
         rel = os.path.relpath(os.path.join(base, name), os.path.realpath(project))
-        path = inside(project, rel, f"{doc.path.name} pip entry")
-        found.append((rel, hashlib.sha256(path.read_bytes()).hexdigest()))
-    return tuple(found)
+        path = inside(project, rel, what, directory_ok=True)
+        if path.is_dir() or rel in found:  # a local project dir: installed as it is then
+            continue
+        found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        if words[0] in _FILE_OPTIONS[:4] and depth < 10:  # -r / -c files name more files
+            nested = [ln.split(" #")[0].strip() for ln in path.read_text().splitlines()]
+            nested = [ln for ln in nested if ln and not ln.startswith("#")]
+            _scan(nested, path.parent, cwd, project, f"{rel} entry", found, depth + 1)
 
 
 def _lock_file(source: Path, project: Path) -> Path | None:
