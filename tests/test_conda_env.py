@@ -214,7 +214,8 @@ def test_unsatisfiable_spec_names_the_conflicting_packages(tmp_path: Path) -> No
 def test_package_failing_its_hash_check_fails_the_run_and_caches_nothing(tmp_path: Path) -> None:
     result = cli(str(project(tmp_path / "p", ["tampered"], channels=("rp-broken",))))
     assert result.code == 2, result.text
-    assert "hash mismatch" in result.err
+    assert "a conda package failed its hash check" in result.err and "hash mismatch" in result.err
+    assert "tampered-1.0-0.tar.bz2" in result.err and "hint: the channel served a file" in result.err
     assert last_record()["status"] == "FAILED"
     assert not complete(tmp_path) and not leftovers(tmp_path)
     assert not list((tmp_path / "cache").rglob("CANARY"))  # the altered payload was never used

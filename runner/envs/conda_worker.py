@@ -192,6 +192,8 @@ def main(argv: list[str]) -> int:
         result = {"ok": False, "error": "spec", "message": str(exc)}
     except Exception as exc:
         kind = ERROR_KINDS.get(type(exc).__name__, "internal")
+        if kind == "install" and "hash mismatch" in str(exc):  # the channel served other bytes
+            kind = "hash"
         result = {"ok": False, "error": kind, "message": f"{exc}", "type": type(exc).__name__}
     tmp = result_path.with_name(result_path.name + ".tmp")
     tmp.write_text(json.dumps(result))
