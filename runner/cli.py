@@ -68,11 +68,16 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run-project",
         description="Run a machine-learning project reproducibly (MLflow Projects compatible).",
-        epilog="other commands: run-project runs list|show ...   "
+        epilog="other commands: run-project runs list|show|compare|diff|lineage|plot|export ...   "
         "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
-        "RUN_PROJECT_HEARTBEAT_SECONDS, or the same keys in run-project.toml",
+        "RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT, "
+        "RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml",
     )
-    parser.add_argument("uri", help="project directory (git URLs and archives in later versions)")
+    parser.add_argument(
+        "uri",
+        help="project: a directory, a git URL (https://, ssh://, git://, file://, "
+        "git@host:path) or a .zip/.tar.gz/.tgz; URI#sub/dir selects a subdirectory",
+    )
     parser.add_argument("-e", "--entry-point", default="main", help="entry point name or script")
     parser.add_argument("-v", "--version", dest="rev", help="git branch, tag or commit")
     parser.add_argument(
@@ -88,7 +93,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("-b", "--backend", default="local", help="where to run (local)")
     parser.add_argument("--experiment", "--experiment-name", default="Default")
     parser.add_argument("--run-name")
-    parser.add_argument("--store", help="run store directory (default ./runs)")
+    parser.add_argument(
+        "--store", help="run store: a directory (default ./runs) or a postgresql:// URL"
+    )
     parser.add_argument(
         "--channel-alias", metavar="URL", help="conda channel alias / mirror (conda envs)"
     )
@@ -110,6 +117,16 @@ def _run_parser() -> argparse.ArgumentParser:
         "--allow-host-env",
         action="store_true",
         help="let the manifest's docker_env.environment copy variables from this machine",
+    )
+    parser.add_argument(
+        "--recurse-submodules",
+        action="store_true",
+        help="also fetch the git submodules of the project (off by default)",
+    )
+    parser.add_argument(
+        "--keep-checkout",
+        action="store_true",
+        help="keep the per-run working copy of a git URL or archive (its path is printed)",
     )
     parser.add_argument("--runner-version", action="version", version=f"run-project {__version__}")
     return parser
@@ -138,6 +155,8 @@ def _run(args: list[str]) -> int:
         docker_args=tuple(ns.docker_args),
         allow_docker_volumes=ns.allow_docker_volumes,
         allow_host_env=ns.allow_host_env,
+        recurse_submodules=ns.recurse_submodules,
+        keep_checkout=ns.keep_checkout,
     )
     return run_project(request, Progress(quiet=ns.quiet))
 

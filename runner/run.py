@@ -23,7 +23,8 @@ from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
 from runner.tracking.record import iso, new_record
-from runner.tracking.store import SQLiteStore, open_store
+from runner.tracking.store import Store, open_store
+from runner.tracking.tracker import Tracker
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,36 @@ class RunRequest:
     docker_args: tuple[str, ...] = ()
     allow_docker_volumes: bool = False
     allow_host_env: bool = False
+    recurse_submodules: bool = False
+    keep_checkout: bool = False
 
 
 def run_project(request: RunRequest, progress: Progress) -> int:
     """Run the request; returns the exit code run-project should exit with."""
-    checkout = sources.resolve(request.uri, request.version)
+    checkout = sources.resolve(
+        request.uri,
+        request.version,
+        recurse_submodules=request.recurse_submodules,
+        keep=request.keep_checkout,
+        precheck=lambda manifest_dir: _precheck(manifest_dir, request),
+        progress=progress,
+    )
+    try:
+        return _run_checkout(request, checkout, progress)
+    finally:
+        checkout.cleanup()  # the per-run working copy of a git URL or archive
+
+
+def _precheck(manifest_dir: Path, request: RunRequest) -> None:
+    """Type-check parameters against the MLproject read from the git mirror, before any
+    working copy is made (ADVERSARIAL 1); the full check runs again on the checkout."""
+    project = manifest.load_project(manifest_dir)
+    entry = project.entry_points.get(request.entry_point)
+    if entry is not None:
+        params.bind(entry.command, entry.params, request.params, manifest_dir, request.cwd)
+
+
+def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -> int:
     project = manifest.load_project(checkout.path)
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, request.cwd)
@@ -57,8 +83,11 @@ def run_project(request: RunRequest, progress: Progress) -> int:
         raise RunnerError(
             f"backend {request.backend!r} is not available in this version", "use --backend local"
         )
-    store = open_store(settings.get("store", request.store, checkout.path))
-    heartbeat = settings.get_float("heartbeat_seconds", checkout.path)
+    store = open_store(
+        settings.get("store", request.store, _config_dir(checkout)),
+        settings.get("artifacts", None, _config_dir(checkout)),
+    )
+    heartbeat = settings.get_float("heartbeat_seconds", _config_dir(checkout))
     record = new_record(
         experiment=request.experiment,
         run_name=request.run_name,
@@ -71,30 +100,67 @@ def run_project(request: RunRequest, progress: Progress) -> int:
         heartbeat_seconds=heartbeat,
     )
     store.create_run(record)
-    return _execute(store, record, kind, project.env, checkout, bound, progress)
+    _save_uncommitted(checkout, store.artifact_dir(record["id"]), progress)
+    tracker = _tracker(store, record["id"], entry, bound, checkout)
+    return _execute(store, record, kind, project.env, checkout, bound, progress, tracker)
+
+
+def _tracker(
+    store: Store,
+    run_id: str,
+    entry: manifest.EntryPoint,
+    bound: params.BoundCommand,
+    checkout: Checkout,
+) -> Tracker:
+    """Automatic capture of this run's inputs, outputs and events (tracking/)."""
+    from runner.tracking.capture import CapturePlan, limit_setting
+
+    run_dir = store.artifact_dir(run_id)
+    plan = CapturePlan(
+        workdir=checkout.path,
+        output_dir=run_dir / "outputs",
+        run_dir=run_dir,
+        artifacts_root=store.artifacts_root,
+        declared_inputs=entry.inputs,
+        declared_outputs=entry.outputs,
+        path_params={k: str(v["value"]) for k, v in bound.params.items() if v["type"] == "path"},
+        excluded=store.excluded_paths(),
+        limit=limit_setting(checkout.path),
+    )
+    return Tracker(store, run_id, plan)
+
+
+def _config_dir(checkout: Checkout) -> Path | None:
+    """Where a project's run-project.toml may be read: only from the user's own directory.
+    A fetched repository or archive must not choose the store, the cache or the timeouts."""
+    return checkout.path if checkout.kind == "local" else None
 
 
 def _execute(
-    store: SQLiteStore,
+    store: Store,
     record: dict[str, Any],
     kind: EnvKind,
     spec: manifest.EnvSpec,
     checkout: Checkout,
     bound: params.BoundCommand,
     progress: Progress,
+    tracker: Tracker,
 ) -> int:
     run_id = record["id"]
     run_dir = store.artifact_dir(run_id)
     try:
         with (
-            _heartbeat(store.root, run_id, float(record["runner"]["heartbeat_seconds"])),
+            _heartbeat(store, run_id, float(record["runner"]["heartbeat_seconds"])),
             envs.prepared(kind, spec, checkout, progress) as env,
         ):
             _save_lock(env, run_dir)
-            launch = kind.command(env.env_dir, bound.argv, _child_env(run_id, run_dir))
+            inputs = tracker.before(env.env_dir)
+            child_env = tracker.child_env(_child_env(run_id, run_dir))
+            launch = kind.command(env.env_dir, bound.argv, child_env)
             store.update_run(
                 run_id,
                 {
+                    **inputs,
                     "status": "RUNNING",
                     "env": env.to_record(),
                     "launch_argv": list(launch.argv),
@@ -106,16 +172,18 @@ def _execute(
             )
             progress.step(f"run {run_id[:8]} started: {shlex.join(bound.argv)[:200]}")
             try:
-                outcome = execute.run_child(
-                    launch.argv,
-                    checkout.path,
-                    launch.env,
-                    run_dir / "logs",
-                    grace_seconds=settings.get_float("grace_seconds", checkout.path),
-                )
+                with tracker.live():
+                    outcome = execute.run_child(
+                        launch.argv,
+                        checkout.path,
+                        launch.env,
+                        run_dir / "logs",
+                        grace_seconds=settings.get_float("grace_seconds", _config_dir(checkout)),
+                    )
             finally:
                 if launch.cleanup is not None:
                     launch.cleanup()
+        store.update_run(run_id, tracker.after())
     except RunnerError as exc:
         _close(store, run_id, "FAILED", None, exc.message)
         raise
@@ -130,15 +198,23 @@ def _execute(
     return outcome.exit_code
 
 
-def _close(
-    store: SQLiteStore, run_id: str, status: str, code: int | None, reason: str | None
-) -> None:
+def _close(store: Store, run_id: str, status: str, code: int | None, reason: str | None) -> None:
     import time
 
     store.update_run(
         run_id,
         {"status": status, "exit_code": code, "reason": reason, "end_time": iso(time.time())},
     )
+
+
+def _save_uncommitted(checkout: Checkout, run_dir: Path, progress: Progress) -> None:
+    """A dirty local repository's diff and untracked files go with the run (source/)."""
+    from runner.sources.local import save_uncommitted
+
+    skipped = save_uncommitted(checkout, run_dir / "source")
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        progress.warn(f"untracked files not saved with the run (links or too large): {shown}")
 
 
 def _save_lock(env: envs.Prepared, run_dir: Path) -> None:
@@ -162,12 +238,12 @@ def _child_env(run_id: str, run_dir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def _heartbeat(store_root: Path, run_id: str, interval: float) -> Iterator[None]:
+def _heartbeat(parent: Store, run_id: str, interval: float) -> Iterator[None]:
     """Beat from a thread with its own connection, through builds and the run alike."""
     stop = threading.Event()
 
     def beat() -> None:
-        store = SQLiteStore(store_root)
+        store = parent.reopen()
         while not stop.wait(interval):
             with contextlib.suppress(RunnerError):  # a missed beat is retried; LOST needs 3
                 store.heartbeat(run_id)

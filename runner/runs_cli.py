@@ -27,19 +27,27 @@ def main(args: Sequence[str]) -> int:
     lister.add_argument("--limit", type=int, default=50)
     lister.add_argument("--json", action="store_true")
     lister.add_argument("--store")
+    lister.add_argument("--param", action="append", default=[], metavar="COND", help="lr>0.01")
+    lister.add_argument("--metric", action="append", default=[], metavar="COND", help="acc>=0.9")
+    lister.add_argument("--sort", help="metric.acc, param.lr or a field; '-' first: descending")
     shower = sub.add_parser("show", help="everything in one run's record")
     shower.add_argument("run_id")
     shower.add_argument(
         "--json", action="store_true", help="the record as JSON (run-record schema)"
     )
     shower.add_argument("--store")
+    from runner import runs_more
+
+    runs_more.add_parsers(sub)
     ns = parser.parse_args(args)
-    store = open_store(settings.get("store", ns.store))
+    store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
     store.sweep_lost()
     if ns.command == "list":
-        records = store.list_runs(ns.experiment, ns.status, ns.limit)
+        records = runs_more.select(store, ns)
         print(json.dumps(records, indent=2) if ns.json else format_table(records))
         return 0
+    if ns.command != "show":
+        return runs_more.run(store, ns)
     record = store.get_run(ns.run_id)
     print(json.dumps(record, indent=2) if ns.json else format_record(record))
     return 0
@@ -59,6 +67,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
         "DURATION",
         "ENTRY",
         "PARAMS",
+        "METRICS",
     ]
     rows = [header] + [_row(r) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -79,7 +88,13 @@ def _row(record: dict[str, Any]) -> list[str]:
         _duration(record.get("start_time"), record.get("end_time")),
         _short(record.get("entry_point") or "", 16),
         _short(params, 40),
+        _short(_metrics(record), 40),
     ]
+
+
+def _metrics(record: dict[str, Any]) -> str:
+    summary = record.get("metrics") or {}
+    return " ".join(f"{k}={v['last']:.4g}" for k, v in summary.items() if v.get("last") is not None)
 
 
 def _short(value: Any, width: int = 12) -> str:
@@ -117,6 +132,9 @@ def _describe(value: Any, depth: int, lines: list[str]) -> None:
         if isinstance(item, dict) and item:
             lines.append(f"{pad}{key}:")
             _describe(item, depth + 1, lines)
+        elif isinstance(item, list) and item and isinstance(item[0], dict):
+            lines.append(f"{pad}{key}:")  # inputs, outputs: one line each
+            lines.extend(f"{pad}  " + " ".join(f"{k}={v}" for k, v in i.items()) for i in item)
         elif isinstance(item, list):
             lines.append(f"{pad}{key}: {' '.join(map(str, item)) if item else '[]'}")
         else:

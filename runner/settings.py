@@ -39,6 +39,21 @@ SETTINGS: dict[str, tuple[str, str | None, str]] = {
         None,
         "directory of wheels: docker builds install from it with no network",
     ),
+    "artifacts": (
+        "RUN_PROJECT_ARTIFACTS",
+        None,
+        "artifact directory (default: beside a SQLite store; ./runs/artifacts for PostgreSQL)",
+    ),
+    "artifact_limit": (
+        "RUN_PROJECT_ARTIFACT_LIMIT",
+        "10GB",
+        "most bytes of outputs one run may store (e.g. 500MB, 2GiB)",
+    ),
+    "store_retry_seconds": (
+        "RUN_PROJECT_STORE_RETRY_SECONDS",
+        "300",
+        "how long a run waits for a PostgreSQL store that went away before failing",
+    ),
 }
 
 

@@ -28,6 +28,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("RUN_PROJECT_FORBID_HOME_CACHE", "1")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("RUN_PROJECT_GRACE_SECONDS", "3")
+    monkeypatch.setenv("RUN_PROJECT_IGNORE_OLD_GIT", "1")  # the old-git warning has its own test
     monkeypatch.chdir(tmp_path)
     yield
 
@@ -99,3 +100,6 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = root / "uv-cache"
     path.mkdir(exist_ok=True)
     return path
+
+# Fixtures of the tracking tests (PostgreSQL schema per test, read-only and tiny mounts).
+from tracking_fixtures import pg_url, read_only_dir, store_url, tiny_disk  # noqa: E402, F401

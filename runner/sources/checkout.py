@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+def _nothing() -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -12,8 +17,9 @@ class Checkout:
     """A directory holding the project at a known revision.
 
     `path` is where the project (after any `#subdirectory`) lives and the command runs;
-    `commit` is the full git SHA when there is one; `dirty`/`diff` describe uncommitted
-    changes of a local repository.
+    `commit` is the full git SHA when there is one; `dirty`/`diff`/`untracked` describe
+    uncommitted changes of a local repository (`repo_root` is that repository's top).
+    `cleanup` removes a per-run working copy (a no-op for directories run in place).
     """
 
     path: Path
@@ -24,10 +30,14 @@ class Checkout:
     diff: str | None = None
     subdirectory: str = ""
     version: str | None = None
+    untracked: tuple[str, ...] = ()
+    repo_root: Path | None = None
+    archive_sha256: str | None = None
+    cleanup: Callable[[], None] = field(default=_nothing, compare=False, repr=False)
 
     def to_record(self) -> dict[str, Any]:
         """The `source` section of the run record (the URI is already redacted)."""
-        return {
+        record: dict[str, Any] = {
             "kind": self.kind,
             "uri": self.uri,
             "path": str(self.path),
@@ -36,3 +46,10 @@ class Checkout:
             "subdirectory": self.subdirectory,
             "version": self.version,
         }
+        if self.diff or self.untracked:
+            record["uncommitted"] = "source"  # artifact dir holding uncommitted.diff, untracked/
+        if self.untracked:
+            record["untracked"] = list(self.untracked)
+        if self.archive_sha256:
+            record["archive_sha256"] = self.archive_sha256
+        return record

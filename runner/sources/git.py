@@ -8,11 +8,14 @@ are switched off on the command line, and variables that relocate git are droppe
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 
 from runner.errors import SourceError
+from runner.sources.uri import redact
 
 SAFE_CONFIG = (
     "-c",
@@ -25,6 +28,10 @@ SAFE_CONFIG = (
     "core.fsmonitor=false",
     "-c",
     "submodule.recurse=false",
+    # A bare repository planted inside a project is never picked up by discovery; our own
+    # mirrors are always named with --git-dir.
+    "-c",
+    "safe.bareRepository=explicit",
 )
 DROPPED_ENV = (
     "GIT_DIR",
@@ -51,20 +58,28 @@ def git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env["GIT_TERMINAL_PROMPT"] = "0"  # never hang waiting for a password
     env["GIT_PROTOCOL_FROM_USER"] = "0"
-    env.setdefault("LC_ALL", "C")  # messages we parse stay in English
+    env["LC_ALL"] = "C"  # messages we parse stay in English
     return env
 
 
 def git(
-    args: Sequence[str], cwd: Path | None = None, check: bool = True
+    args: Sequence[str],
+    cwd: Path | None = None,
+    check: bool = True,
+    extra_env: Mapping[str, str] | None = None,
+    config: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run `git <safe config> args` and return its output; failures raise SourceError."""
-    argv = ["git", *SAFE_CONFIG, *args]
+    """Run `git <safe config> args` and return its output; failures raise SourceError.
+
+    `config` adds `-c` pairs for this call only; `extra_env` adds variables (such as a
+    private GIT_INDEX_FILE) after the scrubbing.
+    """
+    argv = ["git", *SAFE_CONFIG, *config, *args]
     try:
         result = subprocess.run(
             argv,
             cwd=cwd,
-            env=git_env(),
+            env={**git_env(), **(extra_env or {})},
             capture_output=True,
             text=True,
             errors="replace",
@@ -74,15 +89,49 @@ def git(
         raise SourceError("git is not installed", "install git (apt-get install git)") from exc
     if check and result.returncode != 0:
         raise SourceError(
-            f"git {args[0]} failed: {result.stderr.strip() or result.stdout.strip()}",
+            f"git {args[0]} failed: {redact(result.stderr.strip() or result.stdout.strip())}",
             "check the repository and revision",
         )
     return result
 
 
 def repo_root(path: Path) -> Path | None:
-    """The top of the git work tree containing `path`, or None if it is not in one."""
-    result = git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
-    if result.returncode != 0:
+    """The top of the git work tree containing `path`, or None if it is not in one.
+
+    Found by looking for `.git` upwards ourselves, so git later runs only at that root and
+    never picks up a repository planted inside the project (ADVERSARIAL 15).
+    """
+    for candidate in (path, *path.parents):
+        if (candidate / ".git").exists():
+            result = git(["rev-parse", "--show-toplevel"], cwd=candidate, check=False)
+            return Path(result.stdout.strip()) if result.returncode == 0 else None
+    return None
+
+
+# Versions that fixed the submodule attacks run-project's tests exercise (ADVERSARIAL 34).
+FIXED_IN = (((2, 45, 1), "CVE-2024-32002"), ((2, 50, 1), "CVE-2025-48384"))
+QUIET_VAR = "RUN_PROJECT_IGNORE_OLD_GIT"
+
+
+@cache
+def version() -> tuple[int, int, int]:
+    """The installed git's version, (0, 0, 0) if it cannot be read."""
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", git(["--version"], check=False).stdout)
+    if not found:
+        return (0, 0, 0)
+    return (int(found.group(1)), int(found.group(2)), int(found.group(3) or 0))
+
+
+def old_git_warning() -> str | None:
+    """One line when git predates the CVE fixes above (None when current or silenced)."""
+    if os.environ.get(QUIET_VAR):
         return None
-    return Path(result.stdout.strip())
+    have = version()
+    missing = [cve for fixed, cve in FIXED_IN if have < fixed]
+    if not missing:
+        return None
+    shown = ".".join(map(str, have))
+    return (
+        f"git {shown} lacks the fixes for {', '.join(missing)}; run-project does not recurse "
+        f"into submodules unless asked, but upgrade git (set {QUIET_VAR}=1 to silence this)"
+    )

@@ -1,137 +1,148 @@
-"""The run store: records in SQLite (`<dir>/runs.db`), artifacts beside it (`<dir>/artifacts/`).
+"""The run store: records in SQLite (`<dir>/runs.db`, artifacts beside it in `<dir>/artifacts/`)
+or PostgreSQL (a `postgresql://` URL; artifacts in RUN_PROJECT_ARTIFACTS), through one code path.
 
-Many runs write one store at once, so every write is a short `BEGIN IMMEDIATE` transaction
-under WAL with a generous busy_timeout: writers queue instead of failing with
-"database is locked". The record is one JSON document; the columns beside it exist for
-listing and filtering.
+Many runs write one store at once, so every write is a short transaction (SQLite:
+`BEGIN IMMEDIATE` under WAL with a generous busy_timeout: writers queue instead of failing
+with "database is locked"). The record is one JSON document; the columns beside it exist for
+listing and filtering; metric points, logged params, tags and files are in tables.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runner.errors import StoreError
+from runner import settings
+from runner.errors import RunnerError, StoreError
+from runner.tracking.db import Database, SQLiteDatabase, redact
 from runner.tracking.record import ACTIVE, iso
+from runner.tracking.tables import TablesMixin
 
-BUSY_TIMEOUT_MS = 60_000
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    experiment TEXT NOT NULL,
-    run_name TEXT,
-    status TEXT NOT NULL,
-    start_time REAL NOT NULL,
-    end_time REAL,
-    heartbeat_at REAL NOT NULL,
-    host TEXT,
-    runner_pid INTEGER,
-    exit_code INTEGER,
-    record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start_time DESC);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
-"""
 T = TypeVar("T")
 
 
-def open_store(location: str | None) -> SQLiteStore:
-    """The store at `location` (a directory; `sqlite:///dir` also accepted)."""
+def open_store(location: str | None, artifacts: str | None = None) -> Store:
+    """The store at `location`: a directory (`sqlite:///dir` also accepted) or a
+    `postgresql://` URL. Artifacts go to `artifacts`, else beside a SQLite store, else
+    `./runs/artifacts` for PostgreSQL."""
     raw = location or "./runs"
     if raw.startswith(("postgresql://", "postgres://")):
-        raise StoreError(
-            f"store {raw.split('@')[-1]!r}: PostgreSQL stores are not available in this version",
-            "use a directory path for --store",
-        )
+        root = Path(artifacts or "./runs/artifacts").expanduser().absolute()
+        from runner.tracking.postgres import PostgresDatabase
+
+        db = PostgresDatabase(raw)
+        # A server that goes away mid-run is waited for; the run's data stays in memory
+        # and in its local run directory meanwhile (never dropped).
+        db.reconnect_seconds = settings.get_float("store_retry_seconds")
+        return Store(db, root, label=redact(raw))
     if raw.startswith("sqlite:///"):
         raw = raw[len("sqlite:///") - 1 :]
-    return SQLiteStore(Path(raw).expanduser().absolute())
+    store = SQLiteStore(Path(raw).expanduser().absolute())
+    if artifacts:
+        store.artifacts_root = Path(artifacts).expanduser().absolute()
+    return store
 
 
-class SQLiteStore:
-    """Run records in SQLite; artifacts under `artifacts/<run id>/`."""
+class Store(TablesMixin):
+    """Run records (and metrics, params, tags, files) in a database; artifacts in a directory."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.db_path = root / "runs.db"
-        self._conn: sqlite3.Connection | None = None
+    def __init__(self, db: Database, artifacts_root: Path, label: str) -> None:
+        self.db = db
+        self.artifacts_root = artifacts_root
+        self.label = label
+        self.root = artifacts_root  # where a run's files live; SQLite stores override it
+        self._migrated = False
+
+    def reopen(self) -> Store:
+        """The same store on a new connection (for another thread)."""
+        other = Store(self.db.fresh(), self.artifacts_root, self.label)
+        other.root = self.root
+        return other
+
+    def exists(self) -> bool:
+        """Whether there is anything to read (a SQLite file may not exist yet)."""
+        return True
+
+    def writable(self) -> bool:
+        """Whether this runner can write the store (a read-only disk can still be listed)."""
+        return True
+
+    def excluded_paths(self) -> tuple[Path, ...]:
+        """Directories a run's capture must never treat as its inputs or outputs."""
+        paths = [self.root, self.artifacts_root]
+        with contextlib.suppress(RunnerError):
+            paths.append(settings.cache_dir())
+        return tuple(paths)
 
     # -- connection -----------------------------------------------------------------------
-    def connect(self, write: bool = True) -> sqlite3.Connection:
-        """Open (creating on first write) the database; errors name the store and the fix."""
-        if self._conn is not None:
-            return self._conn
-        if not write and not self.db_path.exists():
-            raise StoreError(f"no run store at {self.root}", "run a project first, or pass --store")
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+    def connect(self, write: bool = True) -> Any:
+        """Open the database (creating or migrating its schema on first write)."""
+        if not write and not self.exists():
+            raise StoreError(
+                f"no run store at {self.label}", "run a project first, or pass --store"
             )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn = conn
-            if write:
-                self._transaction(_create_schema)
-        except (OSError, sqlite3.Error) as exc:
-            self._conn = None
+        try:
+            self._prepare(write)
+            self.db.connect_waiting()
+            # PostgreSQL: readers migrate too, so a fresh database lists as empty.
+            if (write or self.db.dialect != "sqlite") and not self._migrated:
+                self.db.migrate()
+                self._migrated = True
+        except self._errors() as exc:
+            self.db.close()
             raise self._error(exc) from exc
-        return conn
+        return self.db.conn
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        return (OSError, *self.db.driver_errors())
+
+    def _prepare(self, write: bool) -> None:
+        """Dialect-specific preparation before connecting (SQLite makes its directory)."""
 
     def _error(self, exc: Exception) -> StoreError:
-        text = str(exc)
-        if isinstance(exc, PermissionError) or "readonly" in text or _read_only_fs(self.root):
+        text = str(exc).strip()
+        denied = isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        if (
+            denied
+            or isinstance(exc, PermissionError)
+            or "readonly" in text.lower().replace("-", "")
+        ):
             return StoreError(
-                f"run store {self.root} is read-only ({text})",
+                f"run store {self.label} is read-only ({text})",
                 "pass --store DIR (or set RUN_PROJECT_STORE) to a writable directory",
             )
-        return StoreError(f"run store {self.db_path}: {text}", "check the path and disk space")
+        if self.db.dialect == "postgresql":
+            return StoreError(
+                f"run store {self.label}: {text}",
+                "check that PostgreSQL is running and the URL, user and password are right",
+            )
+        return StoreError(f"run store {self.label}: {text}", "check the path and disk space")
 
-    def _retry(self, action: Callable[[], T]) -> T:
-        # SQLite skips the busy handler in a few cases (switching to WAL while another
-        # connection does the same); retry those instead of surfacing "database is locked".
-        for attempt in range(200):
-            try:
-                return action()
-            except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 199:
-                    raise
-                time.sleep(0.01 + 0.005 * attempt)
-        raise AssertionError("unreachable")
-
-    def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self.connect()
-
-        def attempt() -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = body(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
+    def _transaction(self, body: Callable[[Database], T]) -> T:
+        self.connect()
         try:
-            return self._retry(attempt)
-        except sqlite3.Error as exc:
+            return self.db.transaction(body)
+        except self._errors() as exc:
             raise self._error(exc) from exc
 
     @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
+    def _reading(self) -> Iterator[Database]:
+        self.connect(write=False)
         try:
-            yield self.connect(write=False)
-        except sqlite3.Error as exc:
+            yield self.db
+        except self.db.driver_errors() as exc:
             raise self._error(exc) from exc
+        finally:
+            if self.db.dialect != "sqlite" and self.db.conn is not None:
+                self.db.conn.rollback()
 
     # -- writes ---------------------------------------------------------------------------
     def create_run(self, record: dict[str, Any]) -> None:
@@ -141,7 +152,7 @@ class SQLiteStore:
         except OSError as exc:
             raise self._error(exc) from exc
         self._transaction(
-            lambda c: c.execute(
+            lambda db: db.execute(
                 "INSERT INTO runs (id, experiment, run_name, status, start_time, heartbeat_at,"
                 " host, runner_pid, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -161,14 +172,14 @@ class SQLiteStore:
     def update_run(self, run_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Merge `changes` into the record (read-modify-write in one transaction)."""
 
-        def body(conn: sqlite3.Connection) -> dict[str, Any]:
-            row = conn.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
+        def body(db: Database) -> dict[str, Any]:
+            row = db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
-                raise StoreError(f"run {run_id} is not in the store {self.root}", "check the id")
+                raise StoreError(f"run {run_id} is not in the store {self.label}", "check the id")
             record: dict[str, Any] = json.loads(row[0])
             record.update(changes)
             end = time.time() if changes.get("end_time") else None
-            conn.execute(
+            db.execute(
                 "UPDATE runs SET status = ?, exit_code = ?, end_time = COALESCE(?, end_time),"
                 " heartbeat_at = ?, record = ? WHERE id = ?",
                 (
@@ -182,23 +193,41 @@ class SQLiteStore:
             )
             return record
 
-        return self._transaction(body)
+        try:
+            return self._transaction(body)
+        except StoreError as exc:
+            kept = self._keep_locally(run_id, changes)
+            if kept is None:
+                raise
+            raise StoreError(
+                f"{exc.message}; the run's results are kept in {kept}", exc.hint
+            ) from exc
+
+    def _keep_locally(self, run_id: str, changes: dict[str, Any]) -> Path | None:
+        """A record update the database refused, saved beside the run's files (never dropped)."""
+        path = self.artifact_dir(run_id) / "pending-updates.jsonl"
+        try:
+            with open(path, "a") as out:
+                out.write(json.dumps(changes) + "\n")
+        except OSError:
+            return None
+        return path
 
     def heartbeat(self, run_id: str) -> None:
         """Mark the run alive now (a runner that stops beating is presumed dead: LOST)."""
         now = time.time()
 
-        def body(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now, run_id))
+        def body(db: Database) -> None:
+            db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now, run_id))
 
         self._transaction(body)
 
     def sweep_lost(self) -> int:
         """Close runs whose runner died (same host, pid gone) or stopped beating: LOST."""
-        if not self.db_path.exists():
+        if not self.exists() or not self.writable():
             return 0
-        with self._reading() as conn:
-            rows = conn.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT id, host, runner_pid, heartbeat_at, record FROM runs"
                 " WHERE status IN (?, ?)",
                 ACTIVE,
@@ -209,8 +238,8 @@ class SQLiteStore:
         return len(lost)
 
     def _mark_lost(self, run_id: str) -> None:
-        def body(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT status, record FROM runs WHERE id = ?", (run_id,)).fetchone()
+        def body(db: Database) -> None:
+            row = db.execute("SELECT status, record FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None or row[0] not in ACTIVE:
                 return  # it finished while we looked
             record = json.loads(row[1])
@@ -219,7 +248,7 @@ class SQLiteStore:
                 end_time=iso(time.time()),
                 reason=("the runner stopped sending heartbeats (killed or its machine went down)"),
             )
-            conn.execute(
+            db.execute(
                 "UPDATE runs SET status = 'LOST', end_time = ?, record = ? WHERE id = ?",
                 (time.time(), json.dumps(record), run_id),
             )
@@ -234,12 +263,12 @@ class SQLiteStore:
             raise StoreError(
                 f"{id_or_prefix!r} is not a run id", "run ids are hex; see `runs list`"
             )
-        with self._reading() as conn:
-            rows = conn.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT record FROM runs WHERE id LIKE ? LIMIT 2", (prefix + "%",)
             ).fetchall()
         if not rows:
-            raise StoreError(f"no run {id_or_prefix} in the store {self.root}", "see `runs list`")
+            raise StoreError(f"no run {id_or_prefix} in the store {self.label}", "see `runs list`")
         if len(rows) > 1:
             raise StoreError(f"run id prefix {id_or_prefix} is ambiguous", "type more characters")
         record: dict[str, Any] = json.loads(rows[0][0])
@@ -249,7 +278,7 @@ class SQLiteStore:
         self, experiment: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Records, newest first, optionally filtered (none yet if the store is new)."""
-        if not self.db_path.exists():
+        if not self.exists():
             return []
         where, args = [], []
         if experiment:
@@ -264,32 +293,16 @@ class SQLiteStore:
         sql += " ORDER BY start_time DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        with self._reading() as conn:
-            return [json.loads(row[0]) for row in conn.execute(sql, args)]
+        with self._reading() as db:
+            return [json.loads(row[0]) for row in db.execute(sql, args).fetchall()]
 
     def artifact_dir(self, run_id: str) -> Path:
         """Where this run's logs, events and artifacts live."""
-        return self.root / "artifacts" / run_id
+        return self.artifacts_root / run_id
 
     def close(self) -> None:
         """Close the connection (the store can be reopened)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def _read_only_fs(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-def _create_schema(conn: sqlite3.Connection) -> None:
-    # One statement at a time: executescript() would COMMIT our BEGIN IMMEDIATE early.
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+        self.db.close()
 
 
 def _is_lost(host: str, pid: int, heartbeat_at: float, record: dict[str, Any]) -> bool:
@@ -314,3 +327,31 @@ def _pid_alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+class SQLiteStore(Store):
+    """Run records in SQLite (`<root>/runs.db`); artifacts under `<root>/artifacts/`."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(SQLiteDatabase(root / "runs.db"), root / "artifacts", label=str(root))
+        self.root = root
+        self.db_path = root / "runs.db"
+
+    def reopen(self) -> Store:
+        """The same store on a new connection (for another thread)."""
+        other = SQLiteStore(self.root)
+        other.artifacts_root = self.artifacts_root
+        return other
+
+    def exists(self) -> bool:
+        """A store that was never written has no file yet."""
+        return self.db_path.exists()
+
+    def writable(self) -> bool:
+        """False on a read-only disk or directory."""
+        return os.access(self.root, os.W_OK)
+
+    def _prepare(self, write: bool) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if write and not os.access(self.root, os.W_OK):  # also true for root on a read-only mount
+            raise PermissionError(f"cannot write to {self.root}")

@@ -1,0 +1,108 @@
+"""Side-by-side benchmarks of run-project against MLflow (and DVC, hashlib) in one run.
+
+    python benchmarks/bench.py [--quick] [--repeat N] [--only warm,env,git,hash,store]
+
+Installs MLflow and DVC from PyPI into benchmarks/work/peers-venv (once), runs every case for
+every tool on the same inputs, and prints a markdown table of medians (min–max) and peak RSS,
+with each peer's time as a multiple of run-project's. `--write` also saves it to RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Measure, table  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORK = HERE / "work"
+PEERS = WORK / "peers-venv"
+
+
+def peers_python() -> Path:
+    """A venv with mlflow and dvc from PyPI (made once; uv makes it in ~10 s)."""
+    python = PEERS / "bin" / "python"
+    if not (PEERS / "bin" / "mlflow").exists():
+        uv = shutil.which("uv") or _uv_from_package()
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(PEERS)], check=True)
+        subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "mlflow", "dvc"],
+                       check=True)  # fmt: skip
+    return python
+
+
+def _uv_from_package() -> str:
+    import uv
+
+    return str(uv.find_uv_bin())
+
+
+def runner_argv() -> list[str]:
+    """How users start run-project: the console script if installed, else `python -m runner`."""
+    script = shutil.which("run-project")
+    return [script] if script else [sys.executable, "-m", "runner"]
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(RUN_PROJECT_CACHE=str(tmp / "cache"), RUN_PROJECT_STORE=str(tmp / "store"),
+               MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+               PYTHONPATH=str(REPO), GIT_PYTHON_REFRESH="quiet")  # fmt: skip
+    return env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    parser.add_argument("--repeat", type=int, default=0, help="repeats per measurement")
+    parser.add_argument("--only", default="warm,env,git,hash,store")
+    parser.add_argument("--write", action="store_true", help="also write benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    repeat = args.repeat or (3 if args.quick else 7)
+    WORK.mkdir(parents=True, exist_ok=True)
+    peers = peers_python()
+    started = time.monotonic()
+    measures: list[Measure] = []
+    import cases
+
+    for name in args.only.split(","):
+        print(f"== {name}", file=sys.stderr, flush=True)
+        measures += cases.CASES[name](peers, repeat, args.quick)
+    report = render(measures, time.monotonic() - started, args.quick)
+    print(report)
+    if args.write:
+        (HERE / "RESULTS.md").write_text(report + "\n")
+    return 0
+
+
+def render(measures: list[Measure], seconds: float, quick: bool) -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    head = (
+        f"# Benchmark results\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · "
+        f"{platform.system()} {platform.machine()} · {os.cpu_count()} cores · {cpu} · "
+        f"Python {platform.python_version()} · {'quick' if quick else 'full'} sizes · "
+        f"whole run {seconds:.0f} s\n\n"
+        "Medians of repeated runs (min–max shown); `vs run-project` is the peer's median "
+        "divided by run-project's (higher is better for run-project). Peak RSS is the largest "
+        "resident set of the measured process tree.\n\n"
+    )
+    return head + table(measures)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

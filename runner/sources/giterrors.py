@@ -1,0 +1,71 @@
+"""git's fetch failures → errors that say what happened and what to do (host unreachable,
+credentials needed, no such repository), with any credentials redacted."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from runner.errors import SourceError
+from runner.sources.uri import redact
+
+UNREACHABLE = re.compile(
+    r"could not resolve host|connection refused|failed to connect|unable to connect|"
+    r"connection timed out|network is unreachable|no route to host|could not resolve hostname|"
+    r"unable to look up|connection reset|couldn't connect",
+    re.IGNORECASE,
+)
+AUTH = re.compile(
+    r"authentication failed|terminal prompts disabled|could not read username|"
+    r"could not read password|permission denied \(publickey|returned error: 40[13]|"
+    r"host key verification failed",
+    re.IGNORECASE,
+)
+NOT_FOUND = re.compile(
+    r"repository .* not found|not found|does not appear to be a git repository|"
+    r"no such file or directory|not a git repository|returned error: 404",
+    re.IGNORECASE,
+)
+EMPTY = re.compile(r"couldn't find remote ref HEAD", re.IGNORECASE)
+CREDENTIALS_HINT = (
+    "provide credentials the way git does: for ssh:// and git@host:path load your key into "
+    "the ssh agent (ssh-add); for https:// configure a credential helper "
+    "(git config --global credential.helper store, or your platform's helper), or put a token "
+    "in the URL (https://USER:TOKEN@host/...; run-project redacts it everywhere)"
+)
+OFFLINE_HINT = (
+    "check the URL and your network; a commit fetched before runs offline with -v FULL_SHA"
+)
+
+
+@dataclass
+class FetchError(Exception):
+    """A failed fetch: `network` is True when the mirror is not to blame."""
+
+    error: SourceError
+    network: bool
+
+
+def classify(stderr: str, shown: str) -> FetchError:
+    """The SourceError for git's stderr, and whether it is a network/remote-side failure."""
+    detail = redact(_last_lines(stderr))
+    if AUTH.search(stderr):
+        return FetchError(SourceError(f"{shown} needs credentials: {detail}", CREDENTIALS_HINT),
+                          True)  # fmt: skip
+    if UNREACHABLE.search(stderr):
+        return FetchError(SourceError(f"cannot reach {shown}: {detail}", OFFLINE_HINT), True)
+    if EMPTY.search(stderr):
+        return FetchError(
+            SourceError(f"{shown} has no commits (or no default branch)", "push a commit first"),
+            True,
+        )
+    if NOT_FOUND.search(stderr):
+        return FetchError(
+            SourceError(f"no git repository at {shown}: {detail}", "check the URL's path"), True
+        )
+    return FetchError(SourceError(f"cannot fetch {shown}: {detail}", OFFLINE_HINT), False)
+
+
+def _last_lines(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " / ".join(lines[-3:]) or "git gave no reason"

@@ -1,0 +1,281 @@
+"""Automatic capture of a run's inputs and outputs, hashed and kept as artifacts.
+
+Before the child starts: the working directory's state is snapshotted (lstat only) and the
+inputs named up front are hashed: parameters of type `path` and the entry point's declared
+`inputs:`. After it ends: files created or changed in the working directory, everything in
+`RUN_PROJECT_OUTPUT_DIR`, declared `outputs:`, files Python code opened for writing and files
+logged with `log_artifact` are outputs; files Python code opened for reading are inputs.
+Symlinks are never followed and special files are never read: they are named in a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import settings
+from runner.errors import RunnerError
+from runner.tracking.artifacts import ArtifactError, ObjectStore, check_name, parse_size
+from runner.tracking.hashing import HashCache, walk
+
+# Never inputs or outputs: version control, caches and environments inside the working dir.
+EXCLUDED_NAMES = frozenset(
+    {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache",
+     ".ruff_cache", ".ipynb_checkpoints", "node_modules", ".tox", ".nox"}
+)  # fmt: skip
+SYSTEM_PREFIXES = ("/proc/", "/sys/", "/dev/", "/run/")
+Stamp = tuple[int, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class CapturePlan:
+    """Where to look and what the manifest and parameters name."""
+
+    workdir: Path
+    output_dir: Path
+    run_dir: Path
+    artifacts_root: Path
+    declared_inputs: tuple[str, ...] = ()
+    declared_outputs: tuple[str, ...] = ()
+    path_params: dict[str, str] = field(default_factory=dict)
+    excluded: tuple[Path, ...] = ()
+    limit: int = 0
+
+
+@dataclass
+class Captured:
+    """What capture found: record entries and warnings for the user."""
+
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stored_bytes: int = 0
+
+
+class Capture:
+    """One run's capture: `before()` ahead of the child, `after()` once it has ended."""
+
+    def __init__(self, plan: CapturePlan) -> None:
+        self.plan = plan
+        self.hashes = HashCache()
+        self.objects = ObjectStore(plan.artifacts_root)
+        self.result = Captured()
+        self.snapshot: dict[str, Stamp] = {}
+        roots = [
+            os.path.realpath(p) + os.sep
+            for p in (plan.run_dir, plan.artifacts_root, *plan.excluded)
+        ]
+        # A working dir inside a skipped root (a git checkout kept in the cache) is still
+        # captured: only roots that are not its ancestors are skipped.
+        work = os.path.realpath(plan.workdir) + os.sep
+        self.skip_roots = tuple(r for r in roots if not work.startswith(r))
+
+    def before(self) -> list[dict[str, Any]]:
+        """Snapshot the working directory and hash the inputs named up front."""
+        self.snapshot = {str(p): _stamp(st) for p, st in self._walk(self.plan.workdir)}
+        for name, value in self.plan.path_params.items():
+            path = Path(value)
+            if os.path.lexists(path):
+                self._add_input(path, "param", param=name)
+        for path in self._globbed(self.plan.declared_inputs, "declared input"):
+            self._add_input(path, "declared")
+        self.hashes.flush()
+        return self.result.inputs
+
+    def after(self, opened: dict[str, set[str]], logged: list[tuple[str, str]]) -> Captured:
+        """Find, hash and store the outputs; hash the files read; returns everything found."""
+        candidates: dict[str, tuple[Path, str, str]] = {}  # abs path → (path, name, source)
+        self._workdir_changes(candidates)
+        self._output_dir(candidates)
+        for path in self._globbed(self.plan.declared_outputs, "declared output"):
+            self._offer(candidates, path, "declared")
+        for raw, modes in sorted(opened.items()):
+            if "w" in modes:
+                self._offer(candidates, Path(raw), "opened")
+        named: dict[str, tuple[Path, str, str]] = {}  # by name: also kept when found above
+        for raw, name in logged:
+            self._offer_logged(named, Path(raw), name)
+        every = [*candidates.values(), *named.values()]
+        self._check_limit(every)
+        for path, name, source in every:
+            self._store(path, name, source)
+        seen = {i["path"] for i in self.result.inputs} | set(candidates)
+        for raw, modes in sorted(opened.items()):
+            if "r" in modes and raw not in seen and self._readable_input(Path(raw)):
+                self._add_input(Path(raw), "opened")
+        self.hashes.flush()
+        return self.result
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _add_input(self, path: Path, source: str, param: str | None = None) -> None:
+        if any(i["path"] == str(path) for i in self.result.inputs):
+            return  # named twice (a path parameter that is also a declared input)
+        entry: dict[str, Any] = {"path": str(path), "source": source}
+        if param:
+            entry["param"] = param
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                digest, size, count = self.hashes.tree(path)
+                entry.update(kind="dir", sha256=digest, size=size, files=count)
+            elif stat.S_ISREG(st.st_mode):
+                entry.update(kind="file", sha256=self.hashes.file(path, st), size=st.st_size)
+            else:
+                self._warn(f"input {path} is not a regular file or directory; not hashed")
+                return
+        except OSError as exc:
+            self._warn(f"input {path} could not be hashed: {exc.strerror or exc}")
+            return
+        self.result.inputs.append(entry)
+
+    def _readable_input(self, path: Path) -> bool:
+        text = str(path)
+        if text.startswith(SYSTEM_PREFIXES) or self._skipped(path):
+            return False
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            return False  # a temporary file already gone
+
+    # -- outputs --------------------------------------------------------------------------
+    def _workdir_changes(self, candidates: dict[str, tuple[Path, str, str]]) -> None:
+        root = self.plan.workdir
+        for path, st in self._walk(root):
+            if self.snapshot.get(str(path)) != _stamp(st):
+                rel = path.relative_to(root).as_posix()
+                self._offer(candidates, path, "workdir", f"workdir/{rel}", st)
+
+    def _output_dir(self, candidates: dict[str, tuple[Path, str, str]]) -> None:
+        root = self.plan.output_dir
+        for path, st in walk(root) if root.is_dir() else []:
+            rel = path.relative_to(root).as_posix()
+            self._offer(candidates, path, "output_dir", f"outputs/{rel}", st, inside_run=True)
+
+    def _offer_logged(
+        self, candidates: dict[str, tuple[Path, str, str]], path: Path, name: str
+    ) -> None:
+        try:
+            clean = check_name(name)
+        except ArtifactError as exc:
+            self._warn(f"{exc.message} (logged from {path}); {exc.hint}")
+            return
+        self._offer(candidates, path, "logged", f"logged/{clean}", inside_run=True)
+        if str(Path(os.path.abspath(path))) in candidates:  # re-key by name
+            candidates[f"logged/{clean}"] = candidates.pop(str(Path(os.path.abspath(path))))
+
+    def _offer(
+        self,
+        candidates: dict[str, tuple[Path, str, str]],
+        path: Path,
+        source: str,
+        name: str | None = None,
+        st: os.stat_result | None = None,
+        inside_run: bool = False,
+    ) -> None:
+        path = Path(os.path.abspath(path))
+        if str(path) in candidates or (not inside_run and self._skipped(path)):
+            return
+        try:
+            st = st or os.lstat(path)
+        except OSError:
+            return  # written, then removed by the run: nothing to keep
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            self._warn(f"output {path} is {kind}; not copied (symlinks are never followed)")
+            if inside_run and source == "output_dir":
+                # The output dir is inside the store: a link to ~/.ssh must not stay there.
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            return
+        if name is None:
+            name = self._name_for(path)
+        candidates[str(path)] = (path, name, source)
+
+    def _name_for(self, path: Path) -> str:
+        try:
+            return "workdir/" + path.relative_to(self.plan.workdir).as_posix()
+        except ValueError:
+            return "external" + path.as_posix()
+
+    def _check_limit(self, candidates: list[tuple[Path, str, str]]) -> None:
+        sizes = {str(path): _size(path) for path, _, _ in candidates}
+        total = sum(sizes.values())
+        if self.plan.limit and total > self.plan.limit:
+            biggest = sorted(sizes, key=lambda k: sizes[k], reverse=True)[:3]
+            raise ArtifactError(
+                f"the run's outputs total {total} bytes, over the per-run artifact limit of "
+                f"{self.plan.limit} bytes (largest: {', '.join(biggest)}); nothing was stored",
+                "raise RUN_PROJECT_ARTIFACT_LIMIT (e.g. 20GB), or write less into the "
+                "working directory and RUN_PROJECT_OUTPUT_DIR",
+            )
+
+    def _store(self, path: Path, name: str, source: str) -> None:
+        st = os.lstat(path)
+        expected = self.hashes.file(path, st)
+        digest = self.objects.put(path, expected)
+        self.objects.link(digest, self.plan.run_dir / name)
+        self.result.stored_bytes += st.st_size
+        entry = {"path": str(path), "name": name, "sha256": digest, "size": st.st_size}
+        self.result.outputs.append({**entry, "source": source})
+
+    # -- helpers --------------------------------------------------------------------------
+    def _walk(self, root: Path) -> list[tuple[Path, os.stat_result]]:
+        skip = frozenset(r.rstrip(os.sep) for r in self.skip_roots)
+        return walk(root, EXCLUDED_NAMES, skip)
+
+    def _skipped(self, path: Path) -> bool:
+        real = os.path.realpath(path.parent) + os.sep
+        if any(real.startswith(root) for root in self.skip_roots):
+            return True
+        return any(part in EXCLUDED_NAMES for part in path.parts)
+
+    def _globbed(self, patterns: tuple[str, ...], what: str) -> list[Path]:
+        found: list[Path] = []
+        root = self.plan.workdir
+        for pattern in patterns:
+            matches = sorted(glob.glob(pattern, root_dir=root, recursive=True))
+            if not matches:
+                self._warn(f"{what} {pattern!r} matched nothing in {root}")
+            for match in matches:
+                path = Path(os.path.abspath(root / match))
+                if os.path.commonpath([os.path.realpath(path), os.path.realpath(root)]) != str(
+                    os.path.realpath(root)
+                ):
+                    self._warn(f"{what} {pattern!r} leaves the project; ignored")
+                    continue
+                found.append(path)
+        return found
+
+    def _warn(self, message: str) -> None:
+        if message not in self.result.warnings:
+            self.result.warnings.append(message)
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def limit_setting(project_dir: Path | None = None) -> int:
+    """The per-run artifact limit in bytes (RUN_PROJECT_ARTIFACT_LIMIT; 0 means none)."""
+    raw = settings.get("artifact_limit", None, project_dir) or "0"
+    try:
+        return parse_size(raw)
+    except ValueError as exc:
+        raise RunnerError(
+            f"setting artifact_limit = {raw!r} is not a size",
+            "set RUN_PROJECT_ARTIFACT_LIMIT to a size such as 500MB or 2GiB (0: no limit)",
+        ) from exc
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0

@@ -1,0 +1,189 @@
+"""Ingest the JSON lines a run appends to `$RUN_PROJECT_EVENTS`: live (a thread) and at the end.
+
+One event per line, from the injected Python client or from any language:
+
+    {"type": "metric", "key": "loss", "value": 0.25, "step": 3, "ts": 1700000000.0}
+    {"type": "param", "key": "layers", "value": "3"}
+    {"type": "tag", "key": "stage", "value": "tuning"}
+    {"type": "artifact", "path": "plots/loss.png", "name": "plots/loss.png"}
+    {"type": "open", "path": "/data/train.csv", "mode": "r"}      (written by the audit hook)
+
+Metric points are written in batches, so 100k points in one run cost seconds. A malformed
+line is skipped and counted; the user gets one warning naming the first bad line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunnerError
+from runner.tracking.store import Store
+from runner.tracking.tables import BATCH
+
+MAX_KEY = 250
+MAX_VALUE = 6000
+
+
+@dataclass
+class Ingested:
+    """Everything read from the events file so far."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    opened: dict[str, set[str]] = field(default_factory=dict)
+    artifacts: list[tuple[str, str]] = field(default_factory=list)
+    bad_lines: int = 0
+    first_bad: str = ""
+    pending_points: list[tuple[str, float | None, int, float]] = field(default_factory=list)
+    pending_pairs: bool = False
+
+
+class EventReader:
+    """Reads complete new lines from the events file and folds them into `Ingested`."""
+
+    def __init__(self, path: Path, workdir: Path) -> None:
+        self.path = path
+        self.workdir = workdir
+        self.offset = 0
+        self.line_no = 0
+        self.state = Ingested()
+        self._steps: dict[str, int] = {}
+        self.lock = threading.Lock()  # the live thread and the final pass never overlap
+
+    def poll(self) -> None:
+        """Read what was appended since the last poll (a partial last line waits)."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for raw in data[:end].splitlines():
+            self.line_no += 1
+            if raw.strip():
+                self._one(raw)
+
+    def _one(self, raw: bytes) -> None:
+        try:
+            event = json.loads(raw)
+            if not isinstance(event, dict):
+                raise ValueError("not a JSON object")
+            self._apply(event)
+        except (ValueError, TypeError, KeyError) as exc:
+            state = self.state
+            state.bad_lines += 1
+            if not state.first_bad:
+                state.first_bad = f"line {self.line_no}: {exc}"
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        state = self.state
+        if kind == "metric":
+            key = _key(event["key"])
+            value = float(event["value"])
+            step = event.get("step")
+            step = self._steps.get(key, 0) if step is None else int(step)
+            self._steps[key] = step + 1
+            ts = float(event.get("ts") or time.time())
+            stored = None if math.isnan(value) else value
+            state.pending_points.append((key, stored, step, ts))
+            _summarise(state.metrics, key, value, step)
+        elif kind in ("param", "tag"):
+            target = state.params if kind == "param" else state.tags
+            target[_key(event["key"])] = _value(event["value"])
+            state.pending_pairs = True
+        elif kind == "artifact":
+            path = os.path.join(self.workdir, str(event["path"]))
+            name = str(event["name"]) if "name" in event else os.path.basename(str(event["path"]))
+            state.artifacts.append((path, name))
+        elif kind == "open":
+            mode = "w" if str(event.get("mode", "r")) == "w" else "r"
+            state.opened.setdefault(str(event["path"]), set()).add(mode)
+        else:
+            raise ValueError(f"unknown event type {kind!r}")
+
+    def summary(self) -> dict[str, Any]:
+        """The record's view of what was logged so far."""
+        state = self.state
+        return {"metrics": state.metrics, "logged_params": state.params, "tags": state.tags}
+
+    def flush(self, store: Store, run_id: str) -> None:
+        """Write pending metric points, params and tags to the store."""
+        state = self.state
+        while state.pending_points:  # removed only once committed: a failure loses nothing
+            chunk = state.pending_points[:BATCH]
+            store.add_metrics(run_id, chunk)
+            del state.pending_points[: len(chunk)]
+        if state.pending_pairs:
+            state.pending_pairs = False
+            store.set_pairs("logged_params", run_id, state.params)
+            store.set_pairs("tags", run_id, state.tags)
+
+
+def _key(raw: Any) -> str:
+    key = str(raw)
+    if not key or len(key) > MAX_KEY or any(ord(c) < 32 for c in key):
+        raise ValueError(f"key {key[:40]!r} must be 1-{MAX_KEY} printable characters")
+    return key
+
+
+def _value(raw: Any) -> str:
+    value = raw if isinstance(raw, str) else json.dumps(raw)
+    if len(value) > MAX_VALUE:
+        raise ValueError(f"value longer than {MAX_VALUE} characters")
+    return value
+
+
+def _summarise(metrics: dict[str, dict[str, Any]], key: str, value: float, step: int) -> None:
+    if math.isnan(value) or math.isinf(value):
+        value_or_none: float | None = None
+    else:
+        value_or_none = value
+    summary = metrics.get(key)
+    if summary is None:
+        metrics[key] = summary = {"last": None, "step": step, "min": None, "max": None, "count": 0}
+    summary["count"] += 1
+    if step >= summary["step"]:
+        summary["last"], summary["step"] = value_or_none, step
+    if value_or_none is not None:
+        low, high = summary["min"], summary["max"]
+        summary["min"] = value_or_none if low is None else min(low, value_or_none)
+        summary["max"] = value_or_none if high is None else max(high, value_or_none)
+
+
+@contextmanager
+def live(reader: EventReader, store: Store, run_id: str, interval: float = 1.0) -> Iterator[None]:
+    """Ingest from a thread while the run goes on (its own store connection)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        mine = store.reopen()
+        while not stop.wait(interval):
+            with reader.lock, contextlib.suppress(RunnerError):  # the final pass retries
+                before = reader.line_no
+                reader.poll()
+                reader.flush(mine, run_id)
+                if reader.line_no != before:  # `runs show` sees progress while it runs
+                    mine.update_run(run_id, reader.summary())
+        mine.close()
+
+    thread = threading.Thread(target=loop, name="events", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)

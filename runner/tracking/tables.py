@@ -1,0 +1,99 @@
+"""The store's tables beside the run records: metric points, logged params, tags, files.
+
+A mixin of `Store` (store.py), kept apart so each module stays small. Metric points are
+written in batches (one transaction per batch), so 100k points cost seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+
+from runner.tracking.db import Database
+
+T = TypeVar("T")
+BATCH = 20_000
+
+
+class TablesMixin:
+    """Reads and writes of metrics, logged_params, tags and files (needs Store's methods)."""
+
+    _transaction: Callable[..., Any]
+    _reading: Callable[[], AbstractContextManager[Database]]
+
+    def add_metrics(
+        self, run_id: str, points: Sequence[tuple[str, float | None, int, float]]
+    ) -> None:
+        """Append metric points (key, value, step, timestamp) in batched transactions."""
+        for start in range(0, len(points), BATCH):
+            chunk = [(run_id, *point) for point in points[start : start + BATCH]]
+
+            def body(db: Database, rows: list[tuple[Any, ...]] = chunk) -> None:
+                db.insert_many("metrics", ("run_id", "key", "value", "step", "ts"), rows)
+
+            self._transaction(body)
+
+    def set_pairs(self, table: str, run_id: str, pairs: dict[str, str]) -> None:
+        """Set logged params or tags (`table`): the last value for a key wins."""
+        assert table in ("logged_params", "tags")
+        if not pairs:
+            return
+
+        def body(db: Database) -> None:
+            for key, value in pairs.items():
+                db.execute(f"DELETE FROM {table} WHERE run_id = ? AND key = ?", (run_id, key))
+                db.execute(
+                    f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?)",
+                    (run_id, key, value),
+                )
+
+        self._transaction(body)
+
+    def set_files(self, run_id: str, files: list[dict[str, Any]]) -> None:
+        """Replace the run's input/output file rows (used for lineage lookups by hash)."""
+
+        def body(db: Database) -> None:
+            db.execute("DELETE FROM files WHERE run_id = ?", (run_id,))
+            rows = [
+                (run_id, f["direction"], f["path"], f["sha256"], f["size"], f["source"])
+                for f in files
+            ]
+            if rows:
+                cols = ("run_id", "direction", "path", "sha256", "size", "source")
+                db.insert_many("files", cols, rows)
+
+        self._transaction(body)
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float | None]]:
+        """(step, value) points of one metric of one run, in step order."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT step, value FROM metrics WHERE run_id = ? AND key = ? ORDER BY step, ts",
+                (run_id, key),
+            ).fetchall()
+        return [(int(step), value) for step, value in rows]
+
+    def metric_count(self, run_id: str) -> int:
+        """How many metric points the run has."""
+        with self._reading() as db:
+            return int(
+                db.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
+            )
+
+    def files_with_hash(self, sha256: str, direction: str) -> list[tuple[str, str]]:
+        """(run id, path) of every file row with this hash and direction."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT run_id, path FROM files WHERE sha256 = ? AND direction = ?",
+                (sha256, direction),
+            ).fetchall()
+        return [(str(a), str(b)) for a, b in rows]
+
+    def files_with_path(self, path: str) -> Iterator[tuple[str, str, str]]:
+        """(run id, direction, sha256) of every file row recorded under this path."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT run_id, direction, sha256 FROM files WHERE path = ?", (path,)
+            ).fetchall()
+        return iter([(str(a), str(b), str(c)) for a, b, c in rows])

@@ -1,0 +1,194 @@
+"""Real git servers on 127.0.0.1 for the source tests, and helpers that make real repositories.
+
+`git daemon` serves git://, `git http-backend` (through tests/git_http_server.py) serves smart
+HTTP. Each server is started by a fixture and stopped by its PID. With CI=true a server that
+cannot start fails the test; elsewhere the test is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+GIT_ID = ["-c", "user.name=Test", "-c", "user.email=test@example.org",
+          "-c", "init.defaultBranch=main"]  # fmt: skip
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    """Run a plain git command for test setup; returns stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    result = subprocess.run(["git", *GIT_ID, *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, f"git {args}: {result.stderr}"
+    return result.stdout.strip()
+
+
+def commit(repo: Path, files: dict[str, str], message: str = "change") -> str:
+    """Write files into the work tree of `repo`, commit them all, return the full SHA."""
+    if not (repo / ".git").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        git("init", "-q", "-b", "main", str(repo))
+    for name, text in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "--allow-empty", "-m", message, cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo)
+
+
+def publish(work: Path, served_root: Path, name: str) -> Path:
+    """Push every branch and tag of `work` to the bare repository served_root/name."""
+    bare = served_root / name
+    if not bare.exists():
+        git("init", "-q", "--bare", "-b", "main", str(bare))
+    git("push", "-q", "--force", str(bare), "refs/heads/*:refs/heads/*", cwd=work)
+    git("push", "-q", "--force", str(bare), "refs/tags/*:refs/tags/*", cwd=work)
+    return bare
+
+
+def runner_env(**extra: str) -> dict[str, str]:
+    """The environment for a `python -m runner` started directly: this checkout's code."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
+    return env
+
+
+def _fail_or_skip(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@dataclass
+class Server:
+    """A running server process (its own process group) and its base URL."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self) -> None:
+        """Stop the server and everything it forked, by its process group id."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def start_daemon(root: Path) -> Server:
+    """`git daemon` serving every repository under `root` at git://127.0.0.1:PORT/."""
+    port = _free_port()
+    argv = ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
+            "--listen=127.0.0.1", f"--port={port}", "--informative-errors", str(root)]  # fmt: skip
+    proc = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.DEVNULL)
+    if not _wait_port(port, proc):
+        proc.kill()
+        _fail_or_skip("git daemon did not start (is git-daemon installed?)")
+    return Server(proc, f"git://127.0.0.1:{port}")
+
+
+def start_http(root: Path, auth: str = "") -> Server:
+    """Smart HTTP (`git http-backend`) serving `root` at http://127.0.0.1:PORT/."""
+    portfile = root.parent / f"http-port-{os.getpid()}-{time.monotonic_ns()}"
+    argv = [sys.executable, str(HERE / "git_http_server.py"), str(root), str(portfile), auth]
+    proc = subprocess.Popen(argv, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not (portfile.exists() and portfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not portfile.exists() or not _wait_port(int(portfile.read_text()), proc):
+        proc.kill()
+        _fail_or_skip("git http-backend server did not start")
+    return Server(proc, f"http://127.0.0.1:{portfile.read_text()}")
+
+
+MLPROJECT = """\
+name: served
+entry_points:
+  main:
+    parameters:
+      lr: {type: float, default: 0.1}
+    command: "python show.py {lr}"
+"""
+SHOW = """\
+import json, os, sys, time
+here = os.getcwd()
+marker = os.environ.get("MARK")
+if marker:
+    open(marker, "w").write(marker)
+    time.sleep(float(os.environ.get("PAUSE", "0")))
+print(json.dumps({"argv": sys.argv[1:], "version": open("VERSION").read().strip(),
+                  "cwd": here, "files": sorted(os.listdir(here))}))
+"""
+
+
+@dataclass
+class Served:
+    """The shared served repository `proj.git` and facts about its commits."""
+
+    root: Path
+    daemon: Server
+    http: Server
+    first: str  # tag v1; VERSION one
+    second: str  # main; VERSION two
+    feature: str  # branch feature; VERSION feature
+
+
+def build_project(root: Path, work: Path) -> tuple[str, str, str]:
+    """proj.git: v1 (one) → main (two); feature branches off v1 (feature)."""
+    files = {"MLproject": MLPROJECT, "show.py": SHOW, "VERSION": "one\n",
+             "sub/dir/MLproject": MLPROJECT, "sub/dir/show.py": SHOW,
+             "sub/dir/VERSION": "subdir\n"}  # fmt: skip
+    first = commit(work, files, "first")
+    git("tag", "v1", cwd=work)
+    git("branch", "feature", cwd=work)
+    second = commit(work, {"VERSION": "two\n"}, "second")
+    git("checkout", "-q", "feature", cwd=work)
+    feature = commit(work, {"VERSION": "feature\n"}, "feature")
+    git("checkout", "-q", "main", cwd=work)
+    publish(work, root, "proj.git")
+    return first, second, feature
+
+
+@pytest.fixture(scope="session", name="served")
+def served_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """git daemon and smart HTTP serving proj.git (and anything tests add to `root`)."""
+    base = tmp_path_factory.mktemp("served")
+    root = base / "repos"
+    root.mkdir()
+    first, second, feature = build_project(root, base / "work")
+    daemon = start_daemon(root)
+    http = start_http(root, auth="alice:s3cr3t-t0ken")
+    try:
+        yield Served(root, daemon, http, first, second, feature)
+    finally:
+        daemon.stop()
+        http.stop()

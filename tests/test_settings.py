@@ -1,0 +1,34 @@
+"""Settings: flag, then variable, then run-project.toml (the user's own files only)."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+from tests.conftest import cli, make_project, records
+
+
+def test_project_config_of_a_local_directory_chooses_the_store(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("RUN_PROJECT_STORE")
+    project = make_project(tmp_path / "p", {
+        "t.py": "print('hi')\n",
+        "run-project.toml": f'store = "{tmp_path / "configured"}"\n',
+    })  # fmt: skip
+    assert cli(str(project), "-e", "t.py").code == 0
+    assert len(records(tmp_path / "configured")) == 1
+
+
+def test_a_fetched_archive_cannot_choose_the_store(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("RUN_PROJECT_STORE")
+    evil = tmp_path / "chosen-by-archive"
+    project = make_project(tmp_path / "src" / "proj", {
+        "t.py": "print('hi')\n",
+        "run-project.toml": f'store = "{evil}"\ncache = "{evil}/cache"\n',
+    })  # fmt: skip
+    archive = tmp_path / "proj.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(project, arcname="proj")
+    result = cli(str(archive), "-e", "t.py")
+    assert result.code == 0, result.text
+    assert not evil.exists()
+    assert records(tmp_path / "runs")[0]["source"]["kind"] == "archive"

@@ -1,0 +1,197 @@
+"""ADVERSARIAL.md cases 28-30 and 32: hostile outputs, artifact names, limits, stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli, last_record, make_project
+from tracking_fixtures import missing, mount
+
+from runner.schemas import schema_errors
+
+
+def _objects_hold(store: Path, secret: bytes) -> bool:
+    files = [p for p in store.rglob("*") if p.is_file() and not p.is_symlink()]
+    links = [p for p in store.rglob("*") if p.is_symlink()]
+    return bool(links) or any(secret in p.read_bytes() for p in files)
+
+
+def test_case28_symlinked_secret_loop_and_fifo_are_not_copied(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    secret = b"-----BEGIN FAKE PRIVATE KEY----- canary"
+    (home / ".ssh" / "id_rsa").write_bytes(secret)
+    project = make_project(tmp_path / "p", {"run.sh": """\
+        ln -s "$HOME/.ssh/id_rsa" stolen_key
+        ln -s loop_a loop_b && ln -s loop_b loop_a
+        mkfifo pipe
+        ln -s "$HOME/.ssh/id_rsa" "$RUN_PROJECT_OUTPUT_DIR/key_out"
+        mkfifo "$RUN_PROJECT_OUTPUT_DIR/pipe_out"
+        echo '{"type": "artifact", "path": "stolen_key", "name": "key"}' >> "$RUN_PROJECT_EVENTS"
+        echo fine > ok.txt
+        """})  # fmt: skip
+    result = cli(str(project), "-e", "run.sh", env={"HOME": str(home)}, timeout=60)
+    assert result.code == 0, result.text
+    record = last_record()
+    assert record["status"] == "FINISHED"
+    warnings = "\n".join(record["capture"]["warnings"])
+    for name in ("stolen_key", "loop_a", "loop_b", "pipe", "key_out", "pipe_out"):
+        assert name in warnings and name in result.err, name
+    assert [o["name"] for o in record["outputs"]] == ["workdir/ok.txt"]
+    assert schema_errors("run-record", record) == []
+    assert not _objects_hold(tmp_path / "store", secret)
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", "a\\..\\b", "a/../../x", ""])
+def test_case29_artifact_names_leaving_the_run_are_refused(tmp_path: Path, name: str) -> None:
+    canary_dir = tmp_path / "store" / "artifacts"
+    project = make_project(tmp_path / "p", {"log.py": f"""\
+        import json, os
+        import run_project_client as rp
+        open("model.bin", "wb").write(b"weights")
+        try:
+            rp.log_artifact("model.bin", {name!r})
+        except ValueError as exc:
+            print("client refused:", exc)
+        with open(os.environ["RUN_PROJECT_EVENTS"], "a") as events:
+            events.write(json.dumps({{"type": "artifact", "path": "model.bin",
+                                      "name": {name!r}}}) + "\\n")
+        """})  # fmt: skip
+    result = cli(str(project), "-e", "log.py")
+    assert result.code == 0, result.text
+    assert "client refused" in result.out
+    record = last_record()
+    assert any("is refused" in w for w in record["capture"]["warnings"]), record["capture"]
+    assert not any(o["source"] == "logged" for o in record["outputs"])
+    # Nothing landed outside the run's own directory (../x would be artifacts/x).
+    assert not (canary_dir / "x").exists() and not Path("/abs").exists()
+    assert not (tmp_path / "store" / "x").exists()
+
+
+def test_case29_a_good_logged_artifact_is_kept(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", {"log.py": """\
+        import run_project_client as rp
+        open("/tmp/rp-case29-model.bin", "wb").write(b"weights")
+        rp.log_artifact("/tmp/rp-case29-model.bin", "models/final.bin")
+        """})  # fmt: skip
+    assert cli(str(project), "-e", "log.py").code == 0
+    record = last_record()
+    kept = tmp_path / "store" / "artifacts" / record["id"] / "logged" / "models" / "final.bin"
+    assert kept.read_bytes() == b"weights"
+
+
+def test_case30_outputs_over_the_per_run_limit_fail_the_run(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", {"big.py": """\
+        import run_project_client as rp
+        rp.log_metric("kept", 1.0)
+        open("big.bin", "wb").write(b"x" * 50_000)
+        """})  # fmt: skip
+    result = cli(str(project), "-e", "big.py", env={"RUN_PROJECT_ARTIFACT_LIMIT": "10KB"})
+    assert result.code == 2, result.text
+    assert "over the per-run artifact limit" in result.err and "RUN_PROJECT_ARTIFACT_LIMIT" in (
+        result.err
+    )
+    record = last_record()
+    assert record["status"] == "FAILED" and "limit" in record["reason"]
+    assert schema_errors("run-record", record) == []
+    assert record["metrics"]["kept"]["count"] == 1  # what the run logged is not lost
+    objects = tmp_path / "store" / "artifacts" / "objects"
+    assert not objects.exists() or not any(objects.rglob("*"))
+
+
+def test_case30_full_disk_while_copying_fails_cleanly(tmp_path: Path, tiny_disk: Path) -> None:
+    project = make_project(tmp_path / "p", {"big.py": """\
+        open("big.bin", "wb").write(b"x" * 3_000_000)
+        """})  # fmt: skip
+    result = cli(str(project), "-e", "big.py", env={"RUN_PROJECT_ARTIFACTS": str(tiny_disk)})
+    assert result.code == 2, result.text
+    assert "disk is full" in result.err and "hint:" in result.err
+    record = last_record()
+    assert record["status"] == "FAILED" and "disk is full" in record["reason"]
+    assert schema_errors("run-record", record) == []
+    leftovers = [p.name for p in (tiny_disk / "objects").rglob("*") if p.is_file()]
+    assert leftovers == [], "a temporary or half-written object was left behind"
+
+
+def test_case32_existing_store_made_read_only_never_starts_the_command(tmp_path: Path) -> None:
+    # A store with runs in it, then bind-mounted read-only over itself: root cannot write
+    # there either (EROFS), which chmod cannot show since the tests run as root.
+    store = tmp_path / "store"
+    project = make_project(tmp_path / "p", {"run.sh": "touch canary\n"})
+    assert cli(str(project), "-e", "run.sh").code == 0
+    (project / "canary").unlink()
+    mount(["--bind", str(store), str(store)])
+    try:
+        mount(["-o", "remount,ro,bind", str(store)])
+        result = cli(str(project), "-e", "run.sh")
+        listed = cli("runs", "list", "--json")
+    finally:
+        subprocess.run(["umount", str(store)], check=False)
+    assert result.code == 2, result.text
+    assert "read-only" in result.err and "hint:" in result.err
+    assert not (project / "canary").exists()
+    assert len(json.loads(listed.out)) == 1, listed.text  # still readable, nothing half-written
+
+
+def _pg_ctl(*args: str) -> subprocess.CompletedProcess[str]:
+    bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    if not bindir:
+        missing("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+    return subprocess.run(
+        ["su", "postgres", "-c", " ".join([str(bindir[-1] / "pg_ctl"), *args])],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_case32_postgres_going_away_mid_run_loses_nothing(tmp_path: Path) -> None:
+    """A private server (own data dir and port) is stopped mid-run and started again."""
+    pytest.importorskip("psycopg")
+    data = Path("/tmp") / f"rp-pg-{os.getpid()}-{time.monotonic_ns()}"
+    data.mkdir()
+    subprocess.run(["chown", "postgres", str(data)], check=True)
+    init = _pg_ctl("initdb", "-D", str(data), "-o", "'--auth=trust -U rp'")
+    if init.returncode != 0:
+        missing(f"initdb failed: {init.stderr}")
+    port = 20000 + os.getpid() % 20000
+    opts = f"\"-p {port} -k {data} -c listen_addresses=127.0.0.1\""
+    start = ("start", "-w", "-D", str(data), "-l", str(data / "log"), "-o", opts)
+    try:
+        assert _pg_ctl(*start).returncode == 0
+        url = f"postgresql://rp@127.0.0.1:{port}/postgres"
+        project = make_project(tmp_path / "p", {"slow.py": """\
+            import time
+            import run_project_client as rp
+            for i in range(8):
+                rp.log_metric("loss", 1.0 / (i + 1), step=i)
+                time.sleep(0.5)
+            open("model.bin", "w").write("done")
+            """})  # fmt: skip
+        env = {"RUN_PROJECT_STORE_RETRY_SECONDS": "60", "RUN_PROJECT_HEARTBEAT_SECONDS": "1"}
+        run = subprocess.Popen(
+            [os.sys.executable, "-m", "runner", str(project), "-e", "slow.py", "--store", url],
+            env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for _ in range(150):  # the run must be under way (its record RUNNING) first
+            listed = cli("runs", "list", "--json", "--store", url)
+            if listed.code == 0 and '"RUNNING"' in listed.out:
+                break
+            time.sleep(0.2)
+        assert _pg_ctl("stop", "-m", "fast", "-D", str(data)).returncode == 0
+        time.sleep(4)  # the run ends while the server is away
+        assert _pg_ctl(*start).returncode == 0
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        (record,) = json.loads(cli("runs", "list", "--json", "--store", url).out)
+        assert record["status"] == "FINISHED"
+        assert record["metrics"]["loss"]["count"] == 8
+        exported = json.loads(cli("runs", "export", record["id"], "--store", url).out)
+        assert len(exported["metric_points"]["loss"]) == 8
+        assert [o["name"] for o in record["outputs"]] == ["workdir/model.bin"]
+    finally:
+        _pg_ctl("stop", "-m", "immediate", "-D", str(data))
+        subprocess.run(["rm", "-rf", str(data)], check=False)
