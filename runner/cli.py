@@ -96,6 +96,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--store", help="run store: a directory (default ./runs) or a postgresql:// URL"
     )
+    parser.add_argument(
+        "--channel-alias", metavar="URL", help="conda channel alias / mirror (conda envs)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
         "-A",
@@ -131,6 +134,10 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def _run(args: list[str]) -> int:
     ns = _run_parser().parse_args(args)
+    if ns.channel_alias:
+        # A flag outranks RUN_PROJECT_CHANNEL_ALIAS; setting it here reaches the conda kind
+        # (settings.get reads it) without threading one more field through every layer.
+        os.environ["RUN_PROJECT_CHANNEL_ALIAS"] = ns.channel_alias
     from runner.progress import Progress
     from runner.run import RunRequest, run_project
 
