@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -28,7 +29,15 @@ EXIT_BUG = 3
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `run-project` console script."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    # Everything is recorded and cleaned up: a late Ctrl-C must not turn the exit code into
+    # "killed by SIGINT" while the interpreter shuts down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return code
+
+
+def _main(args: list[str]) -> int:
     try:
         from runner.execute import raise_on_signals
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 
 def pid_alive(pid: int) -> bool:
@@ -18,3 +19,26 @@ def pid_alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def die_with_parent(signum: int) -> Callable[[], None]:
+    """A `preexec_fn` that makes the child receive `signum` when the runner dies, even by
+    `kill -9`, so builders and commands never run on unsupervised (Linux prctl).
+
+    ctypes is loaded here, in the parent: importing inside a freshly forked child can
+    deadlock on an import lock another thread held at fork time.
+    """
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum)
+
+    return preexec
+
+
+_PR_SET_PDEATHSIG = 1

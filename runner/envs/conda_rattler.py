@@ -3,8 +3,6 @@ result, and turn its failures into EnvErrors that say what to fix."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -16,6 +14,7 @@ from typing import Any
 from runner import settings
 from runner.envs import channels
 from runner.errors import EnvError
+from runner.pids import die_with_parent
 from runner.progress import Progress
 
 
@@ -60,7 +59,7 @@ def _spawn(args: list[str], work: Path, progress: Progress) -> int:
         proc = subprocess.Popen(
             [sys.executable, "-m", "runner.envs.conda_worker", *args],
             stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env, text=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )  # fmt: skip
         try:
             assert proc.stdout is not None
@@ -71,13 +70,6 @@ def _spawn(args: list[str], work: Path, progress: Progress) -> int:
             proc.kill()
             proc.wait()
             raise
-
-
-def _die_with_parent() -> None:
-    """A `kill -9` of the runner kills the worker at once (Linux; elsewhere the worker
-    notices its parent is gone within 0.2 s)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _relay(line: str, progress: Progress) -> None:
