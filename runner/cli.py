@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -28,7 +29,15 @@ EXIT_BUG = 3
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `run-project` console script."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    # Everything is recorded and cleaned up: a late Ctrl-C must not turn the exit code into
+    # "killed by SIGINT" while the interpreter shuts down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return code
+
+
+def _main(args: list[str]) -> int:
     try:
         from runner.execute import raise_on_signals
 
@@ -96,6 +105,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--store", help="run store: a directory (default ./runs) or a postgresql:// URL"
     )
+    parser.add_argument(
+        "--channel-alias", metavar="URL", help="conda channel alias / mirror (conda envs)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
         "-A",
@@ -131,6 +143,10 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def _run(args: list[str]) -> int:
     ns = _run_parser().parse_args(args)
+    if ns.channel_alias:
+        # A flag outranks RUN_PROJECT_CHANNEL_ALIAS; setting it here reaches the conda kind
+        # (settings.get reads it) without threading one more field through every layer.
+        os.environ["RUN_PROJECT_CHANNEL_ALIAS"] = ns.channel_alias
     from runner.progress import Progress
     from runner.run import RunRequest, run_project
 
