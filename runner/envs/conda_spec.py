@@ -75,6 +75,8 @@ def load(spec: EnvSpec, project: Path) -> CondaSpec:
     variables = _variables(data.get("variables") or {}, doc)
     pip_files = _pip_files(pip, source.parent, project, doc)
     lock = _lock_file(source, project)
+    if spec.lock_file is not None and spec.lock_file.name == LOCK_NAME:
+        lock = spec.lock_file  # a rerun installs the recorded lock exactly (rerun.py)
     return CondaSpec(source, channels, specs, pip, variables, pip_files, lock)
 
 
