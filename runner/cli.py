@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -21,14 +22,22 @@ from pathlib import Path
 from runner import __version__
 from runner.errors import ParamError, RunnerError
 
-VERBS = ("runs", "envs")
+VERBS = ("runs", "envs", "rerun", "pack")
 EXIT_USER_ERROR = 2
 EXIT_BUG = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `run-project` console script."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    # Everything is recorded and cleaned up: a late Ctrl-C must not turn the exit code into
+    # "killed by SIGINT" while the interpreter shuts down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return code
+
+
+def _main(args: list[str]) -> int:
     try:
         from runner.execute import raise_on_signals
 
@@ -69,6 +78,7 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="run-project",
         description="Run a machine-learning project reproducibly (MLflow Projects compatible).",
         epilog="other commands: run-project runs list|show|compare|diff|lineage|plot|export ...   "
+        "run-project rerun RUN_ID|BUNDLE ...   run-project pack URI -o FILE ...   "
         "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
         "RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT, "
         "RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml",
@@ -101,6 +111,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-name")
     parser.add_argument(
         "--store", help="run store: a directory (default ./runs) or a postgresql:// URL"
+    )
+    parser.add_argument(
+        "--channel-alias", metavar="URL", help="conda channel alias / mirror (conda envs)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
@@ -137,6 +150,10 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def _run(args: list[str]) -> int:
     ns = _run_parser().parse_args(args)
+    if ns.channel_alias:
+        # A flag outranks RUN_PROJECT_CHANNEL_ALIAS; setting it here reaches the conda kind
+        # (settings.get reads it) without threading one more field through every layer.
+        os.environ["RUN_PROJECT_CHANNEL_ALIAS"] = ns.channel_alias
     from runner.backends import load_config
     from runner.progress import Progress
     from runner.run import RunRequest, run_project
@@ -176,6 +193,10 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
 
 
 def _verb(args: list[str]) -> int:
+    if args[0] in ("rerun", "pack"):
+        from runner import bundle_cli
+
+        return bundle_cli.main(args)
     if args[0] == "envs":
         from runner import envs_cli
 

@@ -7,8 +7,6 @@ child exits by itself, anything it left running in its group is stopped the same
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -21,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-PR_SET_PDEATHSIG = 1
+from runner.pids import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def run_child(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             process_group=0,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
     except FileNotFoundError:
         return Outcome("FAILED", 127, f"command not found: {argv[0]}")
@@ -87,13 +85,6 @@ def run_child(
     for tee in tees:
         tee.join(timeout=5)
     return _outcome(returncode, watcher.received)
-
-
-def _die_with_parent() -> None:
-    # If the runner is killed with -9, the direct child gets SIGTERM instead of running on
-    # unsupervised; the record shows LOST through the heartbeat.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _tee(pipe: IO[bytes] | None, path: Path, terminal: IO[str]) -> threading.Thread:

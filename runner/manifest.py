@@ -43,6 +43,8 @@ class EnvSpec:
     dockerfile: str | None = None
     volumes: tuple[str, ...] = ()
     environment: tuple[tuple[str, str | None], ...] = ()
+    #: A recorded lock (pylock.toml, conda-lock.yml) a rerun builds from; each kind honours it.
+    lock_file: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -44,5 +44,7 @@ class Progress:
 
     def _write(self, line: str) -> None:
         if not self.quiet:
+            if self.tty:
+                self.stream.write("\r\x1b[2K")  # clear a live update line first
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -7,6 +7,7 @@ failure after that point ends in a closed record that says why.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import threading
@@ -48,6 +49,12 @@ class RunRequest:
     allow_host_env: bool = False
     recurse_submodules: bool = False
     keep_checkout: bool = False
+    # rerun (rerun.py): the recorded lock to build from, the run repeated, the parameter
+    # names whose values came from its record; `created` receives the new run's id.
+    lock_file: Path | None = None
+    rerun_of: str | None = None
+    rerun_params: tuple[str, ...] = ()
+    created: list[str] = field(default_factory=list, compare=False)
 
 
 def run_project(request: RunRequest, progress: Progress) -> int:
@@ -66,6 +73,14 @@ def run_project(request: RunRequest, progress: Progress) -> int:
         checkout.cleanup()  # the per-run working copy of a git URL or archive
 
 
+def run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -> int:
+    """Run an already materialised checkout (a rerun's recorded commit + diff); cleans it up."""
+    try:
+        return _run_checkout(request, checkout, progress)
+    finally:
+        checkout.cleanup()
+
+
 def _precheck(manifest_dir: Path, request: RunRequest) -> None:
     """Type-check parameters against the MLproject read from the git mirror, before any
     working copy is made (ADVERSARIAL 1); the full check runs again on the checkout."""
@@ -79,6 +94,13 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
     project = manifest.load_project(checkout.path)
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, request.cwd)
+    if (checkout.path / ".run-project-bundle").is_dir():  # a packed project: check its manifest
+        from runner.bundle import check_project
+
+        check_project(checkout.path)
+    spec = project.env
+    if request.lock_file is not None:  # a rerun builds from the recorded lock, not re-resolved
+        spec = dataclasses.replace(spec, lock_file=request.lock_file)
     kind = envs.select(request.env_manager, project.env, checkout.path)
     kind = envs.configure(kind, _docker_options(request))
     backend = backends.select(request.backend, dict(request.backend_config))
@@ -100,10 +122,15 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
     )
     # A rerun needs it; credentials (auth headers, user:pass@) are never stored.
     record["backend_config"] = backends.redacted(dict(request.backend_config))
+    if request.rerun_of:
+        record["rerun_of"] = request.rerun_of
+        for name in request.rerun_params:
+            record["params"][name]["source"] = "rerun"
     store.create_run(record)
+    request.created.append(record["id"])
     _save_uncommitted(checkout, store.artifact_dir(record["id"]), progress)
     tracker = _tracker(store, record["id"], entry, bound, checkout)
-    return _execute(store, record, kind, project.env, checkout, bound, progress, tracker, backend)
+    return _execute(store, record, kind, spec, checkout, bound, progress, tracker, backend)
 
 
 def _tracker(

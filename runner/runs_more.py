@@ -27,7 +27,11 @@ def add_parsers(sub: Any) -> None:
     plotter.add_argument("-o", "--output", default="plot.png")
     exporter = sub.add_parser("export", help="a run's record, metric points and files")
     exporter.add_argument("run_id")
-    exporter.add_argument("--json", action="store_true", default=True, help="(the only format)")
+    exporter.add_argument("--json", action="store_true", default=True, help="(the default)")
+    exporter.add_argument(
+        "-o", "--output", help="write a run bundle (run.tar.gz) to rerun elsewhere"
+    )
+    exporter.add_argument("--with-inputs", action="store_true", help="bundle the input files too")
     for parser in (comparer, differ, liner, plotter, exporter):
         parser.add_argument("--store")
 
@@ -54,6 +58,8 @@ def run(store: Store, ns: argparse.Namespace) -> int:
         print(lineage.describe(store, ns.target))
     elif ns.command == "plot":
         _plot(store, ns.run_ids, ns.metric, Path(ns.output))
+    elif ns.command == "export" and ns.output:
+        _bundle(store, ns)
     elif ns.command == "export":
         record = store.get_run(ns.run_id)
         metrics = {
@@ -62,6 +68,15 @@ def run(store: Store, ns: argparse.Namespace) -> int:
         }
         print(json.dumps({"record": record, "metric_points": metrics}, indent=2))
     return 0
+
+
+def _bundle(store: Store, ns: argparse.Namespace) -> None:
+    from runner.bundle import export_run
+    from runner.progress import Progress
+
+    record = store.get_run(ns.run_id)
+    path = export_run(store, record, Path(ns.output), ns.with_inputs, Progress(quiet=False))
+    print(f"wrote {path} (run {record['id'][:8]}; rerun it with `run-project rerun {path}`)")
 
 
 def _plot(store: Store, run_ids: list[str], metric: str, output: Path) -> None:

@@ -24,6 +24,11 @@ SETTINGS: dict[str, tuple[str, str | None, str]] = {
     "cache": ("RUN_PROJECT_CACHE", None, "machine-wide cache directory"),
     "grace_seconds": ("RUN_PROJECT_GRACE_SECONDS", "10", "seconds between SIGTERM and SIGKILL"),
     "heartbeat_seconds": ("RUN_PROJECT_HEARTBEAT_SECONDS", "5", "heartbeat interval of a run"),
+    "channel_alias": (
+        "RUN_PROJECT_CHANNEL_ALIAS",
+        "https://conda.anaconda.org/",
+        "conda channel alias or mirror URL: channel names resolve under it",
+    ),
     "docker_image": (
         "RUN_PROJECT_DOCKER_IMAGE",
         None,

@@ -41,7 +41,7 @@ PROJECT = {
         with open(os.environ["RUN_PROJECT_EVENTS"], "a") as events:
             events.write(json.dumps({"type": "metric", "key": "loss", "value": 0.25}) + "\\n")
         with open(os.path.join(os.environ["RUN_PROJECT_OUTPUT_DIR"], "model.bin"), "w") as f:
-            f.write("weights for " + sys.argv[2])
+            f.write("weights for " + open(sys.argv[2]).read())
         with open("made_in_workdir.txt", "w") as f:
             f.write("w")
         print("run", os.environ["RUN_PROJECT_RUN_ID"])
@@ -88,7 +88,7 @@ def test_ray_run_returns_logs_events_and_outputs_to_the_local_store(
     assert {"type": "metric", "key": "loss", "value": 0.25} in events
     # The tracking client went along: the cluster copy's audit hook saw the data file read.
     assert any(e.get("type") == "open" and "input.txt" in str(e.get("path")) for e in events)
-    assert (run_dir / "outputs" / "model.bin").read_text() == "weights for ./data/input.txt"
+    assert (run_dir / "outputs" / "model.bin").read_text() == "weights for hello from the data\n"
     assert (run_dir / "workdir" / "made_in_workdir.txt").read_text() == "w"
     # Returned files are the run's outputs, hashed and kept like a local run's.
     outputs = {o["name"]: o for o in record["outputs"]}
@@ -153,27 +153,25 @@ def test_record_made_on_ray_reruns_locally_and_back(tmp_path: Path, ray_address:
                  f"data={project / 'data' / 'input.txt'}")  # fmt: skip
     assert on_ray.code == 0, on_ray.text
     ray_record = last_record()
-    # What a rerun needs is in the record: source, entry point, typed params, backend+config.
-    local = cli(*rerun_args(ray_record, "local", {}))
+    # Ray → local: the recorded commit, params and lock, here.
+    local = cli("rerun", ray_record["id"])
     assert local.code == 0, local.text
     local_record = last_record()
-    assert local_record["backend"] == "local"
+    assert (local_record["backend"], local_record["rerun_of"]) == ("local", ray_record["id"])
     assert _values(local_record) == _values(ray_record)
-    back = cli(*rerun_args(local_record, "ray", ray_record["backend_config"]))
+    assert local_record["rerun_verdict"]["identical"], local_record["rerun_verdict"]
+    # Local → Ray: the backend and its config are given on the command line...
+    back = cli("rerun", local_record["id"], "-b", "ray", "--backend-config", config(ray_address))
     assert back.code == 0, back.text
-    again = last_record()
-    assert again["backend"] == "ray" and again["backend_config"] == ray_record["backend_config"]
-    assert _output_hash(tmp_path, ray_record) == _output_hash(tmp_path, again)
-
-
-def rerun_args(record: dict[str, Any], backend: str, backend_config: dict[str, Any]) -> list[str]:
-    """The CLI call that repeats a record's run (what issue 7's `rerun` will do)."""
-    args = [record["source"]["path"], "-e", record["entry_point"], "-b", backend]
-    if backend_config:
-        args += ["--backend-config", json.dumps(backend_config)]
-    for name, param in record["params"].items():
-        args += ["-P", f"{name}={param['value']}"]
-    return args
+    assert last_record()["backend"] == "ray"
+    # ... and a Ray run reruns on Ray with the config it recorded.
+    again = cli("rerun", ray_record["id"], "-b", "ray")
+    assert again.code == 0, again.text
+    again_record = last_record()
+    assert again_record["backend_config"] == ray_record["backend_config"]
+    assert again_record["rerun_verdict"]["identical"], again_record["rerun_verdict"]
+    assert _output_hash(tmp_path, ray_record) == _output_hash(tmp_path, again_record)
+    assert _output_hash(tmp_path, ray_record) == _output_hash(tmp_path, local_record)
 
 
 def _values(record: dict[str, Any]) -> dict[str, Any]:

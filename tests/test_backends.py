@@ -154,5 +154,5 @@ def test_results_that_escape_the_run_directory_are_refused(tmp_path: Path) -> No
     (tmp_path / "run").mkdir()
     block = base64.b64encode(buffer.getvalue()).decode()
     with pytest.raises(BackendError, match="cannot unpack"):
-        results.unpack(results.decode_block(block), tmp_path / "run")
+        results.unpack(results.decode_block(block), tmp_path / "run", tmp_path)
     assert not (tmp_path / "escaped.txt").exists()

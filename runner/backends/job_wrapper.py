@@ -44,7 +44,8 @@ def main() -> int:
     env = _child_env(spec, workdir, events, outputs)
     before = _snapshot(workdir)
     code, signum = _run(spec["argv"], env)
-    manifest: dict[str, Any] = {"exit_code": code, "signal": signum, "skipped": []}
+    manifest: dict[str, Any] = {"exit_code": code, "signal": signum, "skipped": [],
+                                "workdir": workdir, "outputs": outputs}  # fmt: skip
     data = _pack(workdir, before, events, outputs, manifest, int(spec["max_result_bytes"]))
     _hand_back(data, spec)
     return code

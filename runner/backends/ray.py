@@ -170,10 +170,10 @@ class RayBackend:
     def _collect(self, submitted: _Submitted) -> results.Returned | None:
         splitter, run_dir = submitted.splitter, submitted.job.run_dir
         if splitter.block is not None:
-            return results.unpack(results.decode_block(splitter.block), run_dir)
+            return results.unpack(results.decode_block(splitter.block), run_dir, submitted.job.cwd)
         if splitter.results_file:
             path = Path(str(self.config["results_dir"])) / f"{submitted.job.run_id}.tar.gz"
-            returned = results.unpack(path.read_bytes(), run_dir)
+            returned = results.unpack(path.read_bytes(), run_dir, submitted.job.cwd)
             path.unlink()
             return returned
         return None

@@ -89,7 +89,7 @@ def decode_block(block: str) -> bytes:
         ) from exc
 
 
-def unpack(data: bytes, run_dir: Path) -> Returned:
+def unpack(data: bytes, run_dir: Path, local_workdir: Path) -> Returned:
     """Unpack a results archive into run_dir: events.jsonl, outputs/, workdir/."""
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".returned-") as tmp:
         staging = Path(tmp)
@@ -101,6 +101,8 @@ def unpack(data: bytes, run_dir: Path) -> Returned:
                 f"cannot unpack the results of the job ({exc})", "check the job's log"
             ) from exc
         manifest = _manifest(staging / "manifest.json")
+        if (staging / "events.jsonl").is_file():
+            _localise_events(staging / "events.jsonl", manifest, staging, local_workdir)
         files = _move_into(staging, run_dir)
     return Returned(
         exit_code=manifest.get("exit_code"),
@@ -135,3 +137,45 @@ def _move_into(staging: Path, run_dir: Path) -> list[str]:
             shutil.move(str(path), target)
         files.append(rel)
     return files
+
+
+def _localise_events(path: Path, manifest: dict[str, Any], staging: Path, workdir: Path) -> None:
+    """Paths in the job's events are the cluster's: map them to this side's copies.
+
+    A file read in the cluster's working dir is the same file in the local checkout (it was
+    shipped from there); a file written there or in the output dir came back under run_dir.
+    A path elsewhere on the cluster has no copy here: its event is dropped rather than let
+    a different local file of the same name be hashed as the run's input.
+    """
+    remote = {"workdir": str(manifest.get("workdir") or ""),
+              "outputs": str(manifest.get("outputs") or "")}  # fmt: skip
+    run_dir = staging.parent  # files are moved next; name them where they will be
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            lines.append(line)  # the reader counts and reports malformed lines
+            continue
+        if isinstance(event, dict) and event.get("type") in ("open", "artifact"):
+            local = _local_path(str(event.get("path", "")), remote, staging, run_dir, workdir)
+            if local is None:
+                continue
+            event["path"] = local
+        lines.append(json.dumps(event))
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def _local_path(raw: str, remote: dict[str, str], staging: Path, run_dir: Path,
+                workdir: Path) -> str | None:  # fmt: skip
+    for area in ("outputs", "workdir"):
+        root = remote[area]
+        if not root or not raw.startswith(root.rstrip("/") + "/"):
+            continue
+        rel = raw[len(root.rstrip("/")) + 1 :]
+        if (staging / area / rel).is_file():
+            return str(run_dir / area / rel)
+        return str(workdir / rel) if area == "workdir" else None
+    if not raw.startswith("/"):
+        return raw  # relative to the working dir: the reader resolves it
+    return None

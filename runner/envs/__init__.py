@@ -13,6 +13,7 @@ from typing import Any
 
 from runner import cache, settings
 from runner.envs.base import EnvKind, EnvLock
+from runner.envs.conda import CondaEnv
 from runner.envs.docker import DockerEnv, DockerOptions
 from runner.envs.local import LocalEnv
 from runner.envs.virtualenv import VirtualenvEnv
@@ -26,6 +27,7 @@ KINDS: dict[str, EnvKind] = {
     "virtualenv": VirtualenvEnv(),
     "docker": DockerEnv(),
 }
+KINDS["conda"] = CondaEnv()
 # --env-manager spellings (MLflow's) → kind names.
 MANAGERS = {
     "local": "local",

@@ -68,7 +68,7 @@ def detect(spec: EnvSpec, project: Path) -> PythonInputs:
         inputs.files["pyproject.toml"] = inputs.pyproject.read_bytes()  # type: ignore[union-attr]
     else:
         inputs = PythonInputs(source="no requirements")
-    _add_lock(project, inputs)
+    _add_lock(project, inputs, spec.lock_file)
     for extra in ("uv.toml", ".python-version", "pyproject.toml"):
         path = project / extra
         if extra in inputs.files or not path.is_file():
@@ -157,8 +157,10 @@ def _record_file(project: Path, path: Path, inputs: PythonInputs, depth: int) ->
             _record_file(project, nested, inputs, depth + 1)
 
 
-def _add_lock(project: Path, inputs: PythonInputs) -> None:
-    lock = _lock_file(project)
+def _add_lock(project: Path, inputs: PythonInputs, recorded: Path | None = None) -> None:
+    # A rerun's recorded pylock.toml wins over the project's files: installed as recorded.
+    lock = recorded if recorded is not None and recorded.name == "pylock.toml" else None
+    lock = lock or _lock_file(project)
     if lock is None:
         return
     inputs.lock = lock

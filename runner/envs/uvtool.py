@@ -4,7 +4,6 @@ its failures into EnvErrors that carry the installer's own message."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -15,9 +14,9 @@ from functools import cache
 from pathlib import Path
 
 from runner.errors import EnvError
+from runner.pids import die_with_parent
 from runner.progress import Progress
 
-_PR_SET_PDEATHSIG = 1
 _INTERESTING = (
     "Resolved",
     "Prepared",
@@ -74,7 +73,7 @@ def run(args: Sequence[str], progress: Progress, cwd: Path, what: str) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent(signal.SIGKILL),
     )
     out: list[str] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
@@ -117,9 +116,3 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.send_signal(signal.SIGKILL)
     with contextlib.suppress(Exception):
         proc.wait(timeout=10)
-
-
-def _die_with_parent() -> None:
-    """uv must not outlive a runner killed with -9: it would keep writing a dead build."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

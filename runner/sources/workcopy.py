@@ -17,6 +17,7 @@ from pathlib import Path
 
 from runner import settings
 from runner.errors import SourceError
+from runner.pids import pid_alive
 from runner.sources.git import SAFE_CONFIG, git, git_env
 
 
@@ -48,18 +49,8 @@ def sweep(root: Path) -> None:
     """Remove working copies of runners that are no longer alive."""
     for entry in root.iterdir():
         pid = entry.name.split("-", 1)[0].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             remove(entry)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def export(mirror: Path, commit: str, into: Path) -> None:

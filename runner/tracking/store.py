@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from runner import settings
 from runner.errors import RunnerError, StoreError
+from runner.pids import pid_alive
 from runner.tracking.db import Database, SQLiteDatabase, redact
 from runner.tracking.record import ACTIVE, iso
 from runner.tracking.tables import TablesMixin
@@ -310,23 +311,8 @@ def _is_lost(host: str, pid: int, heartbeat_at: float, record: dict[str, Any]) -
     if time.time() - heartbeat_at > 3 * interval + 10:
         return True
     if host == socket.gethostname() and pid:
-        return not _pid_alive(pid)
+        return not pid_alive(pid)
     return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (dead, not yet reaped) counts as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class SQLiteStore(Store):

@@ -1,0 +1,29 @@
+"""A rerun of a conda run installs the recorded conda-lock.yml exactly (no solve), on a
+fresh cache, after the project's conda.yaml moved on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import cli, last_record
+from sources_servers import commit
+from test_conda_env import channel, conda_settings, project  # noqa: F401  (fixtures)
+
+
+def test_rerun_installs_the_recorded_conda_lock_without_solving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = project(tmp_path / "p", ["python", "alpha <2"])
+    commit(proj, {})
+    first = cli(str(proj))
+    assert first.code == 0, first.text
+    original = last_record()
+    assert original["env"]["lock_name"] == "conda-lock.yml"
+    commit(proj, {"conda.yaml": "name: t\ndependencies:\n  - python\n  - alpha >=2\n"})
+    monkeypatch.setenv("RUN_PROJECT_CACHE", str(tmp_path / "fresh-cache"))
+    result = cli("rerun", original["id"])
+    assert result.code == 0, result.text
+    assert "no solve" in result.err and "solving" not in result.err
+    assert result.out.count("alpha 1.") == 1 and "outputs identical" in result.out
+    assert last_record()["rerun_of"] == original["id"]
