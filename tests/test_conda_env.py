@@ -125,6 +125,9 @@ def test_example_project_solves_installs_runs_and_reuses(tmp_path: Path) -> None
     assert second.code == 0, second.text
     assert "solving" not in second.err and last_record()["env"]["built"] is False
     assert complete(tmp_path) == [env] and not leftovers(tmp_path)
+    from runner.schemas import schema_errors
+
+    assert schema_errors("run-record", rec) == []  # the conda example's record is valid too
 
 
 def test_solver_chooses_versions_and_pip_section_installs_with_uv(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, REPO, cli, records
+from conftest import EXAMPLES, REPO, cli, last_record, make_project, records
 
 from runner.schemas import load_schema, schema_errors
 
@@ -118,7 +118,9 @@ def test_records_of_every_example_project_are_valid(tmp_path: Path, uv_cache: Pa
     for record in found:
         assert schema_errors("run-record", record) == [], record["run_name"]
     # Every example project in the repository is run here.
-    assert {p.name for p in EXAMPLES.iterdir() if p.is_dir()} <= {*EXAMPLE_RUNS, "consume_model"}
+    # conda_env needs the test conda channel: tests/test_conda_env.py validates its record.
+    assert {p.name for p in EXAMPLES.iterdir() if p.is_dir()} <= {*EXAMPLE_RUNS, "consume_model",
+                                                                  "conda_env"}  # fmt: skip
 
 
 def test_schema_and_code_agree_on_the_tracking_fields() -> None:
@@ -141,3 +143,21 @@ def test_schema_and_code_agree_on_the_tracking_fields() -> None:
     allowed = set(schema["outputs"]["items"]["properties"]["source"]["enum"])
     allowed |= set(schema["inputs"]["items"]["properties"]["source"]["enum"])
     assert code_sources and code_sources <= allowed, code_sources - allowed
+
+
+def test_compare_and_diff_show_environment_packages(tmp_path: Path, uv_cache: Path) -> None:
+    env = {"UV_CACHE_DIR": str(uv_cache)}
+    ids = []
+    for version in ("1.16.0", "1.17.0"):
+        project = make_project(tmp_path / version, {
+            "requirements.txt": f"six=={version}\n",
+            "show.py": "import six\nprint(six.__version__)\n",
+        })  # fmt: skip
+        result = cli(str(project), "-e", "show.py", env=env)
+        assert result.code == 0 and version in result.out, result.text
+        ids.append(last_record()["id"][:8])
+    assert last_record()["env"]["packages"] == {"six": "1.17.0"}
+    table = cli("runs", "compare", *ids)
+    assert re.search(r"^\*\s+package\.six\s+1\.16\.0\s+1\.17\.0$", table.out, re.M), table.out
+    diff = cli("runs", "diff", *ids)
+    assert "six" in diff.out and "1.16.0" in diff.out and "1.17.0" in diff.out, diff.out

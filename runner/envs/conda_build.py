@@ -122,5 +122,9 @@ def _facts(
     source: str, records: list[dict[str, Any]], pip: list[Locked], shown: str
 ) -> dict[str, Any]:
     python = next((r["version"] for r in records if r["name"] == "python"), None)
+    # `packages` (name → version) is what `runs compare` / `runs diff` show side by side.
+    packages = {str(r["name"]): str(r["version"]) for r in records}
+    packages.update({p.name: p.version for p in pip})
     return {"source": source, "platform": PLATFORM, "channels": shown, "python": python,
-            "conda_packages": len(records), "pip_packages": len(pip)}  # fmt: skip
+            "conda_packages": len(records), "pip_packages": len(pip),
+            "packages": packages}  # fmt: skip

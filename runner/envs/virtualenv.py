@@ -119,14 +119,19 @@ class VirtualenvEnv:
             "installing " + lock.name,
         )
         text = lock.read_text()
-        count = text.count("[[packages]]")
+        # name → version from the lock: what `runs compare` / `runs diff` show side by side.
+        packages = {
+            str(p.get("name")): str(p.get("version", ""))
+            for p in tomllib.loads(text).get("packages") or []
+        }
+        count = len(packages)
         progress.done(f"virtualenv ready: {count} packages, Python {interp.version}")
         facts: dict[str, Any] = {
             "python": interp.version,
             "interpreter": str(interp.path),
             "inputs": inputs.source,
             "files": sorted(inputs.files),
-            "packages": count,
+            "packages": packages,
             "installer": uvtool.uv_version(),
             "warnings": warnings,
         }
