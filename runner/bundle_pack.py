@@ -104,6 +104,13 @@ def _lock(
             progress.step("downloading the wheels of " + name)
             prefix = f"{PROJECT_DIR}/wheels"
             text, wheels = bundle_wheels(text, env.env_dir, top / prefix, prefix)
+        elif with_deps and name == "conda-lock.yml":
+            from runner.envs.conda_bundle import bundle_packages
+            from runner.envs.conda_spec import PLATFORM
+
+            progress.step("downloading the conda packages and wheels of " + name)
+            text, wheels = bundle_packages(text, PLATFORM, top / PROJECT_DIR,
+                                           PROJECT_DIR, checkout.path)  # fmt: skip
         elif with_deps:
             raise BundleError(
                 f"--with-deps cannot bundle the packages of {name} yet",

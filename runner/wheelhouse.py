@@ -36,7 +36,7 @@ def bundle_wheels(lock_text: str, env_dir: Path, into: Path, prefix: str) -> tup
         wheel = _choose(package, tags)
         file = into / str(wheel["name"])
         digest = str(wheel.get("hashes", {}).get("sha256", ""))
-        _download(str(wheel["url"]), file, digest, name)
+        download(str(wheel["url"]), file, digest, name)
         for key in ("sdist", "wheels", "archive", "directory", "vcs"):
             package.pop(key, None)
         package["wheels"] = [{"name": file.name, "path": f"{prefix}/{file.name}",
@@ -82,15 +82,14 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def _download(url: str, target: Path, digest: str, name: str) -> None:
-    """Fetch one wheel (proxies from the environment, as pip and uv use them)."""
+def download(url: str, target: Path, digest: str, name: str, algorithm: str = "sha256") -> None:
+    """Fetch one wheel (or conda package: `algorithm` may be md5 for old conda locks),
+    checked against `digest`; proxies from the environment, as pip and uv use them."""
     if not url.startswith("https://") and not url.startswith("http://"):
-        raise EnvError(
-            f"package {name}: wheel URL {url!r} is not http(s)", "pack without --with-deps"
-        )
+        raise EnvError(f"package {name}: URL {url!r} is not http(s)", "pack without --with-deps")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    sha = hashlib.sha256()
+    sha = hashlib.new(algorithm)
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
             for block in iter(lambda: response.read(1 << 20), b""):
@@ -98,12 +97,12 @@ def _download(url: str, target: Path, digest: str, name: str) -> None:
                 out.write(block)
     except OSError as exc:
         raise EnvError(
-            f"downloading the wheel of {name} failed: {exc}",
+            f"downloading {name} from {url} failed: {exc}",
             "check the network or the package index, then pack again",
         ) from exc
     if digest and sha.hexdigest() != digest:
         partial.unlink()
-        raise EnvError(f"the wheel of {name} does not match its sha256 in the lock",
+        raise EnvError(f"the download of {name} does not match its {algorithm} in the lock",
                        "the index served another file; pack again or check the index")  # fmt: skip
     partial.replace(target)
 

@@ -75,8 +75,8 @@ def _from_lock(
     assert conda.lock is not None
     contents = conda_lock.read(conda.lock, PLATFORM)
     progress.step(f"installing exactly from {conda.lock.name} (no solve)")
-    locked = [{"url": channels.to_mirror(p.url, project), "sha256": p.sha256, "md5": p.md5}
-              for p in contents.conda]  # fmt: skip
+    locked = [{"url": _conda_url(p.url, conda.lock, project), "sha256": p.sha256,
+               "md5": p.md5} for p in contents.conda]  # fmt: skip
     request = {"mode": "locked", "locked": locked, "platform": PLATFORM}
     records = run_worker(request, into, final, work, progress)
     if contents.pip:
@@ -92,6 +92,13 @@ def _from_lock(
     progress.done(f"conda environment built from {conda.lock.name}: {len(records)} packages")
     facts = _facts("conda-lock.yml", records, list(contents.pip), "from lock")
     return EnvLock("conda-lock.yml", conda.lock.read_text(), facts)
+
+
+def _conda_url(url: str, lock: Path, project: Path) -> str:
+    """A lock's URL as fetched: through the alias, or a packed bundle's own archive."""
+    from runner.envs.conda_bundle import local_url
+
+    return local_url(url, lock, project) or channels.to_mirror(url, project)
 
 
 def _locked_conda(record: dict[str, Any], project: Path) -> Locked:

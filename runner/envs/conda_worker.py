@@ -116,7 +116,10 @@ async def _locked(req: dict[str, Any], downloads: Path) -> list[Any]:
     records = []
     for item in req["locked"]:
         dest = downloads / item["url"].rsplit("/", 1)[-1]
-        await download_to_path(client, item["url"], dest)
+        if item["url"].startswith("file://"):  # a packed bundle's archive: no network
+            shutil.copyfile(_file_path(item["url"]), dest)
+        else:
+            await download_to_path(client, item["url"], dest)
         algorithm = "sha256" if item.get("sha256") else "md5"
         digest = hashlib.new(algorithm, dest.read_bytes()).hexdigest()
         if digest != item[algorithm]:
@@ -127,6 +130,12 @@ async def _locked(req: dict[str, Any], downloads: Path) -> list[Any]:
         record.url = dest.as_uri()  # installed from the verified file, not fetched twice
         records.append(record)
     return records
+
+
+def _file_path(url: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path)
 
 
 async def _main(req: dict[str, Any]) -> list[dict[str, Any]]:

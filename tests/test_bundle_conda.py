@@ -1,0 +1,66 @@
+"""`pack --with-deps` of a conda project: every conda package and pip wheel the lock names
+travels in the bundle, which then runs with the channel and the index unreachable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import cli, last_record
+from sources_servers import commit
+from test_bundle import OFFLINE, manifest_of
+from test_conda_env import channel, conda_settings, project  # noqa: F401  (fixtures)
+
+from runner.schemas import schema_errors
+
+DEAD = "http://127.0.0.1:9/"  # nothing listens on the discard port
+
+
+def test_pack_with_deps_of_a_conda_project_runs_with_the_channel_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = project(tmp_path / "p", ["python", "alpha <2"], pip=["six==1.17.0"])
+    (proj / "show.py").write_text(
+        (proj / "show.py").read_text() + "import six\nprint('six', six.__version__)\n"
+    )
+    commit(proj, {})
+    bundle = tmp_path / "project.tar.gz"
+    packed = cli("pack", str(proj), "-o", str(bundle), "--with-deps")
+    assert packed.code == 0, packed.text
+    info = manifest_of(bundle, ".run-project-bundle/bundle.json")
+    assert schema_errors("bundle", info) == []
+    assert info["env"] == {"kind": "conda", "lock": "conda-lock.yml", "with_deps": True}
+    files = sorted(w["file"] for w in info["wheels"])  # type: ignore[index]
+    assert any(f.startswith("conda/alpha-1.") for f in files), files
+    assert any(f.startswith("conda/python-") for f in files), files
+    assert "wheels/six-1.17.0-py2.py3-none-any.whl" in files
+    # The teammate's machine: fresh caches, the channel alias and the index unreachable.
+    monkeypatch.setenv("RUN_PROJECT_CACHE", str(tmp_path / "teammate-cache"))
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "teammate-uv"))
+    monkeypatch.setenv("RUN_PROJECT_CHANNEL_ALIAS", DEAD)
+    result = cli(str(bundle), env=OFFLINE)
+    assert result.code == 0, result.text
+    assert "no solve" in result.err and "alpha 1.0\nbeta 1.0\n" in result.out
+    assert "six 1.17.0" in result.out
+    assert last_record()["env"]["kind"] == "conda"
+
+
+def test_a_bundled_conda_archive_is_still_hash_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tarfile
+
+    proj = project(tmp_path / "p", ["python", "alpha <2"])
+    commit(proj, {})
+    bundle = tmp_path / "project.tar.gz"
+    assert cli("pack", str(proj), "-o", str(bundle), "--with-deps").code == 0
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(bundle) as tar:
+        tar.extractall(unpacked, filter="data")
+    top = next(unpacked.iterdir())
+    archive = next((top / ".run-project-bundle" / "conda").glob("alpha-*"))
+    archive.write_bytes(archive.read_bytes() + b"\0")
+    monkeypatch.setenv("RUN_PROJECT_CACHE", str(tmp_path / "teammate-cache"))
+    monkeypatch.setenv("RUN_PROJECT_CHANNEL_ALIAS", DEAD)
+    refused = cli(str(top), env=OFFLINE)
+    assert refused.code != 0 and "differs" in refused.err, refused.text
