@@ -105,7 +105,9 @@ _REMAKE = "make the bundle again (`run-project runs export` or `run-project pack
 
 def check_project(path: Path) -> None:
     """Called on a packed project before it runs: its manifest and files must be whole."""
-    read_manifest(path, path / PROJECT_DIR, "project", str(path))
+    from runner.bundle_platform import check
+
+    check(read_manifest(path, path / PROJECT_DIR, "project", str(path)), str(path))
 
 
 def export_run(

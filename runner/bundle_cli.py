@@ -32,7 +32,7 @@ def main(args: Sequence[str]) -> int:
 
     pack_options = PackOptions(
         uri=ns.uri, version=ns.rev, output=Path(ns.output) if ns.output else None,
-        with_deps=ns.with_deps, image=ns.image,
+        with_deps=ns.with_deps, image=ns.image, platform=ns.platform,
     )  # fmt: skip
     pack(pack_options, Progress(quiet=ns.quiet))
     return 0
@@ -74,5 +74,11 @@ def _pack_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", help="the bundle to write (project.tar.gz)")
     parser.add_argument("--with-deps", action="store_true", help="include every wheel needed")
     parser.add_argument("--image", metavar="TAG", help="build a Docker image instead")
+    parser.add_argument(
+        "--platform",
+        metavar="PLAT",
+        help="resolve the locks for this platform: linux-64, linux-aarch64, osx-64, "
+        "osx-arm64, win-64 (default: this machine)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return parser

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import envs, manifest, sources
+from runner import bundle_platform, envs, manifest, sources
 from runner.bundle import PROJECT_DIR, BundleError, seal
 from runner.bundle import manifest as bundle_manifest
 from runner.envs.base import EnvKind
@@ -34,6 +34,7 @@ class PackOptions:
     output: Path | None
     with_deps: bool = False
     image: str | None = None
+    platform: str | None = None  # conda subdir name; None: this machine
 
 
 def pack(options: PackOptions, progress: Progress) -> None:
@@ -62,7 +63,11 @@ def _write(
         top = Path(tmp) / _safe_name(project.name or checkout.path.name)
         shutil.copytree(checkout.path, top, symlinks=True,
                         ignore=shutil.ignore_patterns(*IGNORED))  # fmt: skip
-        lock, wheels = _lock(kind, project, checkout, top, options.with_deps, progress)
+        target = bundle_platform.target(options.platform)
+        if target == bundle_platform.this_platform():
+            lock, wheels = _lock(kind, project, checkout, top, options.with_deps, progress)
+        else:
+            lock, wheels = _foreign(kind, project, checkout, top, options, target, progress)
         data = bundle_manifest(
             "project",
             {"kind": checkout.kind, "uri": checkout.uri, "commit": checkout.commit,
@@ -70,6 +75,7 @@ def _write(
             {"kind": kind.name, "lock": lock, "with_deps": options.with_deps},
             entry_points=sorted(project.entry_points), wheels=wheels,
         )  # fmt: skip
+        data["platform"]["target"] = target
         if checkout.dirty:
             progress.warn("the directory has uncommitted changes; they are packed as they are")
         assert options.output is not None
@@ -116,6 +122,31 @@ def _lock(
                 f"--with-deps cannot bundle the packages of {name} yet",
                 "pack without --with-deps (the lock is still included)",
             )
+    (top / name).write_text(text)
+    return name, wheels
+
+
+def _foreign(
+    kind: EnvKind,
+    project: manifest.Project,
+    checkout: Checkout,
+    top: Path,
+    options: PackOptions,
+    target: str,
+    progress: Progress,
+) -> tuple[str | None, list[Any]]:
+    """Locks (and with --with-deps packages) for another platform, resolved without
+    building anything here."""
+    if kind.name == "virtualenv":
+        name, text, wheels = bundle_platform.foreign_pylock(
+            project, checkout, target, top, options.with_deps, progress
+        )
+    elif kind.name == "conda":
+        name, text, wheels = bundle_platform.foreign_conda(
+            project, checkout, target, top, options.with_deps, progress
+        )
+    else:  # local or docker: nothing is resolved for a platform
+        return _lock(kind, project, checkout, top, options.with_deps, progress)
     (top / name).write_text(text)
     return name, wheels
 

@@ -22,16 +22,20 @@ from runner.errors import EnvError
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def bundle_wheels(lock_text: str, env_dir: Path, into: Path, prefix: str) -> tuple[str, list[Any]]:
+def bundle_wheels(
+    lock_text: str, env_dir: Path | None, into: Path, prefix: str
+) -> tuple[str, list[Any]]:
     """Download the installed wheels into `into`; returns the rewritten lock and a list of
-    {name, version, file, sha256}. `prefix` is `into` relative to the lock file."""
+    {name, version, file, sha256}. `prefix` is `into` relative to the lock file. With no
+    `env_dir` the lock was resolved for another platform (uv lists only that platform's
+    wheels), and each package's first wheel is taken."""
     data = tomllib.loads(lock_text)
-    installed = _installed_tags(env_dir)
+    installed = _installed_tags(env_dir) if env_dir is not None else None
     kept: list[dict[str, str]] = []
     for package in data.get("packages") or []:
         name, version = str(package.get("name")), str(package.get("version"))
-        tags = installed.get(_canonical(name))
-        if tags is None:
+        tags = None if installed is None else installed.get(_canonical(name))
+        if installed is not None and tags is None:
             continue  # not installed here (a marker excluded it): left as the lock says
         wheel = _choose(package, tags)
         file = into / str(wheel["name"])
@@ -55,16 +59,16 @@ def _installed_tags(env_dir: Path) -> dict[str, set[str]]:
     return found
 
 
-def _choose(package: dict[str, Any], tags: set[str]) -> dict[str, Any]:
+def _choose(package: dict[str, Any], tags: set[str] | None) -> dict[str, Any]:
     wheels = [w for w in package.get("wheels") or [] if isinstance(w, dict) and w.get("url")]
     for wheel in wheels:
         name = str(wheel.get("name") or str(wheel["url"]).rsplit("/", 1)[-1])
         wheel["name"] = name
-        if _wheel_tags(name) & tags:
+        if tags is None or _wheel_tags(name) & tags:
             return wheel
     raise EnvError(
         f"package {package.get('name')} {package.get('version')} has no wheel in the lock for "
-        "this platform, so it cannot be bundled",
+        "the target platform, so it cannot be bundled",
         "pack without --with-deps, or depend on a version that publishes wheels",
     )
 

@@ -64,3 +64,33 @@ def test_a_bundled_conda_archive_is_still_hash_checked(
     monkeypatch.setenv("RUN_PROJECT_CHANNEL_ALIAS", DEAD)
     refused = cli(str(top), env=OFFLINE)
     assert refused.code != 0 and "differs" in refused.err, refused.text
+
+
+def test_pack_a_conda_project_for_another_platform_solves_for_that_subdir(
+    tmp_path: Path,
+) -> None:
+    import tarfile
+
+    import yaml
+
+    from runner.bundle_platform import this_platform
+
+    target = "linux-aarch64" if this_platform() != "linux-aarch64" else "linux-64"
+    proj = project(tmp_path / "p", ["alpha <2"])
+    commit(proj, {})
+    bundle = tmp_path / "project.tar.gz"
+    packed = cli("pack", str(proj), "-o", str(bundle), "--with-deps", "--platform", target)
+    assert packed.code == 0, packed.text
+    assert f"for {target}" in packed.err
+    info = manifest_of(bundle, ".run-project-bundle/bundle.json")
+    assert schema_errors("bundle", info) == [] and info["platform"]["target"] == target  # type: ignore[index]
+    with tarfile.open(bundle) as tar:
+        name = next(n for n in tar.getnames() if n.endswith("/conda-lock.yml"))
+        handle = tar.extractfile(name)
+        assert handle is not None
+        lock = yaml.safe_load(handle)
+    assert lock["metadata"]["platforms"] == [target]
+    found = {(p["name"], p["version"], p["platform"]) for p in lock["package"]}
+    assert found == {("alpha", "1.0", target), ("beta", "1.0", target)}
+    refused = cli(str(bundle))
+    assert refused.code == 2 and f"packed for {target}; this machine is" in refused.err

@@ -11,6 +11,7 @@ needed for this step.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ import yaml
 from runner.envs import channels
 from runner.envs.conda_lock import HEADER
 from runner.errors import EnvError
+from runner.manifest import EnvSpec
+from runner.progress import Progress
 from runner.wheelhouse import download
 
 
@@ -79,3 +82,50 @@ def local_url(url: str, lock: Path, project: Path) -> str | None:
 
     rel = os.path.relpath(lock.parent / url, os.path.realpath(project))
     return conda_spec.inside(project, rel, f"{lock.name} url").as_uri()
+
+
+# What a solve for another platform assumes that machine has (conda's virtual packages):
+# a current kernel and glibc 2.28 on Linux, macOS 11 on Macs.
+_VIRTUAL = {
+    "linux-64": [["__unix", "0", "0"], ["__linux", "5.10", "0"], ["__glibc", "2.28", "0"],
+                 ["__archspec", "1", "x86_64"]],
+    "linux-aarch64": [["__unix", "0", "0"], ["__linux", "5.10", "0"], ["__glibc", "2.28", "0"],
+                      ["__archspec", "1", "aarch64"]],
+    "osx-64": [["__unix", "0", "0"], ["__osx", "11.0", "0"], ["__archspec", "1", "x86_64"]],
+    "osx-arm64": [["__unix", "0", "0"], ["__osx", "11.0", "0"], ["__archspec", "1", "arm64"]],
+    "win-64": [["__win", "0", "0"], ["__archspec", "1", "x86_64"]],
+}  # fmt: skip
+
+
+def foreign_lock(spec: EnvSpec, project: Path, platform: str, progress: Progress) -> str:
+    """The conda-lock.yml of `spec` for another platform: the project's own (if it covers
+    that platform), else a solve for that subdir in the worker, installing nothing."""
+    from runner.envs import conda_lock, conda_spec
+    from runner.envs.conda_rattler import run_worker
+
+    conda = conda_spec.load(spec, project)
+    if conda.lock is not None:
+        conda_lock.read(conda.lock, platform)  # refuses a lock without that platform
+        return conda.lock.read_text()
+    if conda.pip:
+        raise EnvError(
+            f"{conda.source.name} has a pip: section, which cannot be resolved for "
+            f"{platform} here yet",
+            "pack on a machine of that platform, or ship a conda-lock.yml covering it",
+        )
+    urls = conda_spec.channel_urls(conda, project)
+    progress.step(f"solving conda environment {conda.source.name} for {platform}")
+    request = {"mode": "lock", "channels": urls, "specs": list(conda.specs),
+               "platform": platform, "virtual": _VIRTUAL[platform]}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="run-project-solve-") as tmp:
+        work = Path(tmp)
+        records = run_worker(request, work / "prefix", work / "prefix", work, progress)
+    locked = [conda_lock.Locked("conda", r["name"], r["version"],
+                                channels.canonical(r["url"], project), r["sha256"], r["md5"],
+                                conda_lock.dependencies(r["depends"]))
+              for r in records]  # fmt: skip
+    return conda_lock.write(
+        locked, platform, [channels.short_name(channels.canonical(u, project)) for u in urls],
+        [os.path.relpath(conda.source, os.path.realpath(project))],
+        conda_spec.key(conda, project),
+    )  # fmt: skip

@@ -102,8 +102,19 @@ async def _solve(req: dict[str, Any]) -> list[Any]:
         req["specs"],
         gateway=gateway,
         platforms=[req["platform"], "noarch"],
-        virtual_packages=VirtualPackage.detect(),
+        virtual_packages=_virtual(req) if req.get("virtual") else VirtualPackage.detect(),
     )
+
+
+def _virtual(req: dict[str, Any]) -> list[Any]:
+    """The virtual packages of another platform (`pack --platform`), as the runner names
+    them: [[name, version, build], ...]."""
+    from rattler import BuildString, GenericVirtualPackage, PackageName, Version
+
+    return [
+        GenericVirtualPackage(PackageName(n), Version(v), BuildString(b))
+        for n, v, b in req["virtual"]
+    ]
 
 
 async def _locked(req: dict[str, Any], downloads: Path) -> list[Any]:
@@ -143,6 +154,9 @@ async def _main(req: dict[str, Any]) -> list[dict[str, Any]]:
 
     downloads = Path(req["pkgs_dir"]) / f".downloads-{uuid.uuid4().hex[:8]}"
     downloads.mkdir(parents=True, exist_ok=True)
+    if req["mode"] == "lock":  # solve for some platform, install nothing (pack --platform)
+        shutil.rmtree(downloads, ignore_errors=True)
+        return [_describe(r, {}) for r in await _solve(req)]
     try:
         records = await (_solve(req) if req["mode"] == "solve" else _locked(req, downloads))
         _step(f"installing {len(records)} conda packages")
