@@ -7,6 +7,7 @@ machine resolved; a project's own lock wins at run time, so nothing is resolved 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -104,6 +105,11 @@ def _lock(
         if name is None or text is None:
             return None, []
         wheels: list[Any] = []
+        where = top / name
+        if name == "conda-lock.yml":
+            from runner.envs.conda_bundle import lock_place
+
+            where = lock_place(project.env, checkout.path, top)
         if with_deps and name == "pylock.toml" and env.env_dir is not None:
             from runner.wheelhouse import bundle_wheels
 
@@ -115,14 +121,15 @@ def _lock(
             from runner.envs.conda_spec import PLATFORM
 
             progress.step("downloading the conda packages and wheels of " + name)
+            prefix = os.path.relpath(top / PROJECT_DIR, where.parent)
             text, wheels = bundle_packages(text, PLATFORM, top / PROJECT_DIR,
-                                           PROJECT_DIR, checkout.path)  # fmt: skip
+                                           prefix, checkout.path)  # fmt: skip
         elif with_deps:
             raise BundleError(
                 f"--with-deps cannot bundle the packages of {name} yet",
                 "pack without --with-deps (the lock is still included)",
             )
-    (top / name).write_text(text)
+    where.write_text(text)
     return name, wheels
 
 
@@ -142,7 +149,7 @@ def _foreign(
             project, checkout, target, top, options.with_deps, progress
         )
     elif kind.name == "conda":
-        name, text, wheels = bundle_platform.foreign_conda(
+        return bundle_platform.foreign_conda(
             project, checkout, target, top, options.with_deps, progress
         )
     else:  # local or docker: nothing is resolved for a platform

@@ -10,6 +10,7 @@ pylock.toml), and a conda project's with a solve for that subdir (in the py-ratt
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -118,15 +119,18 @@ def foreign_conda(
     top: Path,
     with_deps: bool,
     progress: Progress,
-) -> tuple[str, str, list[Any]]:
-    """Solve a conda project for `platform` (nothing installed); returns lock name, text
-    and, with --with-deps, the bundled packages."""
-    from runner.envs.conda_bundle import bundle_packages, foreign_lock
+) -> tuple[str, list[Any]]:
+    """Solve a conda project for `platform` (nothing installed), write its lock where the
+    run will find it; returns the lock's name and, with --with-deps, the bundled packages."""
+    from runner.envs.conda_bundle import bundle_packages, foreign_lock, lock_place
 
     text = foreign_lock(project.env, checkout.path, platform, progress)
+    where = lock_place(project.env, checkout.path, top)
     packages: list[Any] = []
     if with_deps:
         progress.step(f"downloading the {platform} conda packages of conda-lock.yml")
-        text, packages = bundle_packages(text, platform, top / PROJECT_DIR, PROJECT_DIR,
+        prefix = os.path.relpath(top / PROJECT_DIR, where.parent)
+        text, packages = bundle_packages(text, platform, top / PROJECT_DIR, prefix,
                                          checkout.path)  # fmt: skip
-    return "conda-lock.yml", text, packages
+    where.write_text(text)
+    return "conda-lock.yml", packages

@@ -94,3 +94,27 @@ def test_pack_a_conda_project_for_another_platform_solves_for_that_subdir(
     assert found == {("alpha", "1.0", target), ("beta", "1.0", target)}
     refused = cli(str(bundle))
     assert refused.code == 2 and f"packed for {target}; this machine is" in refused.err
+
+
+def test_a_shipped_lock_beside_conda_yaml_in_a_subdirectory_is_the_one_rewritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_conda_env import lock_of
+
+    assert cli(str(project(tmp_path / "a", ["python", "alpha <2"]))).code == 0
+    lock = lock_of(last_record()).read_text()
+    proj = project(tmp_path / "b", ["python", "alpha"])
+    (proj / "env").mkdir()
+    (proj / "conda.yaml").rename(proj / "env" / "conda.yaml")
+    (proj / "env" / "conda-lock.yml").write_text(lock)
+    (proj / "MLproject").write_text((proj / "MLproject").read_text().replace(
+        "conda_env: conda.yaml", "conda_env: env/conda.yaml"))  # fmt: skip
+    commit(proj, {})
+    bundle = tmp_path / "project.tar.gz"
+    packed = cli("pack", str(proj), "-o", str(bundle), "--with-deps")
+    assert packed.code == 0, packed.text
+    monkeypatch.setenv("RUN_PROJECT_CACHE", str(tmp_path / "teammate-cache"))
+    monkeypatch.setenv("RUN_PROJECT_CHANNEL_ALIAS", DEAD)
+    result = cli(str(bundle), env=OFFLINE)
+    assert result.code == 0, result.text
+    assert "alpha 1.0\nbeta 1.0\n" in result.out  # the lock's versions, from the bundle

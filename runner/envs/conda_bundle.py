@@ -129,3 +129,15 @@ def foreign_lock(spec: EnvSpec, project: Path, platform: str, progress: Progress
         [os.path.relpath(conda.source, os.path.realpath(project))],
         conda_spec.key(conda, project),
     )  # fmt: skip
+
+
+def lock_place(spec: EnvSpec, project: Path, top: Path) -> Path:
+    """Where in the bundle tree `top` (a copy of `project`) the conda-lock.yml goes so the
+    run finds it: over the project's own lock (next to conda.yaml or at the top), else at
+    the top."""
+    from runner.envs import conda_spec
+
+    shipped = conda_spec.load(spec, project).lock
+    if shipped is None:
+        return top / conda_spec.LOCK_NAME
+    return top / os.path.relpath(shipped, os.path.realpath(project))
