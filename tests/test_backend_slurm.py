@@ -1,4 +1,4 @@
-"""`--backend slurm` against a real one-node Slurm (munged, slurmctld, slurmd on 127.0.0.1).
+"""`--backend slurm` against a real one-node Slurm (munged, slurmctld, slurmd in a network namespace).
 
 .ci/run starts the cluster and exports SLURM_CONF; outside CI the session starts its own when
 it runs as root with the Debian packages installed (tests/services/slurm.sh).
@@ -7,6 +7,8 @@ it runs as root with the Debian packages installed (tests/services/slurm.sh).
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from conftest import REPO, cli, last_record, make_project
-from services.clusters import slurm_cluster
+from services.clusters import slurm_cluster, unavailable
 
 SCHEMA = json.loads((REPO / "schemas" / "run-record.schema.json").read_text())
 PROJECT = {
@@ -29,6 +31,8 @@ PROJECT = {
             command: "python train.py {code}"
           slow:
             command: "python slow_slurm_job.py"
+          netns:
+            command: "python netns_job.py"
     """,
     "train.py": """\
         import json, os, sys
@@ -45,6 +49,10 @@ PROJECT = {
         import time
         print("started", flush=True)
         time.sleep(300)
+    """,
+    "netns_job.py": """\
+        import os
+        print("netns", os.readlink("/proc/self/ns/net"))
     """,
 }
 
@@ -126,3 +134,17 @@ def test_sbatch_refusal_closes_the_record_as_failed(tmp_path: Path) -> None:
     assert result.code == 2 and "sbatch failed" in result.err, result.text
     record = last_record()
     assert record["status"] == "FAILED" and "nope" in record["reason"]
+
+
+def test_slurm_jobs_run_in_the_clusters_own_network_namespace(tmp_path: Path) -> None:
+    """The runner talks to slurmctld over a veth, as a login node would, not over loopback."""
+    conf = Path(os.environ["SLURM_CONF"])
+    if not (conf.parent / "netns").exists():
+        unavailable("this Slurm runs on 127.0.0.1 (no network namespace: see slurm.sh)")
+    host = re.search(r"^SlurmctldHost=\w+\(([\d.]+)\)", conf.read_text(), re.MULTILINE)
+    assert host and not host.group(1).startswith("127."), conf.read_text()
+    project = make_project(tmp_path / "proj", PROJECT)
+    result = cli(str(project), "-e", "netns", "-b", "slurm")
+    assert result.code == 0, result.text
+    job_netns = re.search(r"netns (\S+)", result.out)
+    assert job_netns and job_netns.group(1) != os.readlink("/proc/self/ns/net"), result.out

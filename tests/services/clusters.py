@@ -1,4 +1,5 @@
-"""Real clusters for the backend tests: a Ray head and a one-node Slurm, on 127.0.0.1 only.
+"""Real clusters for the backend tests: a Ray head on 127.0.0.1 and a one-node Slurm whose
+daemons run in a network namespace of their own (tests/services/slurm.sh).
 
 Both are started once per test session and stopped by PID at the end. With CI=true a
 missing service fails the tests that need it; elsewhere they skip with the reason.
@@ -192,7 +193,7 @@ def slurm_cluster() -> Iterator[str]:
         yield existing
         return
     if shutil.which("slurmctld") is None or shutil.which("munged") is None:
-        unavailable("Slurm is not installed: apt-get install slurm-wlm munge")
+        unavailable("Slurm is not installed: apt-get install slurm-wlm munge iproute2")
     if os.geteuid() != 0:
         unavailable("starting a local Slurm needs root (slurmd runs jobs as their user)")
     state = Path(tempfile.mkdtemp(prefix="rp-slurm-", dir="/tmp"))
