@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +180,8 @@ def _lock_file(project: Path) -> Path | None:
 
 def _pyproject_deps(project: Path) -> list[str] | None:
     try:
+        import tomllib  # only when a project has a pyproject.toml
+
         data = tomllib.loads((project / "pyproject.toml").read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(
