@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-from harness import Measure, table  # noqa: E402
+import harness
+from harness import Measure, table
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep benchmarks/work/ scratch dirs")
     parser.add_argument("--write", action="store_true", help="also write benchmarks/RESULTS.md")
     args = parser.parse_args()
-    repeat = args.repeat or (3 if args.quick else 7)
+    repeat = args.repeat or (3 if args.quick else 5)
     WORK.mkdir(parents=True, exist_ok=True)
     peers = peers_python()
     started = time.monotonic()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import timed  # noqa: E402
+from harness import timed
 
 
 def hashlib_all(path: Path) -> None:
