@@ -1,8 +1,9 @@
-"""Parsed manifests kept as JSON by content hash, so a warm run does not import PyYAML.
+"""Parsed YAML (MLproject, python_env) kept as JSON by content hash: a warm run skips PyYAML.
 
-An entry is written only after the manifest passed the schema check, next to the `.valid`
-marker manifest.py keeps; the same bytes always parse to the same Document, so reading the
-entry back is equivalent to parsing again. A missing, unreadable or foreign entry is ignored.
+An MLproject's entry is written once it passed the schema check (beside manifest.py's
+`.valid` marker), a python_env file's once it parsed; checks on the value still run every
+time. The same bytes always parse to the same Document, so reading the entry back is
+equivalent to parsing again. A missing, unreadable or damaged entry is ignored.
 """
 
 from __future__ import annotations
