@@ -76,3 +76,30 @@ def test_warm_local_run_imports_no_yaml_toml_or_jsonschema(tmp_path: Path) -> No
     assert {"yaml", "tomllib", "jsonschema", "uuid", "traceback"}.isdisjoint(imported)
     assert "runner.run" in imported  # the profile really was taken
     assert os.environ.get("RUN_PROJECT_CACHE")
+
+
+def test_probed_interpreter_is_remembered_by_binary_identity(tmp_path: Path) -> None:
+    import sys
+
+    from runner.envs import interpreters, probe_cache
+
+    exe = Path(sys.executable)
+    assert probe_cache.lookup(exe)[1] is None
+    probed = interpreters._probe.__wrapped__(exe)  # the real probe, not the per-process memo
+    assert probed is not None
+    assert probe_cache.lookup(exe)[1] == (probed.version, probed.implementation)
+    copy = tmp_path / "python-copy"
+    copy.write_bytes(b"#!/bin/sh\n")  # another binary: another stamp, not the remembered one
+    assert probe_cache.lookup(copy)[1] is None
+
+
+def test_python_env_file_is_parsed_once(tmp_path: Path) -> None:
+    from runner.envs.python_inputs import detect
+    from runner.manifest import EnvSpec
+
+    text = 'python: "3.11"\ndependencies:\n  - six\n'
+    project = make_project(tmp_path / "p", {"python_env.yaml": text})
+    spec = EnvSpec(kind="virtualenv", file="python_env.yaml")
+    first = detect(spec, project)
+    assert len(_entries()) == 1
+    assert detect(spec, project) == first
