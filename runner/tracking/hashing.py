@@ -20,7 +20,7 @@ from runner.errors import RunnerError
 CHUNK = 1 << 20
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path | str) -> str:
     """The sha256 of the file's bytes (hashlib.file_digest reads in large chunks, no copy)."""
     with open(path, "rb", buffering=0) as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
@@ -59,7 +59,7 @@ class HashCache:
                 self.conn = None
         return self.conn
 
-    def file(self, path: Path, st: os.stat_result | None = None) -> str:
+    def file(self, path: Path | str, st: os.stat_result | None = None) -> str:
         """The sha256 of the regular file at `path` (from the cache when its stat matches)."""
         st = st or os.lstat(path)
         key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
@@ -91,8 +91,9 @@ class HashCache:
         lines: list[str] = []
         total = count = 0
         self._preload(root)
-        for path, st in walk(root):
-            rel = path.relative_to(root).as_posix()
+        base = len(str(root).rstrip(os.sep) + os.sep)
+        for path, st in _scan(str(root)):
+            rel = path[base:].replace(os.sep, "/")
             if stat.S_ISLNK(st.st_mode):
                 lines.append(f"L {os.readlink(path)} {rel}")
             elif stat.S_ISREG(st.st_mode):
@@ -136,6 +137,27 @@ class HashCache:
         if conn is not None:
             conn.close()
             self.conn = None
+
+
+def _scan(root: str) -> list[tuple[str, os.stat_result]]:
+    """`walk` on plain strings, for `tree`: a Path per file costs more than a cached hash."""
+    found: list[tuple[str, os.stat_result]] = []
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
+            else:
+                found.append((entry.path, st))
+    return found
 
 
 def walk(
