@@ -97,9 +97,12 @@ def git_runs(peers: Path, times: int, quick: bool) -> list[Measure]:
     subprocess.run([*git, "-C", str(src), "commit", "-qm", "trivial"], check=True)
     served.mkdir()
     subprocess.run(["git", "clone", "-q", "--bare", str(src), str(served / "proj.git")], check=True)
+    sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
     env = base_env(tmp)
     with _git_daemon(served) as url:
         ours = [*runner_argv(), url, "-e", "main", "--env-manager", "local", "-q"]
+        pinned = [*ours, "-v", sha]  # a known commit: answered from the mirror, no fetch
         mlflow = _mlflow(peers, url, "local")
         cache = tmp / "cache"
         run_timed(mlflow, env, tmp)
@@ -109,7 +112,9 @@ def git_runs(peers: Path, times: int, quick: bool) -> list[Measure]:
             repeat("git first run (empty cache)", "mlflow run", times,
                    lambda: run_timed(mlflow, env, tmp)),
             repeat("git second run (same commit)", "run-project", times,
-                   lambda: run_timed(ours, env, tmp)),
+                   lambda: run_timed(ours, env, tmp), note="asks the server for the branch"),
+            repeat("git second run (same commit)", "run-project -v SHA", times,
+                   lambda: run_timed(pinned, env, tmp), note="no fetch"),
             repeat("git second run (same commit)", "mlflow run", times,
                    lambda: run_timed(mlflow, env, tmp), note="clones again every run"),
         ]  # fmt: skip
