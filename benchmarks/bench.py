@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Measure, table  # noqa: E402
+import harness
+from harness import Measure, table
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -55,7 +56,11 @@ def base_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(RUN_PROJECT_CACHE=str(tmp / "cache"), RUN_PROJECT_STORE=str(tmp / "store"),
                MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
-               PYTHONPATH=str(REPO), GIT_PYTHON_REFRESH="quiet")  # fmt: skip
+               PYTHONPATH=str(REPO), GIT_PYTHON_REFRESH="quiet",
+               RUN_PROJECT_IGNORE_OLD_GIT="1", MLFLOW_TRACKING_URI_WARNING="false")  # fmt: skip
+    # Bytecode as an installed package has it: without .pyc files every start compiles source.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PATH"] = f"{Path.home() / '.pyenv' / 'bin'}:{env.get('PATH', '')}"  # mlflow's virtualenv
     return env
 
 
@@ -64,26 +69,34 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--repeat", type=int, default=0, help="repeats per measurement")
     parser.add_argument("--only", default="warm,env,git,hash,store")
+    parser.add_argument("--keep", action="store_true", help="keep benchmarks/work/ scratch dirs")
     parser.add_argument("--write", action="store_true", help="also write benchmarks/RESULTS.md")
     args = parser.parse_args()
-    repeat = args.repeat or (3 if args.quick else 7)
+    repeat = args.repeat or (3 if args.quick else 5)
     WORK.mkdir(parents=True, exist_ok=True)
     peers = peers_python()
     started = time.monotonic()
+    load_before = os.getloadavg()
     measures: list[Measure] = []
     import cases
 
     for name in args.only.split(","):
-        print(f"== {name}", file=sys.stderr, flush=True)
+        print(f"== {name} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
         measures += cases.CASES[name](peers, repeat, args.quick)
-    report = render(measures, time.monotonic() - started, args.quick)
+        print(harness.table(measures[-8:]), file=sys.stderr, flush=True)
+    if not args.keep:
+        for scratch in WORK.iterdir():
+            if scratch != PEERS:
+                shutil.rmtree(scratch, ignore_errors=True)
+    report = render(measures, time.monotonic() - started, args.quick, load_before, peers)
     print(report)
     if args.write:
         (HERE / "RESULTS.md").write_text(report + "\n")
     return 0
 
 
-def render(measures: list[Measure], seconds: float, quick: bool) -> str:
+def render(measures: list[Measure], seconds: float, quick: bool,
+           load_before: tuple[float, float, float], peers: Path) -> str:  # fmt: skip
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -97,11 +110,27 @@ def render(measures: list[Measure], seconds: float, quick: bool) -> str:
         f"{platform.system()} {platform.machine()} · {os.cpu_count()} cores · {cpu} · "
         f"Python {platform.python_version()} · {'quick' if quick else 'full'} sizes · "
         f"whole run {seconds:.0f} s\n\n"
+        f"Load average (1/5/15 min) at the start {_load(load_before)}, at the end "
+        f"{_load(os.getloadavg())}: other work shared the {os.cpu_count()} cores, so wall "
+        "times are inflated; CPU (user+system) times and the ratios are steadier.\n\n"
+        f"Peers: {_versions(peers)}.\n\n"
         "Medians of repeated runs (min–max shown); `vs run-project` is the peer's median "
         "divided by run-project's (higher is better for run-project). Peak RSS is the largest "
         "resident set of the measured process tree.\n\n"
     )
     return head + table(measures)
+
+
+def _load(avg: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.1f}" for x in avg)
+
+
+def _versions(peers: Path) -> str:
+    code = "import mlflow, dvc.version; print(mlflow.__version__, dvc.version.__version__)"
+    out = subprocess.run([str(peers), "-c", code], capture_output=True, text=True).stdout.split()
+    uv = subprocess.run([shutil.which("uv") or "uv", "--version"], capture_output=True, text=True)
+    names = ("mlflow", "dvc")
+    return ", ".join(f"{n} {v}" for n, v in zip(names, out)) + f", {uv.stdout.strip()}"
 
 
 if __name__ == "__main__":

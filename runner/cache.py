@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +135,7 @@ def _build(
 ) -> dict[str, Any]:
     _remove(final)  # incomplete or unhealthy: never trusted, never repaired in place
     _remove_stale_staging(area, key)
-    target = area / f"{STAGING_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    target = area / f"{STAGING_PREFIX}{key}-{os.getpid()}-{os.urandom(4).hex()}"
     if not relocatable:
         target = final
     try:
@@ -172,7 +171,7 @@ def _remove(path: Path) -> None:
     leave a half-deleted entry under the real name."""
     if not path.exists() and not path.is_symlink():
         return
-    trash = path.with_name(f"{STAGING_PREFIX}trash-{uuid.uuid4().hex[:8]}")
+    trash = path.with_name(f"{STAGING_PREFIX}trash-{os.urandom(4).hex()}")
     try:
         os.rename(path, trash)
     except OSError:

@@ -15,7 +15,6 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,6 +66,8 @@ def _report_bug(exc: Exception) -> int:
     fd, path = tempfile.mkstemp(prefix="run-project-crash-", suffix=".log")
     with os.fdopen(fd, "w") as log:
         log.write(f"run-project {__version__} {time.ctime()}\n{' '.join(sys.argv)}\n\n")
+        import traceback  # only a crash pays for it
+
         log.write(traceback.format_exc())
     print(f"error: internal error in run-project: {type(exc).__name__}: {exc}", file=sys.stderr)
     print(f"hint: this is a bug; the traceback is in {path}; please report it", file=sys.stderr)

@@ -8,7 +8,6 @@ content hash, which keeps jsonschema off the warm-start path.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -79,7 +78,9 @@ def load_project(path: Path) -> Project:
     manifest = find_manifest(path)
     if manifest is None:
         return Project(path=path, name=path.name, manifest=None, entry_points={}, env=EnvSpec())
-    doc = yamlsafe.load_file(manifest, "MLproject")
+    from runner import manifest_cache
+
+    doc = manifest_cache.load(manifest) or yamlsafe.load_file(manifest, "MLproject")
     if not isinstance(doc.value, dict):
         raise ManifestError(
             f"{manifest}:1: MLproject must be a mapping (key: value), not a "
@@ -121,6 +122,9 @@ def _validate(doc: yamlsafe.Document) -> None:
             marker.touch()
         except OSError:
             pass  # a read-only cache only costs the next run a validation
+        from runner import manifest_cache
+
+        manifest_cache.save(doc)  # the next run skips PyYAML too
 
 
 def _validated_marker(digest: str) -> Path | None:
@@ -144,6 +148,8 @@ def _explain(error: Any, doc: yamlsafe.Document, schema: dict[str, Any]) -> Mani
         known = _known_keys(path, schema)
         extra = [k for k in error.instance if k not in known]
         key = extra[0] if extra else "?"
+        import difflib
+
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         hint = f"did you mean `{close[0]}`?" if close else "allowed keys: " + ", ".join(known)
         return ManifestError(f"{doc.where((*path, key))}: unknown key '{key}' in {dotted}", hint)

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -102,6 +101,8 @@ def _config_files(project_dir: Path | None) -> list[Path]:
 
 @cache
 def _read_config(path: Path) -> dict[str, Any]:
+    import tomllib  # only when a settings file exists
+
     try:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

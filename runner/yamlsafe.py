@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ManifestError
 
@@ -23,6 +21,9 @@ _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_YAML}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 
 Path_ = tuple[str | int, ...]
+
+if TYPE_CHECKING:
+    import yaml
 
 
 @dataclass
@@ -68,6 +69,8 @@ def load_file(path: Path, what: str = "YAML file") -> Document:
 
 def parse_text(text: str, path: Path, what: str = "YAML file") -> Document:
     """Parse YAML `text` (named `path` in errors) into a Document."""
+    import yaml  # here, not at the top: a warm run reads a cached manifest (manifest_cache)
+
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     loader = loader_cls(text)
     try:
@@ -97,6 +100,8 @@ def parse_text(text: str, path: Path, what: str = "YAML file") -> Document:
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     """Node count with aliases expanded, computed without expanding (memoised by identity)."""
+    import yaml
+
     key = id(node)
     if key in memo:
         return memo[key]
@@ -114,6 +119,8 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
 
 
 def _convert(node: yaml.Node, path: Path_, doc: Document) -> Any:
+    import yaml
+
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         return _convert_mapping(node, path, doc)
@@ -129,6 +136,8 @@ def _convert(node: yaml.Node, path: Path_, doc: Document) -> Any:
 
 
 def _convert_mapping(node: yaml.MappingNode, path: Path_, doc: Document) -> dict[str, Any]:
+    import yaml
+
     _check_tag(node, f"{_YAML}map", path, doc)
     result: dict[str, Any] = {}
     first_line: dict[str, int] = {}

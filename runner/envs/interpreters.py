@@ -137,8 +137,10 @@ def _on_path(name: str | None) -> list[Path]:
         except OSError:
             continue
         for candidate in names:
+            if not pattern.match(candidate):  # most of PATH: no Path object, no stat
+                continue
             path = Path(entry) / candidate
-            if pattern.match(candidate) and os.access(path, os.X_OK) and path.is_file():
+            if os.access(path, os.X_OK) and path.is_file():
                 found.append(path)
     return found
 
@@ -161,6 +163,11 @@ def _named_dirs(root: Path, pattern: str) -> Iterator[Interpreter]:
 
 @functools.cache
 def _probe(exe: Path) -> Interpreter | None:
+    from runner.envs import probe_cache
+
+    stamp, known = probe_cache.lookup(exe)
+    if known is not None:  # this very binary was probed before: no process to start
+        return Interpreter(Path(os.path.realpath(exe)), known[0], known[1])
     try:
         out = subprocess.run(
             [str(exe), "-I", "-S", "-c", _PROBE],
@@ -174,6 +181,7 @@ def _probe(exe: Path) -> Interpreter | None:
     parts = out.stdout.split()
     if out.returncode != 0 or len(parts) != 2:
         return None
+    probe_cache.remember(stamp, parts[0], parts[1])
     return Interpreter(Path(os.path.realpath(exe)), parts[0], parts[1])
 
 

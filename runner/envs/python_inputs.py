@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +99,12 @@ def inside(project: Path, name: str, what: str, base: Path | None = None) -> Pat
 
 def _from_python_env(project: Path, name: str) -> PythonInputs:
     path = inside(project, name, "python_env")
-    doc = yamlsafe.load_file(path, "python_env file")
+    from runner import manifest_cache
+
+    doc = manifest_cache.load(path)  # same bytes parsed before: no PyYAML on a warm run
+    if doc is None:
+        doc = yamlsafe.load_file(path, "python_env file")
+        manifest_cache.save(doc)
     data = doc.value
     if not isinstance(data, dict):
         raise ManifestError(f"{path}:1: python_env must be a mapping", "see MLflow's python_env")
@@ -183,6 +187,8 @@ def _lock_file(project: Path) -> Path | None:
 
 def _pyproject_deps(project: Path) -> list[str] | None:
     try:
+        import tomllib  # only when a project has a pyproject.toml
+
         data = tomllib.loads((project / "pyproject.toml").read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(

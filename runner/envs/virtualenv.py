@@ -15,7 +15,6 @@ import os
 import platform
 import subprocess
 import sys
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -207,6 +206,8 @@ def _lock(inputs: PythonInputs, into: Path, project: Path, progress: Progress) -
 
 def _summary(lock: Path) -> str:
     """ "3 packages: idna, pip, six" (the first few names), for progress lines."""
+    import tomllib  # only on a build: a warm local run never reads a lock
+
     try:
         packages = tomllib.loads(lock.read_text()).get("packages") or []
     except (OSError, tomllib.TOMLDecodeError) as exc:

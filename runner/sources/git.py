@@ -7,14 +7,16 @@ are switched off on the command line, and variables that relocate git are droppe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
-from runner.errors import SourceError
+from runner.errors import RunnerError, SourceError
 from runner.sources.uri import redact
 
 SAFE_CONFIG = (
@@ -116,10 +118,38 @@ QUIET_VAR = "RUN_PROJECT_IGNORE_OLD_GIT"
 @cache
 def version() -> tuple[int, int, int]:
     """The installed git's version, (0, 0, 0) if it cannot be read."""
+    stamp, remembered = _remembered_version()
+    if remembered is not None:
+        return remembered
     found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", git(["--version"], check=False).stdout)
     if not found:
         return (0, 0, 0)
-    return (int(found.group(1)), int(found.group(2)), int(found.group(3) or 0))
+    have = (int(found.group(1)), int(found.group(2)), int(found.group(3) or 0))
+    if stamp is not None:  # a warm run then starts no `git --version` process
+        with contextlib.suppress(OSError):
+            stamp[1].parent.mkdir(parents=True, exist_ok=True)
+            stamp[1].write_text(f"{stamp[0]} {'.'.join(map(str, have))}")
+    return have
+
+
+def _remembered_version() -> tuple[tuple[str, Path] | None, tuple[int, int, int] | None]:
+    """The version recorded for this very git binary (same path, size, mtime, inode)."""
+    from runner import settings
+
+    try:
+        exe = shutil.which("git")
+        if exe is None:
+            return None, None
+        st = os.stat(exe)
+        stamp = f"{os.path.realpath(exe)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        where = settings.cache_dir() / "git-version"
+        key, _, text = where.read_text().partition(" ") if where.exists() else ("", "", "")
+    except (OSError, RunnerError):
+        return None, None
+    if key == stamp and re.fullmatch(r"\d+\.\d+\.\d+", text):
+        major, minor, patch = (int(x) for x in text.split("."))
+        return (stamp, where), (major, minor, patch)
+    return (stamp, where), None
 
 
 def old_git_warning() -> str | None:

@@ -15,7 +15,6 @@ shortcut (the equivalent of `clone --no-local`).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fcntl
 import os
 import re
@@ -207,6 +206,8 @@ def _resolve(path: Path, rev: str | None, shown: str) -> str:
 
 def _unknown_revision(path: Path, rev: str, shown: str) -> SourceError:
     names = ref_names(path)
+    import difflib
+
     close = difflib.get_close_matches(rev, names, n=3, cutoff=0.5)
     if close:
         hint = "closest branches/tags: " + ", ".join(close)

@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 from runner import settings
@@ -31,7 +30,7 @@ def new_dir(keep: bool) -> Path:
     root = area()
     root.mkdir(parents=True, exist_ok=True)
     sweep(root)
-    path = root / f"{'kept' if keep else os.getpid()}-{uuid.uuid4().hex[:12]}"
+    path = root / f"{'kept' if keep else os.getpid()}-{os.urandom(6).hex()}"
     path.mkdir()
     return path
 

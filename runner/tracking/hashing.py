@@ -20,7 +20,7 @@ from runner.errors import RunnerError
 CHUNK = 1 << 20
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path | str) -> str:
     """The sha256 of the file's bytes (hashlib.file_digest reads in large chunks, no copy)."""
     with open(path, "rb", buffering=0) as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
@@ -40,6 +40,9 @@ class HashCache:
         self.pending: list[tuple[str, int, int, int, int, int, str]] = []
         self.hits = 0
         self.misses = 0
+        # Rows under the roots `tree` preloaded: one query for a whole tree, not one per file.
+        self.known: dict[str, tuple[int, int, int, int, int, str]] = {}
+        self.preloaded: list[str] = []
 
     def _connect(self) -> sqlite3.Connection | None:
         if self.conn is None and self.path is not None:
@@ -56,12 +59,16 @@ class HashCache:
                 self.conn = None
         return self.conn
 
-    def file(self, path: Path, st: os.stat_result | None = None) -> str:
+    def file(self, path: Path | str, st: os.stat_result | None = None) -> str:
         """The sha256 of the regular file at `path` (from the cache when its stat matches)."""
         st = st or os.lstat(path)
         key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-        conn = self._connect()
-        if conn is not None:
+        if any(key[0].startswith(prefix) for prefix in self.preloaded):
+            known = self.known.get(key[0])
+            if known is not None and known[:5] == key[1:]:
+                self.hits += 1
+                return known[5]
+        elif (conn := self._connect()) is not None:
             try:
                 row = conn.execute(
                     "SELECT sha256 FROM hashes WHERE path = ? AND size = ? AND mtime = ?"
@@ -76,14 +83,17 @@ class HashCache:
         self.misses += 1
         digest = sha256_file(path)
         self.pending.append((*key, digest))
+        self.known[key[0]] = (*key[1:], digest)
         return digest
 
     def tree(self, root: Path) -> tuple[str, int, int]:
         """(digest, total bytes, file count) of a directory tree, symlinks not followed."""
         lines: list[str] = []
         total = count = 0
-        for path, st in walk(root):
-            rel = path.relative_to(root).as_posix()
+        self._preload(root)
+        base = len(str(root).rstrip(os.sep) + os.sep)
+        for path, st in _scan(str(root)):
+            rel = path[base:].replace(os.sep, "/")
             if stat.S_ISLNK(st.st_mode):
                 lines.append(f"L {os.readlink(path)} {rel}")
             elif stat.S_ISREG(st.st_mode):
@@ -92,6 +102,24 @@ class HashCache:
                 count += 1
         digest = hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
         return digest, total, count
+
+    def _preload(self, root: Path) -> None:
+        """Read the cached rows of every file under `root` at once (a path range query)."""
+        prefix = str(root).rstrip(os.sep) + os.sep
+        conn = self._connect()
+        if conn is None or any(prefix.startswith(p) for p in self.preloaded):
+            return
+        upper = prefix[:-1] + chr(ord(os.sep) + 1)  # just past every path under the prefix
+        try:
+            rows = conn.execute(
+                "SELECT path, size, mtime, ctime, ino, dev, sha256 FROM hashes"
+                " WHERE path >= ? AND path < ?",
+                (prefix, upper),
+            ).fetchall()
+        except sqlite3.Error:
+            return
+        self.known.update((row[0], tuple(row[1:])) for row in rows)
+        self.preloaded.append(prefix)
 
     def flush(self) -> None:
         """Write the new digests to the cache (one transaction), then close it."""
@@ -109,6 +137,27 @@ class HashCache:
         if conn is not None:
             conn.close()
             self.conn = None
+
+
+def _scan(root: str) -> list[tuple[str, os.stat_result]]:
+    """`walk` on plain strings, for `tree`: a Path per file costs more than a cached hash."""
+    found: list[tuple[str, os.stat_result]] = []
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
+            else:
+                found.append((entry.path, st))
+    return found
 
 
 def walk(

@@ -7,7 +7,6 @@ import platform
 import socket
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +19,11 @@ FINAL = ("FINISHED", "FAILED", "KILLED", "LOST")
 
 def new_run_id() -> str:
     """A random 32-hex-digit id (as MLflow's); users may type any unique prefix."""
-    return uuid.uuid4().hex
+    # uuid4's layout from os.urandom directly: importing uuid costs a warm start ~10 ms.
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def iso(ts: float | None) -> str | None:
