@@ -117,6 +117,8 @@ class VirtualenvEnv:
             project,
             "installing " + lock.name,
         )
+        import tomllib  # here, not at the top: a warm run reuses the env and never parses it
+
         text = lock.read_text()
         # name → version from the lock: what `runs compare` / `runs diff` show side by side.
         packages = {
