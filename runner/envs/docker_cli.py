@@ -105,7 +105,10 @@ def list_images() -> list[ImageInfo]:
     ids = sorted(set(proc.stdout.split()))
     if not ids:
         return []
-    infos: list[dict[str, Any]] = json.loads(docker("image", "inspect", *ids).stdout)
+    # An image removed between `ls` and `inspect` (another run's gc) is simply gone: docker
+    # still prints the others and exits 1, which is not an error here.
+    found = docker("image", "inspect", *ids, check=False).stdout.strip()
+    infos: list[dict[str, Any]] = json.loads(found) if found.startswith("[") else []
     return [_image_info(info) for info in infos if _is_ours(info)]
 
 
