@@ -107,9 +107,14 @@ def find_manifest(path: Path) -> Path | None:
 
 
 def _validate(doc: yamlsafe.Document) -> None:
+    from runner import manifest_cache
+
     digest = hashlib.sha256(doc.path.read_bytes()).hexdigest()
     marker = _validated_marker(digest)
     if marker is not None and marker.exists():
+        # Valid already, but parsed with PyYAML just now (no JSON entry yet, e.g. a cache
+        # from an earlier version): keep it, so the next run skips PyYAML.
+        manifest_cache.save(doc)
         return
     from runner.schemas import load_schema, schema_errors
 
@@ -122,8 +127,6 @@ def _validate(doc: yamlsafe.Document) -> None:
             marker.touch()
         except OSError:
             pass  # a read-only cache only costs the next run a validation
-        from runner import manifest_cache
-
         manifest_cache.save(doc)  # the next run skips PyYAML too
 
 

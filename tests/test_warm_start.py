@@ -103,3 +103,15 @@ def test_python_env_file_is_parsed_once(tmp_path: Path) -> None:
     first = detect(spec, project)
     assert len(_entries()) == 1
     assert detect(spec, project) == first
+
+
+def test_a_cache_holding_only_the_validity_marker_gains_the_parsed_entry(tmp_path: Path) -> None:
+    """A cache written before parsed manifests were kept has `.valid` markers only: the next
+    run must add the JSON entry, or every later run would import PyYAML again."""
+    project = make_project(tmp_path / "p", {"MLproject": MANIFEST})
+    load_project(project)
+    for entry in _entries():
+        entry.unlink()  # as an older cache: marker, no entry
+    assert list((settings.cache_dir() / "manifests").glob("*.valid"))
+    load_project(project)
+    assert len(_entries()) == 1
