@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shlex
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -228,8 +229,6 @@ def _execute(
 
 
 def _close(store: Store, run_id: str, status: str, code: int | None, reason: str | None) -> None:
-    import time
-
     store.update_run(
         run_id,
         {"status": status, "exit_code": code, "reason": reason, "end_time": iso(time.time())},

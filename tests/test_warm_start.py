@@ -74,6 +74,8 @@ def test_warm_local_run_imports_no_yaml_toml_or_jsonschema(tmp_path: Path) -> No
     assert warm.code == 0, warm.text
     imported = {line.rsplit("|", 1)[-1].strip() for line in warm.err.splitlines()}
     assert {"yaml", "tomllib", "jsonschema", "uuid", "traceback"}.isdisjoint(imported)
+    # Kinds load on first use: a local run imports no other kind's code.
+    assert {"runner.envs.docker", "runner.envs.virtualenv", "runner.envs.conda"}.isdisjoint(imported)
     assert "runner.run" in imported  # the profile really was taken
     assert os.environ.get("RUN_PROJECT_CACHE")
 
