@@ -3,6 +3,8 @@ untracked files) saved with the run; `-v REV` uses a separate working copy."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from conftest import cli, last_record
@@ -96,3 +98,73 @@ def test_hash_subdirectory_and_plain_directories(tmp_path: Path) -> None:
 def test_unknown_location_says_what_is_accepted(tmp_path: Path) -> None:
     result = cli(str(tmp_path / "nowhere"))
     assert result.code == 2 and "git URL" in result.err and ".zip" in result.err
+
+
+def test_renames_and_untracked_only_changes_are_both_recorded(tmp_path: Path) -> None:
+    repo, sha = _repo(tmp_path)
+    git("mv", "sub/VERSION", "sub/VERSION.old", cwd=repo)  # a staged rename: two paths in -z
+    (repo / "sub" / "VERSION").write_text("sub\n")
+    odd = "tab\there new\nline"
+    (repo / "data").mkdir()
+    (repo / "data" / odd).write_text("x\n")
+    assert cli(str(repo)).code == 0
+    source = last_record()["source"]
+    assert source["dirty"] is True and source["commit"] == sha
+    assert source["untracked"] == [f"data/{odd}", "sub/VERSION"]
+
+    only_untracked, _ = _repo(tmp_path / "second")
+    (only_untracked / "notes.txt").write_text("untracked\n")
+    assert cli(str(only_untracked)).code == 0
+    record = last_record()
+    assert record["source"]["dirty"] is True and record["source"]["untracked"] == ["notes.txt"]
+    saved = tmp_path / "store" / "artifacts" / record["id"] / record["source"]["uncommitted"]
+    assert not (saved / "uncommitted.diff").exists()  # nothing tracked changed: no diff
+
+
+def test_a_repository_without_commits_records_no_commit(tmp_path: Path) -> None:
+    repo = tmp_path / "fresh"
+    repo.mkdir()
+    git("init", "-q", str(repo))
+    (repo / "MLproject").write_text(MLPROJECT)
+    (repo / "show.py").write_text(SHOW)
+    (repo / "VERSION").write_text("unborn\n")
+    assert cli(str(repo)).code == 0
+    source = last_record()["source"]
+    assert "commit" not in source or source["commit"] is None
+    assert source["dirty"] is True
+    assert sorted(source["untracked"]) == ["MLproject", "VERSION", "show.py"]
+
+
+def test_recording_a_run_never_rewrites_the_users_index(tmp_path: Path) -> None:
+    repo, _ = _repo(tmp_path)
+    index = repo / ".git" / "index"
+    os.utime(repo / "VERSION")  # same bytes, newer mtime: `git status` would refresh the index
+    before = (index.stat().st_mtime_ns, index.read_bytes())
+    assert cli(str(repo)).code == 0
+    assert last_record()["source"]["dirty"] is False
+    assert (index.stat().st_mtime_ns, index.read_bytes()) == before
+
+
+def test_a_clean_repository_costs_one_git_process(tmp_path: Path) -> None:
+    """Real git behind a logging wrapper on PATH: status answers commit, changes and untracked
+    files at once; `git diff` runs only when tracked files changed."""
+    repo, _ = _repo(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "git-calls.log"
+    real = shutil.which("git")
+    wrapper = bin_dir / "git"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    assert cli(str(repo), env=env).code == 0  # the first run also asks git for its version
+    log.unlink()
+    assert cli(str(repo), env=env).code == 0
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1 and " status " in calls[0], calls
+    (repo / "VERSION").write_text("edited\n")
+    log.unlink()
+    assert cli(str(repo), env=env).code == 0
+    verbs = [next(v for v in ("status", "diff", c) if f" {v} " in f" {c} ")
+             for c in log.read_text().splitlines()]  # fmt: skip
+    assert verbs == ["status", "diff"], verbs

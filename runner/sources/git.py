@@ -103,10 +103,18 @@ def repo_root(path: Path) -> Path | None:
     Found by looking for `.git` upwards ourselves, so git later runs only at that root and
     never picks up a repository planted inside the project (ADVERSARIAL 15).
     """
+    candidate = nearest_git(path)
+    if candidate is None:
+        return None
+    result = git(["rev-parse", "--show-toplevel"], cwd=candidate, check=False)
+    return Path(result.stdout.strip()) if result.returncode == 0 else None
+
+
+def nearest_git(path: Path) -> Path | None:
+    """The nearest of `path` and its parents that holds a `.git` (no git process)."""
     for candidate in (path, *path.parents):
         if (candidate / ".git").exists():
-            result = git(["rev-parse", "--show-toplevel"], cwd=candidate, check=False)
-            return Path(result.stdout.strip()) if result.returncode == 0 else None
+            return candidate
     return None
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from runner.errors import SourceError
 from runner.sources.checkout import Checkout
-from runner.sources.git import git, repo_root
+from runner.sources.git import git, nearest_git
 
 MAX_UNTRACKED_BYTES = 50 * 1024 * 1024  # larger untracked data is named, not copied
 DIFF_NAME = "uncommitted.diff"
@@ -27,13 +27,12 @@ def resolve_directory(path: Path, uri: str) -> Checkout:
             ".zip/.tar.gz/.tgz",
         )
     path = path.resolve()
-    root = repo_root(path)
-    if root is None:
+    root = nearest_git(path)
+    state = _status(root) if root is not None else None
+    if root is None or state is None:
         return Checkout(path=path, uri=str(path), kind="local")
-    head = git(["rev-parse", "--verify", "-q", "HEAD"], cwd=root, check=False)
-    commit = head.stdout.strip() or None
-    diff = _diff(root, commit)
-    untracked = _untracked(root)
+    commit, changed, untracked = state
+    diff = _diff(root, commit) if changed else ""  # a clean tree costs one git process
     return Checkout(
         path=path,
         uri=str(path),
@@ -58,9 +57,33 @@ def _diff(root: Path, commit: str | None) -> str:
     return git([*args, "--"], cwd=root, check=False).stdout
 
 
-def _untracked(root: Path) -> list[str]:
-    result = git(["ls-files", "--others", "--exclude-standard", "-z"], cwd=root, check=False)
-    return [name for name in result.stdout.split("\0") if name]
+def _status(root: Path) -> tuple[str | None, bool, list[str]] | None:
+    """(HEAD commit or None if unborn, whether tracked files changed, untracked files) from
+    one `git status`, or None when `root` is not a usable work tree. Optional locks are off:
+    recording a run must not rewrite the user's index."""
+    result = git(
+        ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
+        cwd=root,
+        check=False,
+        extra_env={"GIT_OPTIONAL_LOCKS": "0"},
+    )
+    if result.returncode != 0:
+        return None
+    commit: str | None = None
+    changed = False
+    untracked: list[str] = []
+    fields = iter(result.stdout.split("\0"))
+    for entry in fields:
+        if entry.startswith("# branch.oid "):
+            oid = entry.removeprefix("# branch.oid ")
+            commit = None if oid == "(initial)" else oid
+        elif entry.startswith("? "):
+            untracked.append(entry[2:])
+        elif entry[:2] in ("1 ", "2 ", "u "):
+            changed = True
+            if entry.startswith("2 "):
+                next(fields, None)  # a rename's original path follows as its own field
+    return commit, changed, untracked
 
 
 def save_uncommitted(checkout: Checkout, into: Path) -> list[str]:
