@@ -21,9 +21,8 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner.errors import EnvError
 from runner.progress import Progress
@@ -34,8 +33,7 @@ USERS = ".run-project-users"
 STAGING_PREFIX = ".staging-"
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """A complete cache entry, and whether this call built it."""
 
     path: Path

@@ -13,7 +13,6 @@ import argparse
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +62,8 @@ def _print_error(exc: RunnerError) -> None:
 
 
 def _report_bug(exc: Exception) -> int:
+    import tempfile  # lazily, like every import only an error path needs
+
     fd, path = tempfile.mkstemp(prefix="run-project-crash-", suffix=".log")
     with os.fdopen(fd, "w") as log:
         log.write(f"run-project {__version__} {time.ctime()}\n{' '.join(sys.argv)}\n\n")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from runner import params, settings, yamlsafe
 from runner.errors import ManifestError, RunnerError
@@ -21,19 +22,17 @@ from runner.params import ParamSpec
 SCRIPT_RUNNERS = {".py": "python", ".sh": "bash"}
 
 
-@dataclass(frozen=True)
-class EntryPoint:
+class EntryPoint(NamedTuple):
     """A named command template with its declared parameters."""
 
     name: str
     command: str
-    params: dict[str, ParamSpec] = field(default_factory=dict)
+    params: Mapping[str, ParamSpec] = MappingProxyType({})
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class EnvSpec:
+class EnvSpec(NamedTuple):
     """What the manifest declares about the environment (kind "" when nothing is declared)."""
 
     kind: str = ""
@@ -46,8 +45,7 @@ class EnvSpec:
     lock_file: Path | None = None
 
 
-@dataclass(frozen=True)
-class Project:
+class Project(NamedTuple):
     """A project directory and what its manifest (if any) says."""
 
     path: Path

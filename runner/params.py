@@ -14,9 +14,8 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from runner.errors import ManifestError, ParamError
@@ -41,8 +40,7 @@ PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 SHELL_SYNTAX_RE = re.compile(r"[|&;<>()$`*?]|\n")
 
 
-@dataclass(frozen=True)
-class ParamSpec:
+class ParamSpec(NamedTuple):
     """A declared parameter: canonical type, raw default text (None if required), choices."""
 
     name: str
@@ -51,8 +49,7 @@ class ParamSpec:
     choices: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class BoundCommand:
+class BoundCommand(NamedTuple):
     """The argv to execute and the typed values that produced it."""
 
     argv: tuple[str, ...]

@@ -81,6 +81,7 @@ def _rerun(
     except BaseException:
         checkout.cleanup()
         raise
+    created: list[str] = []
     request = RunRequest(
         uri=checkout.uri,
         entry_point=record["entry_point"],
@@ -93,9 +94,10 @@ def _rerun(
         lock_file=_recorded_lock(record, original.files),
         rerun_of=record["id"],
         rerun_params=tuple(n for n in carried if n not in options.overrides),
+        created=created,
     )
     code = run_checkout(request, checkout, progress)
-    _verdict(store_url, record, request.created, moved)
+    _verdict(store_url, record, created, moved)
     return code
 
 

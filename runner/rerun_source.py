@@ -8,7 +8,6 @@ on another machine needs neither the original directory nor the git server.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -39,8 +38,7 @@ def materialise(
     except BaseException:
         checkout.cleanup()
         raise
-    return dataclasses.replace(
-        checkout,
+    return checkout._replace(
         uri=source["uri"],
         kind=source["kind"],
         commit=source.get("commit"),

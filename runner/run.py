@@ -7,21 +7,19 @@ failure after that point ends in a closed record that says why.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shlex
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner import backends, envs, execute, manifest, params, settings, sources
 from runner.backends.base import Backend, Job
 from runner.envs.base import EnvKind
-from runner.envs.docker_run import DockerOptions
 from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
@@ -29,33 +27,35 @@ from runner.tracking.record import iso, new_record
 from runner.tracking.store import Store, open_store
 from runner.tracking.tracker import Tracker
 
+if TYPE_CHECKING:  # the docker modules load only when a docker run needs them
+    from runner.envs.docker_run import DockerOptions
 
-@dataclass(frozen=True)
-class RunRequest:
+
+class RunRequest(NamedTuple):
     """What the user asked for, as parsed from the command line."""
 
     uri: str
     entry_point: str = "main"
     version: str | None = None
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = MappingProxyType({})
     env_manager: str | None = None
     backend: str = "local"
     experiment: str = "Default"
     run_name: str | None = None
     store: str | None = None
-    cwd: Path = field(default_factory=Path.cwd)
-    backend_config: Mapping[str, Any] = field(default_factory=dict)
+    cwd: Path | None = None  # None: the current directory
+    backend_config: Mapping[str, Any] = MappingProxyType({})
     docker_args: tuple[str, ...] = ()
     allow_docker_volumes: bool = False
     allow_host_env: bool = False
     recurse_submodules: bool = False
     keep_checkout: bool = False
     # rerun (rerun.py): the recorded lock to build from, the run repeated, the parameter
-    # names whose values came from its record; `created` receives the new run's id.
+    # names whose values came from its record; `created`, when given, receives the new run's id.
     lock_file: Path | None = None
     rerun_of: str | None = None
     rerun_params: tuple[str, ...] = ()
-    created: list[str] = field(default_factory=list, compare=False)
+    created: list[str] | None = None
 
 
 def run_project(request: RunRequest, progress: Progress) -> int:
@@ -88,22 +88,23 @@ def _precheck(manifest_dir: Path, request: RunRequest) -> None:
     project = manifest.load_project(manifest_dir)
     entry = project.entry_points.get(request.entry_point)
     if entry is not None:
-        params.bind(entry.command, entry.params, request.params, manifest_dir, request.cwd)
+        params.bind(entry.command, entry.params, request.params, manifest_dir, _cwd(request))
 
 
 def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -> int:
     project = manifest.load_project(checkout.path)
     entry = project.entry_point(request.entry_point)
-    bound = params.bind(entry.command, entry.params, request.params, checkout.path, request.cwd)
+    bound = params.bind(entry.command, entry.params, request.params, checkout.path, _cwd(request))
     if (checkout.path / ".run-project-bundle").is_dir():  # a packed project: check its manifest
         from runner.bundle import check_project
 
         check_project(checkout.path)
     spec = project.env
     if request.lock_file is not None:  # a rerun builds from the recorded lock, not re-resolved
-        spec = dataclasses.replace(spec, lock_file=request.lock_file)
+        spec = spec._replace(lock_file=request.lock_file)
     kind = envs.select(request.env_manager, project.env, checkout.path)
-    kind = envs.configure(kind, _docker_options(request))
+    if kind.name == "docker":  # the docker option types load only for a docker run
+        kind = envs.configure(kind, _docker_options(request))
     backend = backends.select(request.backend, dict(request.backend_config))
     store = open_store(
         settings.get("store", request.store, _config_dir(checkout)),
@@ -128,7 +129,8 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
         for name in request.rerun_params:
             record["params"][name]["source"] = "rerun"
     store.create_run(record)
-    request.created.append(record["id"])
+    if request.created is not None:
+        request.created.append(record["id"])
     _save_uncommitted(checkout, store.artifact_dir(record["id"]), progress)
     tracker = _tracker(store, record["id"], entry, bound, checkout)
     return _execute(store, record, kind, spec, checkout, bound, progress, tracker, backend)
@@ -286,7 +288,13 @@ def _heartbeat(parent: Store, run_id: str, interval: float) -> Iterator[None]:
         thread.join(timeout=5)
 
 
+def _cwd(request: RunRequest) -> Path:
+    return request.cwd or Path.cwd()
+
+
 def _docker_options(request: RunRequest) -> DockerOptions:
+    from runner.envs.docker_run import DockerOptions
+
     return DockerOptions(
         docker_args=request.docker_args,
         allow_volumes=request.allow_docker_volumes,

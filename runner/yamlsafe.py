@@ -9,7 +9,6 @@ point at the line and declared types can convert the text themselves (`1e-3`, `n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +25,20 @@ if TYPE_CHECKING:
     import yaml
 
 
-@dataclass
 class Document:
     """A parsed YAML document with the line (1-based) and raw text of each node by path."""
 
-    path: Path
-    value: Any
-    lines: dict[Path_, int] = field(default_factory=dict)
-    raw: dict[Path_, str] = field(default_factory=dict)
+    def __init__(
+        self,
+        path: Path,
+        value: Any,
+        lines: dict[Path_, int] | None = None,
+        raw: dict[Path_, str] | None = None,
+    ) -> None:
+        self.path = path
+        self.value = value
+        self.lines = lines if lines is not None else {}
+        self.raw = raw if raw is not None else {}
 
     def line_of(self, path: Path_) -> int:
         """The line of the node at `path`, or of its nearest ancestor that has one."""

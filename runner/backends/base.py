@@ -8,20 +8,18 @@ Ctrl-C/SIGTERM to run-project cancels the job on the backend and the run ends KI
 
 from __future__ import annotations
 
-import difflib
 import signal
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 from runner.envs.base import Launch
 from runner.errors import BackendError
 from runner.execute import Interrupted, Outcome
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
     """One run's command, as every backend receives it.
 
     `argv` is the command as bound from the entry point (what a remote environment runs);
@@ -39,7 +37,7 @@ class Job:
     lock_name: str | None = None
     lock_text: str | None = None
     grace_seconds: float = 10.0
-    config: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = MappingProxyType({})
 
 
 class Backend(Protocol):
@@ -97,6 +95,8 @@ def check_keys(backend: str, config: Mapping[str, Any], known: tuple[str, ...]) 
     """Refuse --backend-config keys the backend does not know (a typo must not be ignored)."""
     for key in config:
         if key not in known:
+            import difflib  # only on this error path
+
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise BackendError(

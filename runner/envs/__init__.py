@@ -9,9 +9,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner import cache, settings
 from runner.envs.base import EnvKind, EnvLock
@@ -98,15 +97,17 @@ def default_kind(project_dir: Path) -> str:
     requirements.txt, pyproject dependencies, pylock.toml or uv.lock → virtualenv (MLflow
     would make an empty virtualenv and ignore them; installing them is what the user means);
     else local (an empty virtualenv would only cost time)."""
-    from runner.envs.python_inputs import has_python_files
-
     if (project_dir / "conda.yaml").is_file():
         return "conda"
+    names = ("requirements.txt", "pyproject.toml", "pylock.toml", "uv.lock")
+    if not any((project_dir / name).exists() for name in names):
+        return "local"  # the usual case, decided without loading the Python-inputs parser
+    from runner.envs.python_inputs import has_python_files
+
     return "virtualenv" if has_python_files(project_dir) else "local"
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A ready environment: where it is (None for `local`), its cache key and lock."""
 
     kind: str
@@ -134,7 +135,7 @@ def prepared(
     def build(into: Path) -> dict[str, Any]:
         lock = kind.build(spec, checkout, into, progress)
         return {"kind": kind.name, "lock_name": lock.lock_name, "lock_text": lock.lock_text,
-                "facts": lock.facts}  # fmt: skip
+                "facts": dict(lock.facts)}  # fmt: skip
 
     area = settings.cache_dir() / "envs" / kind.name
     with cache.use(

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 from runner.manifest import EnvSpec
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
 
 
-@dataclass(frozen=True)
-class EnvLock:
+class EnvLock(NamedTuple):
     """What a build produced: the lock file text to record with the run, and facts about it."""
 
     lock_name: str | None = None
     lock_text: str | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Launch:
+class Launch(NamedTuple):
     """How to start a command inside an environment."""
 
     argv: tuple[str, ...]

@@ -13,7 +13,6 @@ learn the declared types at all).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -108,6 +107,8 @@ def _git(
     with mirror.opened(location.url, location.shown, version, progress) as found:
         workcopy.check_subdirectory(found.path, found.commit, sub, location.shown)
         if precheck is not None:
+            import tempfile  # a git run only; a local run's start-up does not pay for it
+
             with tempfile.TemporaryDirectory(prefix="run-project-manifest-") as tmp:
                 if workcopy.preview_manifest(found.path, found.commit, sub, Path(tmp)):
                     precheck(Path(tmp))

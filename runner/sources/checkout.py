@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def _nothing() -> None:
     return None
 
 
-@dataclass(frozen=True)
-class Checkout:
+class Checkout(NamedTuple):
     """A directory holding the project at a known revision.
 
     `path` is where the project (after any `#subdirectory`) lives and the command runs;
@@ -33,7 +31,7 @@ class Checkout:
     untracked: tuple[str, ...] = ()
     repo_root: Path | None = None
     archive_sha256: str | None = None
-    cleanup: Callable[[], None] = field(default=_nothing, compare=False, repr=False)
+    cleanup: Callable[[], None] = _nothing
 
     def to_record(self) -> dict[str, Any]:
         """The `source` section of the run record (the URI is already redacted)."""

@@ -4,7 +4,6 @@ credentials needed, no such repository), with any credentials redacted."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from runner.errors import SourceError
 from runner.sources.uri import redact
@@ -38,12 +37,13 @@ OFFLINE_HINT = (
 )
 
 
-@dataclass
 class FetchError(Exception):
     """A failed fetch: `network` is True when the mirror is not to blame."""
 
-    error: SourceError
-    network: bool
+    def __init__(self, error: SourceError, network: bool) -> None:
+        super().__init__(error, network)
+        self.error = error
+        self.network = network
 
 
 def classify(stderr: str, shown: str) -> FetchError:

@@ -21,8 +21,8 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from runner import settings
 from runner.errors import SourceError
@@ -39,8 +39,7 @@ FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 SHA_LIKE = re.compile(r"^[0-9a-f]{7,64}$")
 
 
-@dataclass(frozen=True)
-class Mirror:
+class Mirror(NamedTuple):
     """A complete mirror (held under a shared lock) and the commit a revision resolved to."""
 
     path: Path

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from runner.errors import SourceError
@@ -26,8 +26,7 @@ USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^
 SAFE_SCHEMES_HINT = "use https://, http://, ssh://, git://, file://, git@host:path or a directory"
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     """Where a project lives: `kind` is local, git or archive; `url` is what git or the
     downloader uses (credentials included), `shown` the redacted form for records and output."""
 

@@ -13,7 +13,6 @@ import errno
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path, PurePosixPath
 
 from runner.errors import StoreError
@@ -58,6 +57,8 @@ class ObjectStore:
         if expected and self.path_of(expected).is_file():
             return expected
         self.objects.mkdir(parents=True, exist_ok=True)
+        import tempfile  # only a run with outputs to store pays for it
+
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.objects)
         tmp = Path(tmp_name)
         try:

@@ -15,9 +15,10 @@ import glob
 import os
 import stat
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from runner import settings
 from runner.errors import RunnerError
@@ -33,8 +34,7 @@ SYSTEM_PREFIXES = ("/proc/", "/sys/", "/dev/", "/run/")
 Stamp = tuple[int, int, int, int, int]
 
 
-@dataclass(frozen=True)
-class CapturePlan:
+class CapturePlan(NamedTuple):
     """Where to look and what the manifest and parameters name."""
 
     workdir: Path
@@ -43,19 +43,19 @@ class CapturePlan:
     artifacts_root: Path
     declared_inputs: tuple[str, ...] = ()
     declared_outputs: tuple[str, ...] = ()
-    path_params: dict[str, str] = field(default_factory=dict)
+    path_params: Mapping[str, str] = MappingProxyType({})
     excluded: tuple[Path, ...] = ()
     limit: int = 0
 
 
-@dataclass
 class Captured:
     """What capture found: record entries and warnings for the user."""
 
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    stored_bytes: int = 0
+    def __init__(self) -> None:
+        self.inputs: list[dict[str, Any]] = []
+        self.outputs: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self.stored_bytes = 0
 
 
 class Capture:

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +33,19 @@ MAX_KEY = 250
 MAX_VALUE = 6000
 
 
-@dataclass
 class Ingested:
     """Everything read from the events file so far."""
 
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    opened: dict[str, set[str]] = field(default_factory=dict)
-    artifacts: list[tuple[str, str]] = field(default_factory=list)
-    bad_lines: int = 0
-    first_bad: str = ""
-    pending_points: list[tuple[str, float | None, int, float]] = field(default_factory=list)
-    pending_pairs: bool = False
+    def __init__(self) -> None:
+        self.params: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        self.metrics: dict[str, dict[str, Any]] = {}
+        self.opened: dict[str, set[str]] = {}
+        self.artifacts: list[tuple[str, str]] = []
+        self.bad_lines = 0
+        self.first_bad = ""
+        self.pending_points: list[tuple[str, float | None, int, float]] = []
+        self.pending_pairs = False
 
 
 class EventReader:

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -310,7 +309,7 @@ def _is_lost(host: str, pid: int, heartbeat_at: float, record: dict[str, Any]) -
     interval = float(record.get("runner", {}).get("heartbeat_seconds", 5))
     if time.time() - heartbeat_at > 3 * interval + 10:
         return True
-    if host == socket.gethostname() and pid:
+    if host == os.uname().nodename and pid:
         return not pid_alive(pid)
     return False
 

@@ -33,9 +33,7 @@ class Tracker:
     def before(self, env_dir: Path | None) -> dict[str, Any]:
         """Snapshot the working dir, hash the inputs named up front; returns record changes."""
         if env_dir is not None:
-            self.plan = CapturePlan(
-                **{**self.plan.__dict__, "excluded": (*self.plan.excluded, env_dir)}
-            )
+            self.plan = self.plan._replace(excluded=(*self.plan.excluded, env_dir))
         self.capture = Capture(self.plan)
         return {"inputs": self.capture.before()}
 
