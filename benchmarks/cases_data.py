@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import WORK, base_env
+from bench import REPO, WORK, base_env
 from harness import Measure, repeat, run_timed, run_worker
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ def hashing(peers: Path, times: int, quick: bool) -> list[Measure]:
     """First hash and unchanged re-hash of a big file and of many small files."""
     tmp = Path(tempfile.mkdtemp(dir=WORK, prefix="hash-"))
     big, small = _make_data(tmp, quick)
-    env = base_env(tmp)
+    env = {**base_env(tmp), "PYTHONPATH": str(REPO)}  # workers import runner from here
     env["DVC_NO_ANALYTICS"] = "1"
     times = min(times, 3)
     measures: list[Measure] = []
@@ -91,7 +91,7 @@ def store(peers: Path, times: int, quick: bool) -> list[Measure]:
     """List/filter/sort over N runs and ingest N metric points (N = 100,000; quick 20,000)."""
     n = 20_000 if quick else 100_000
     tmp = Path(tempfile.mkdtemp(dir=WORK, prefix="store-"))
-    env = base_env(tmp)
+    env = {**base_env(tmp), "PYTHONPATH": str(REPO)}  # workers import runner from here
     times = min(times, 3)
     ops = str(HERE / "store_ops.py")
     ours_py, mlflow_py = sys.executable, str(peers)
