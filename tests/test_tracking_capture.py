@@ -220,7 +220,11 @@ def test_metrics_are_ingested_while_the_run_goes_on(tmp_path: Path) -> None:
         go.touch()
         assert run.wait(timeout=60) == 0
     assert last_record()["metrics"]["progress"] == {
-        "last": 1.0, "step": 1, "min": 0.5, "max": 1.0, "count": 2
+        "last": 1.0,
+        "step": 1,
+        "min": 0.5,
+        "max": 1.0,
+        "count": 2,
     }
 
 
@@ -238,3 +242,21 @@ def test_malformed_event_lines_are_skipped_with_one_warning(tmp_path: Path) -> N
     record = last_record()
     assert record["capture"]["bad_event_lines"] == 3
     assert record["metrics"]["a"]["count"] == 2 and record["metrics"]["a"]["last"] == 2.0
+
+
+def test_the_injected_client_adds_no_heavy_imports_to_a_python_start(tmp_path: Path) -> None:
+    """Every Python start of a run loads the client: json, threading and typing (about 20 ms
+    together) load only when the run logs something. Compared with the same interpreter
+    started without run-project, as site-packages may import some of them anyway."""
+    probe = "import sys; print(' '.join(sorted(m for m in ('json', 'threading', 'typing') if m in sys.modules)))"
+    (tmp_path / "probe.py").write_text(probe + "\n")
+    project = make_project(tmp_path / "p", {
+        "MLproject": "entry_points:\n  main:\n    command: 'python probe.py'\n",
+        "probe.py": probe + "\n",
+    })  # fmt: skip
+    result = cli(str(project), "-q")
+    assert result.code == 0, result.text
+    import subprocess
+
+    bare = subprocess.run(["python", str(tmp_path / "probe.py")], capture_output=True, text=True)
+    assert result.out.split() == bare.stdout.split(), (result.out, bare.stdout)

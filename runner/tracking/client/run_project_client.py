@@ -13,12 +13,17 @@ any other language can write the same way. Outside a run the calls do nothing.
 
 from __future__ import annotations
 
-import json
+import _thread
 import os
 import sys
-import threading
 import time
-from typing import Any
+
+# Every Python start of a run loads this module, so it imports only what that start needs:
+# json when the first event is written, typing never (the thread primitives are threading's
+# own, from _thread, without threading's import).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "install_audit_hook",
@@ -32,9 +37,9 @@ __all__ = [
     "set_tag",
 ]
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _fd: int | None = None
-_busy = threading.local()
+_busy = _thread._local()
 
 
 def run_id() -> str | None:
@@ -52,9 +57,11 @@ def _emit(event: dict[str, Any]) -> None:
     path = os.environ.get("RUN_PROJECT_EVENTS")
     if not path:
         return
-    line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
-    _busy.active = True  # the audit hook must not report our own writes
+    _busy.active = True  # the audit hook must not report our own writes (nor json's import)
     try:
+        import json
+
+        line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
         with _lock:
             if _fd is None:
                 _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

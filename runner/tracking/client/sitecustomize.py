@@ -7,7 +7,6 @@ run without us (the environment's own, found further along sys.path), so nothing
 from __future__ import annotations
 
 import importlib.machinery
-import importlib.util
 import os
 import sys
 
@@ -27,7 +26,9 @@ def _chain() -> None:
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
     if spec is None or spec.loader is None:
         return
-    module = importlib.util.module_from_spec(spec)
+    from importlib.util import module_from_spec  # only when there is another to run
+
+    module = module_from_spec(spec)
     sys.modules["sitecustomize"] = module
     spec.loader.exec_module(module)
 
