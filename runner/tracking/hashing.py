@@ -21,6 +21,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import TypeGuard
 
 from runner.errors import RunnerError
 from runner.tracking.treescan import Scan, scan
@@ -34,6 +35,8 @@ SCHEMA = (
 )
 FileRow = tuple[str, int, int, int, int, int, str]
 TreeRow = tuple[str, bytes, str, int, int]
+# A path that is not UTF-8 (a surrogate-escaped str) cannot be bound as TEXT: not cached.
+DB_ERRORS = (sqlite3.Error, UnicodeEncodeError)
 
 
 def sha256_file(path: Path | str) -> str:
@@ -86,9 +89,9 @@ class HashCache:
                     " AND ctime = ? AND ino = ? AND dev = ?",
                     key,
                 ).fetchone()
-            except sqlite3.Error:
+            except DB_ERRORS:
                 row = None
-            if row and isinstance(row[0], str):
+            if row and _is_digest(row[0]):
                 self.hits += 1
                 return row[0]
         self.misses += 1
@@ -120,12 +123,12 @@ class HashCache:
                     "SELECT sha256, size, files FROM trees WHERE root = ? AND stamp = ?",
                     (root, stamp),
                 ).fetchone()
-            except sqlite3.Error:
+            except DB_ERRORS:
                 row = None
         if row is None:
             return None
         digest, size, files = row
-        if isinstance(digest, str) and isinstance(size, int) and isinstance(files, int):
+        if _is_digest(digest) and isinstance(size, int) and isinstance(files, int):
             return digest, size, files
         return None  # a row we did not write: hash the tree again
 
@@ -172,9 +175,9 @@ class HashCache:
                 " WHERE path >= ? AND path < ?",
                 (prefix, upper),
             ).fetchall()
-        except sqlite3.Error:
+        except DB_ERRORS:
             return
-        self.known.update((row[0], tuple(row[1:])) for row in rows if isinstance(row[6], str))
+        self.known.update((row[0], tuple(row[1:])) for row in rows if _is_digest(row[6]))
         self.preloaded.append(prefix)
 
     def flush(self) -> None:
@@ -184,10 +187,12 @@ class HashCache:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
-                    "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?)", self.pending
+                    "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?)",
+                    (row for row in self.pending if _storable(row[0])),
                 )
                 conn.executemany(
-                    "INSERT OR REPLACE INTO trees VALUES (?,?,?,?,?)", self.pending_trees.values()
+                    "INSERT OR REPLACE INTO trees VALUES (?,?,?,?,?)",
+                    (row for row in self.pending_trees.values() if _storable(row[0])),
                 )
                 conn.execute("COMMIT")
             except sqlite3.Error:
@@ -197,6 +202,22 @@ class HashCache:
         if conn is not None:
             conn.close()
             self.conn = None
+
+
+def _is_digest(value: object) -> TypeGuard[str]:
+    """A sha256 hex digest as this module writes it (a damaged or foreign row is not)."""
+    return isinstance(value, str) and len(value) == 64
+
+
+def _storable(path: str) -> bool:
+    """Whether `path` can be stored as TEXT (names that are not UTF-8 are hashed every time)."""
+    if path.isascii():
+        return True
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _open(path: Path, retry: bool = True) -> sqlite3.Connection | None:
