@@ -119,6 +119,8 @@ CHANGES: dict[str, Callable[[Path], object]] = {
     "file added": lambda root: (root / "a" / "new.txt").write_text("new"),
     "file added in a new directory": _add_in_new_directory,
     "file renamed": lambda root: os.rename(root / "top.txt", root / "a" / "top.txt"),
+    # Renaming a directory changes none of its files' stat keys: only their names say so.
+    "directory renamed": lambda root: os.rename(root / "a" / "b", root / "a" / "c"),
     "two files swap names": _swap_two_names,
     "file appended": lambda root: (root / "top.txt").open("a").write("more"),
 }
