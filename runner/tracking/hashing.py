@@ -229,6 +229,9 @@ def _open(path: Path, retry: bool = True) -> sqlite3.Connection | None:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
+        # No fsync per commit: after a crash WAL mode keeps the file sound and at worst loses
+        # the last writes, which only costs a re-hash.
+        conn.execute("PRAGMA synchronous = NORMAL")
         for statement in SCHEMA:
             conn.execute(statement)
         return conn
