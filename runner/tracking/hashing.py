@@ -138,13 +138,14 @@ class HashCache:
         compare these digests: this format must not change."""
         lines: list[str] = []
         total = count = 0
-        self._preload(found.path(""))
+        prefix = found.path("")
+        self._preload(prefix)
         for rel, key in zip(found.names, found.keys, strict=True):
             mode, size = key[0], key[1]
             if stat.S_ISLNK(mode):
-                lines.append(f"L {os.readlink(found.path(rel))} {rel}")
+                lines.append(f"L {os.readlink(prefix + rel)} {rel}")
             elif stat.S_ISREG(mode):
-                lines.append(f"F {self._tree_file(found.path(rel), key)} {rel}")
+                lines.append(f"F {self._tree_file(prefix + rel, key)} {rel}")
                 total += size
                 count += 1
         # surrogateescape: a file name that is not UTF-8 is hashed as its bytes.
