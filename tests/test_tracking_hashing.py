@@ -303,6 +303,27 @@ def test_directory_input_recorded_again_after_a_same_size_rewrite(tmp_path: Path
     assert digests[0] == digests[1] != digests[2]
 
 
+def test_run_with_a_garbage_hash_cache_records_its_inputs(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", {
+        "MLproject": """\
+            entry_points:
+              main:
+                parameters: {data: path}
+                command: "python -c pass {data}"
+            """,
+    })  # fmt: skip
+    data = make_tree(tmp_path / "data")
+    cache = tmp_path / "cache"  # RUN_PROJECT_CACHE (conftest)
+    cache.mkdir(exist_ok=True)
+    (cache / "hashes.db").write_bytes(b"not a database" * 1000)
+    result = cli(str(project), "-P", f"data={data}")
+    assert result.code == 0 and "Traceback" not in result.err, result.text
+    (entry,) = [i for i in last_record()["inputs"] if i.get("param") == "data"]
+    assert entry["sha256"] == expected_digest(data)
+    with sqlite3.connect(cache / "hashes.db") as conn:  # made again, and used
+        assert conn.execute("SELECT count(*) FROM trees").fetchone()[0] >= 1
+
+
 def test_hash_benchmark_worker_runs(tmp_path: Path) -> None:
     """benchmarks/hash_ops.py (issue 6) still drives the public API."""
     root = make_tree(tmp_path / "data")
