@@ -49,12 +49,28 @@ def main(args: Sequence[str]) -> int:
     gc.add_argument("--older-than", type=float, metavar="DAYS", help="unused for DAYS days")
     gc.add_argument("--keep-last", type=int, metavar="N", help="keep the N most recently used")
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed")
+    gc.add_argument("--store", help="the store asked about containers left by killed runs")
     ns = parser.parse_args(args)
     if ns.command == "list":
         rows = list_envs() + ([] if ns.no_images else list_images())
         print(json.dumps([asdict(r) for r in rows], indent=2) if ns.json else format_rows(rows))
         return 0
+    _remove_orphaned_containers(ns.store, ns.dry_run)  # first: they may hold images
     return _gc(ns.older_than, ns.keep_last, ns.dry_run)
+
+
+def _remove_orphaned_containers(store_flag: str | None, dry_run: bool) -> None:
+    from runner.envs.docker_orphans import remove_orphans
+    from runner.tracking.store import open_store
+
+    try:
+        store = open_store(settings.get("store", store_flag), settings.get("artifacts"))
+        lines = remove_orphans(store, dry_run) if store.exists() else []
+    except RunnerError as exc:  # the cache can still be cleaned without the store
+        print(f"warning: containers of killed runs not checked: {exc.message}")
+        return
+    for line in lines:
+        print(line)
 
 
 def areas() -> list[Path]:

@@ -430,3 +430,37 @@ def test_concurrent_runs_of_a_new_project_state_build_once(tmp_path: Path, base_
     results = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0], results
     assert sum(err.count("building code image") for _, err in results) == 1
+
+
+def test_a_container_left_by_a_runner_killed_with_9_is_removed_by_envs_gc(
+    tmp_path: Path, base_image: str
+) -> None:
+    """kill -9 leaves the runner no chance to stop its container; a command ignoring TERM then
+    outlives its docker client. `envs gc` sees the run LOST and removes the container."""
+    script = "trap '' TERM INT\necho ready\nwhile true; do sleep 1; done\n"
+    project = docker_project(tmp_path / "proj", base_image, **{"run.sh": script})
+    proc = start_runner(project, "script")
+    label = "label=run-project.run=none-yet"
+    try:
+        wait_for_line(proc, "ready")
+        run_id = last_record()["id"]
+        label = f"label=run-project.run={run_id}"
+        assert "container" not in cli("envs", "gc").out  # its run is active: left alone
+        assert docker("ps", "-q", "--filter", label).strip()
+        proc.kill()
+        proc.wait(timeout=30)
+        time.sleep(2)  # the docker client has died with the runner (PDEATHSIG)
+        assert docker("ps", "-q", "--filter", label).strip()  # still running: the gap
+        dry = cli("envs", "gc", "--dry-run")
+        assert dry.code == 0 and "would remove container" in dry.out, dry.text
+        assert docker("ps", "-q", "--filter", label).strip()
+        result = cli("envs", "gc")
+        assert result.code == 0, result.text
+        assert f"LOST run {run_id[:8]}" in result.out, result.out
+        assert not docker("ps", "-aq", "--filter", label).strip()
+        assert last_record()["status"] == "LOST"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for container in docker("ps", "-aq", "--filter", label).split():
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
