@@ -192,3 +192,53 @@ def served_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]
     finally:
         daemon.stop()
         http.stop()
+
+
+@dataclass
+class Sshd:
+    """A real OpenSSH server on 127.0.0.1 serving `root` over ssh, with the client settings
+    (one ssh_config: host alias, port, key, pinned host key) in `env`."""
+
+    server: Server
+    host: str  # the ssh_config alias: ssh://HOST/PATH and HOST:PATH reach the server
+    env: dict[str, str]
+
+
+def start_sshd(base: Path) -> Sshd:
+    """sshd on a free port, accepting only a key made here, for the user running the tests."""
+    sshd = "/usr/sbin/sshd"
+    if not Path(sshd).exists():
+        _fail_or_skip("sshd is not installed (apt-get install openssh-server)")
+    base.mkdir(parents=True, exist_ok=True)
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / key)],
+                       check=True)  # fmt: skip
+    (base / "authorized_keys").write_text((base / "client_key.pub").read_text())
+    port = _free_port()
+    user = (
+        os.environ.get("USER")
+        or subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    )
+    (base / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {base / 'host_key'}\n"
+        f"PidFile {base / 'sshd.pid'}\nAuthorizedKeysFile {base / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        f"PermitRootLogin prohibit-password\nStrictModes no\nAllowUsers {user}\n"
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(exist_ok=True)  # OpenSSH's privilege separation directory
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(base / "sshd_config")],
+                            start_new_session=True, stderr=subprocess.DEVNULL)  # fmt: skip
+    if not _wait_port(port, proc):
+        proc.kill()
+        _fail_or_skip("sshd did not start on 127.0.0.1")
+    host_key = (base / "host_key.pub").read_text().split()
+    (base / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    (base / "ssh_config").write_text(
+        f"Host rp-sshd\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+        f"  IdentityFile {base / 'client_key'}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {base / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
+        "  BatchMode yes\n"
+    )
+    env = {"GIT_SSH_COMMAND": f"ssh -F {base / 'ssh_config'}"}
+    return Sshd(Server(proc, "ssh://rp-sshd"), "rp-sshd", env)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from conftest import cli, last_record, records
 from sources_servers import (
     Served,
+    Sshd,
     commit,
     git,
     publish,
@@ -24,17 +27,8 @@ from sources_servers import (
     served_fixture,  # noqa: F401  (the session fixture `served`)
     start_daemon,
     start_http,
+    start_sshd,
 )
-
-FAKE_SSH = """\
-#!{python}
-# A stand-in for ssh (no sshd can run in these tests): runs the remote git command against
-# the served repositories, exactly as sshd would run it for git.
-import os, shlex, sys
-command = shlex.split(sys.argv[-1])
-path = os.path.join({root!r}, command[1].lstrip("/").split(":")[-1])
-os.execvp("git", ["git", command[0].removeprefix("git-"), path])
-"""
 
 
 def _output(result: Any) -> dict[str, Any]:
@@ -44,12 +38,14 @@ def _output(result: Any) -> dict[str, Any]:
     return data
 
 
-@pytest.fixture
-def fake_ssh(served: Served, tmp_path: Path) -> dict[str, str]:
-    script = tmp_path / "fake-ssh"
-    script.write_text(FAKE_SSH.format(python=sys.executable, root=str(served.root)))
-    script.chmod(0o755)
-    return {"GIT_SSH_COMMAND": str(script), "GIT_SSH_VARIANT": "ssh"}
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A real sshd on 127.0.0.1 (the served repositories are paths on this machine)."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    try:
+        yield server
+    finally:
+        server.server.stop()
 
 
 def _forms(served: Served) -> dict[str, str]:
@@ -57,19 +53,19 @@ def _forms(served: Served) -> dict[str, str]:
         "git": f"{served.daemon.url}/proj.git",
         "http": f"{served.http.url}/proj.git",
         "file": f"file://{served.root}/proj.git",
-        "ssh": "ssh://git@example.invalid/proj.git",
-        "scp": "git@example.invalid:proj.git",
+        "ssh": f"ssh://rp-sshd{served.root}/proj.git",
+        "scp": f"rp-sshd:{served.root}/proj.git",
         "path": str(served.root / "proj.git"),
     }
 
 
 @pytest.mark.parametrize("form", ["git", "http", "file", "ssh", "scp", "path"])
 def test_every_uri_form_runs_the_default_branch_and_records_the_full_sha(
-    served: Served, fake_ssh: dict[str, str], form: str
+    served: Served, sshd: Sshd, form: str
 ) -> None:
     url = _forms(served)[form]
     args = [url, "-P", "lr=0.5"] + (["-v", "main"] if form == "path" else [])
-    out = _output(cli(*args, env=fake_ssh))
+    out = _output(cli(*args, env=sshd.env))
     assert out["version"] == "two" and out["argv"] == ["0.5"]
     record = last_record()
     source = record["source"]
@@ -113,9 +109,7 @@ def test_working_copy_is_removed_after_the_run_unless_kept(served: Served, tmp_p
     assert Path(cwd, "VERSION").read_text() == "two\n" and cwd in kept.err
 
 
-def test_second_run_of_a_known_commit_needs_no_network(
-    served: Served, tmp_path: Path
-) -> None:
+def test_second_run_of_a_known_commit_needs_no_network(served: Served, tmp_path: Path) -> None:
     daemon = start_daemon(served.root)
     url = f"{daemon.url}/proj.git"
     try:
@@ -306,7 +300,6 @@ def test_moved_tag_is_recorded_by_full_sha_and_reported(served: Served, tmp_path
     assert cli("runs", "show", first_id, "--json").out.count(old) == 1
 
 
-
 def test_recorded_redacted_url_runs_again_through_a_credential_helper(
     served: Served, tmp_path: Path
 ) -> None:
@@ -329,3 +322,39 @@ def test_damaged_mirror_is_rebuilt(served: Served, tmp_path: Path) -> None:
     result = cli(url, "-v", "feature")
     assert _output(result)["version"] == "feature"
     assert "fetching" in result.err
+
+
+
+def test_ssh_refusals_are_named_with_what_to_do(served: Served, sshd: Sshd, tmp_path: Path) -> None:
+    """Against the real sshd: a key it does not accept, and a host key that changed (a
+    man-in-the-middle). Each is a clear error with a hint, never a traceback."""
+    url = f"ssh://rp-sshd{served.root}/proj.git"
+    config = Path(sshd.env["GIT_SSH_COMMAND"].split()[-1]).read_text()
+    port = re.search(r"Port (\d+)", config).group(1)  # type: ignore[union-attr]
+    stranger = tmp_path / "stranger"
+    _keygen(stranger)
+    impostor = _keygen(tmp_path / "impostor")
+    wrong_hosts = tmp_path / "known_hosts_wrong"
+    wrong_hosts.write_text(f"[127.0.0.1]:{port} {impostor}\n")
+    cases = {
+        "needs credentials": re.sub(r"IdentityFile \S+", f"IdentityFile {stranger}", config),
+        "update known_hosts": re.sub(
+            r"UserKnownHostsFile \S+", f"UserKnownHostsFile {wrong_hosts}", config
+        ),
+    }
+    for expected, text in cases.items():
+        (tmp_path / "ssh_config").write_text(text)
+        result = cli(url, env={"GIT_SSH_COMMAND": f"ssh -F {tmp_path / 'ssh_config'}"})
+        assert result.code != 0 and "Traceback" not in result.err, result.text
+        assert "error:" in result.err and "hint:" in result.err, result.err
+        assert expected in result.err.lower(), result.err
+    # ssh's own reason is shown, not only git's "Could not read from remote repository".
+    (tmp_path / "ssh_config").write_text(config + "  NoSuchOption yes\n")
+    result = cli(url, env={"GIT_SSH_COMMAND": f"ssh -F {tmp_path / 'ssh_config'}"})
+    assert result.code != 0 and "nosuchoption" in result.err.lower(), result.err
+
+
+def _keygen(path: Path) -> str:
+    """A new ed25519 key pair at `path`; returns the public key's `type base64` part."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return " ".join(path.with_suffix(".pub").read_text().split()[:2])

@@ -16,9 +16,15 @@ UNREACHABLE = re.compile(
 )
 AUTH = re.compile(
     r"authentication failed|terminal prompts disabled|could not read username|"
-    r"could not read password|permission denied \(publickey|returned error: 40[13]|"
-    r"host key verification failed",
+    r"could not read password|permission denied \(publickey|returned error: 40[13]",
     re.IGNORECASE,
+)
+HOST_KEY = re.compile(r"host key verification failed", re.IGNORECASE)
+HOST_KEY_HINT = (
+    "the server's ssh host key is not the one in your known_hosts: if the server was "
+    "reinstalled, check its new fingerprint with its administrator and update known_hosts "
+    "(ssh-keygen -R HOST, then connect once with ssh); otherwise someone may be intercepting "
+    "the connection, so do not work around it"
 )
 NOT_FOUND = re.compile(
     r"repository .* not found|not found|does not appear to be a git repository|"
@@ -49,6 +55,8 @@ class FetchError(Exception):
 def classify(stderr: str, shown: str) -> FetchError:
     """The SourceError for git's stderr, and whether it is a network/remote-side failure."""
     detail = redact(_last_lines(stderr))
+    if HOST_KEY.search(stderr):
+        return FetchError(SourceError(f"cannot trust {shown}: {detail}", HOST_KEY_HINT), True)
     if AUTH.search(stderr):
         return FetchError(SourceError(f"{shown} needs credentials: {detail}", CREDENTIALS_HINT),
                           True)  # fmt: skip
@@ -66,6 +74,11 @@ def classify(stderr: str, shown: str) -> FetchError:
     return FetchError(SourceError(f"cannot fetch {shown}: {detail}", OFFLINE_HINT), False)
 
 
+# git's closing advice after a failed connection; the reason (ssh's message) comes before it.
+_BOILERPLATE = ("please make sure you have the correct access rights", "and the repository exists")
+
+
 def _last_lines(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    lines = [line for line in lines if not line.lower().startswith(_BOILERPLATE)]
     return " / ".join(lines[-3:]) or "git gave no reason"
