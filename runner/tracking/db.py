@@ -48,12 +48,8 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS files_by_run ON files (run_id)",
     ),
     (
-        # What `runs list` filters and sorts on, one row per run and value (runindex.py);
-        # BYTEA is spelt BLOB for SQLite by SQLiteDatabase.ddl.
-        "CREATE TABLE IF NOT EXISTS run_values (run_id TEXT NOT NULL, kind TEXT NOT NULL,"
-        " name TEXT NOT NULL, num DOUBLE PRECISION, isnum BIGINT NOT NULL, txt BYTEA NOT NULL,"
-        " PRIMARY KEY (run_id, kind, name))",
-        "CREATE INDEX IF NOT EXISTS run_values_by_num ON run_values (kind, name, num)",
+        # What `runs list` filters and sorts on, one row per run and value (runindex.py).
+        lambda db: _create_run_values(db),
         lambda db: _backfill_run_values(db),
     ),
 )
@@ -105,10 +101,6 @@ class Database:
     # Appended to a SELECT whose row the transaction then rewrites (PostgreSQL: FOR UPDATE,
     # so two writers of one run take turns; SQLite's BEGIN IMMEDIATE already serialises).
     locking_read = ""
-
-    def ddl(self, text: str) -> str:
-        """A CREATE statement in this database's spelling."""
-        return text
 
     # -- common --------------------------------------------------------------------------
     def connect(self) -> Any:
@@ -219,12 +211,24 @@ def _migrate(db: Database) -> None:
             if callable(statement):
                 statement(db)
             else:
-                db.execute(db.ddl(statement))
+                db.execute(statement)
     if current != SCHEMA_VERSION:
         db.execute("DELETE FROM meta WHERE key = 'schema_version'")
         db.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+
+
+def _create_run_values(db: Database) -> None:
+    # Bytes compare bytewise in both (BLOB, BYTEA). SQLite keeps the rows in primary-key
+    # order (WITHOUT ROWID): a second copy of run_id in a separate key index would double it.
+    sqlite = db.dialect == "sqlite"
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS run_values (run_id TEXT NOT NULL, kind TEXT NOT NULL,"
+        " name TEXT NOT NULL, num DOUBLE PRECISION, isnum BIGINT NOT NULL,"
+        f" txt {'BLOB' if sqlite else 'BYTEA'} NOT NULL, PRIMARY KEY (run_id, kind, name))"
+        + (" WITHOUT ROWID" if sqlite else "")
+    )
 
 
 def _backfill_run_values(db: Database) -> None:
@@ -259,10 +263,6 @@ class SQLiteDatabase(Database):
                 time.sleep(0.01 + 0.005 * attempt)
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
-
-    def ddl(self, text: str) -> str:
-        """SQLite spells PostgreSQL's BYTEA as BLOB (same bytewise comparison)."""
-        return text.replace(" BYTEA", " BLOB")
 
     def _begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")

@@ -21,22 +21,10 @@ from typing import Any
 from runner.tracking.db import Database
 from runner.tracking.query import lookup
 
-# Top-level record fields that are scalars (str, number or null) by the record schema. A
-# sort on any other field (a nested section) keeps the old Python path.
-FIELDS = (
-    "id",
-    "experiment",
-    "run_name",
-    "status",
-    "reason",
-    "exit_code",
-    "entry_point",
-    "backend",
-    "start_time",
-    "end_time",
-    "heartbeat_at",
-    "schema_version",
-)
+# Top-level record fields one sorts runs by; all are scalars (text, number or null) in the
+# record schema. A sort on any other field keeps the Python path (listing.py): each field
+# here costs a row per run.
+FIELDS = ("experiment", "run_name", "status", "exit_code", "entry_point", "start_time", "end_time")
 COLUMNS = ("run_id", "kind", "name", "num", "isnum", "txt")
 Value = tuple[str, str, float | None, int, bytes]  # kind, name, num, isnum, txt
 BACKFILL_PAGE = 500
