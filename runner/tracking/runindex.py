@@ -72,16 +72,25 @@ def values(record: dict[str, Any]) -> set[Value]:
     return rows
 
 
-def write(db: Database, run_id: str, record_json: str, before: set[Value] | None) -> None:
-    """Replace the run's rows with those of `record_json` (inside the caller's transaction);
-    nothing is written when they equal `before`, the rows of the record it replaces."""
+def write(db: Database, run_id: str, record_json: str, new_run: bool = False) -> None:
+    """Make the run's rows those of `record_json` (inside the caller's transaction). The rows
+    there are read and compared, not assumed: a record that some other writer changed without
+    its rows (a runner from before run_values, still running across an upgrade) is healed."""
     rows = values(json.loads(record_json))
-    if rows == before:
-        return
-    if before is not None:
+    if not new_run:
+        if rows == stored(db, run_id):
+            return
         db.execute("DELETE FROM run_values WHERE run_id = ?", (run_id,))
     if rows:
         db.insert_many("run_values", COLUMNS, [(run_id, *row) for row in sorted(rows, key=_key)])
+
+
+def stored(db: Database, run_id: str) -> set[Value]:
+    """The rows the store holds for the run."""
+    found = db.execute(
+        "SELECT kind, name, num, isnum, txt FROM run_values WHERE run_id = ?", (run_id,)
+    ).fetchall()
+    return {(str(k), str(n), v, int(i), bytes(t)) for k, n, v, i, t in found}
 
 
 def _key(row: Value) -> tuple[str, str]:

@@ -171,7 +171,7 @@ class Store(TablesMixin):
                     text,
                 ),
             )
-            runindex.write(db, record["id"], text, None)  # same transaction: never disagree
+            runindex.write(db, record["id"], text, new_run=True)  # one transaction: in step
 
         self._transaction(body)
 
@@ -185,7 +185,6 @@ class Store(TablesMixin):
             if row is None:
                 raise StoreError(f"run {run_id} is not in the store {self.label}", "check the id")
             record: dict[str, Any] = json.loads(row[0])
-            before = runindex.values(record)
             record.update(changes)
             end = time.time() if changes.get("end_time") else None
             text = json.dumps(record)
@@ -201,7 +200,7 @@ class Store(TablesMixin):
                     run_id,
                 ),
             )
-            runindex.write(db, run_id, text, before)
+            runindex.write(db, run_id, text)
             return record
 
         try:
@@ -256,7 +255,6 @@ class Store(TablesMixin):
             if row is None or row[0] not in ACTIVE:
                 return  # it finished while we looked
             record = json.loads(row[1])
-            before = runindex.values(record)
             record.update(
                 status="LOST",
                 end_time=iso(time.time()),
@@ -267,7 +265,7 @@ class Store(TablesMixin):
                 "UPDATE runs SET status = 'LOST', end_time = ?, record = ? WHERE id = ?",
                 (time.time(), text, run_id),
             )
-            runindex.write(db, run_id, text, before)
+            runindex.write(db, run_id, text)
 
         self._transaction(body)
 
