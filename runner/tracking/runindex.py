@@ -1,10 +1,10 @@
 """The values `runs list` filters and sorts on, kept beside each record in `run_values`.
 
-One row per (run, kind, name): every parameter (declared first, then logged, as query.lookup
+One row per (run, kind, name): every parameter (declared first, then logged, as `lookup`
 finds it), every metric's last value and the scalar top-level fields in FIELDS. Rows are
-derived from the record JSON by query.lookup itself and written in the same transaction as
-the record, so the index and the record never disagree and SQL answers exactly what the
-Python filters over parsed records would.
+derived from the record JSON by `lookup`, the function query.py's filters use, and written
+in the same transaction as the record, so the index and the record never disagree and SQL
+answers exactly what the Python filters over parsed records would.
 
 A value is stored twice: `num` (its float, as query._number makes it; NULL for NaN and for
 text) with `isnum` saying whether it is a number at all, and `txt`, str(value) as UTF-8
@@ -19,7 +19,6 @@ import math
 from typing import Any
 
 from runner.tracking.db import Database
-from runner.tracking.query import lookup
 
 # Top-level record fields one sorts runs by; all are scalars (text, number or null) in the
 # record schema. A sort on any other field keeps the Python path (listing.py): each field
@@ -28,6 +27,19 @@ FIELDS = ("experiment", "run_name", "status", "exit_code", "entry_point", "start
 COLUMNS = ("run_id", "kind", "name", "num", "isnum", "txt")
 Value = tuple[str, str, float | None, int, bytes]  # kind, name, num, isnum, txt
 BACKFILL_PAGE = 500
+
+
+def lookup(record: dict[str, Any], kind: str, name: str) -> Any:
+    """The run's value for `param.NAME`, `metric.NAME` or a top-level field; None if absent."""
+    if kind == "param":
+        declared = (record.get("params") or {}).get(name)
+        if declared is not None:
+            return declared.get("value")
+        return (record.get("logged_params") or {}).get(name)
+    if kind == "metric":
+        summary = (record.get("metrics") or {}).get(name)
+        return None if summary is None else summary.get("last")
+    return record.get(name)
 
 
 def number(value: Any) -> float | None:
