@@ -32,7 +32,7 @@ PARAM_VALUES: list[Any] = [
     "abc", "ABC", "", "it's", "100%", "a_b", "a%b", "x\x00y", "é", "\U0001f600", "inf",
     "-inf", "Infinity", 1e308, -1e308, "1e400", "[1]", "None", "0x10", 2**53 + 1,
 ]  # fmt: skip
-HOSTILE_NAMES = ["lr", "q'x", "p%_", "a.b-c/d", "d\"e"]
+HOSTILE_NAMES = ["lr", "q'x", "p%_", "a.b-c/d", 'd"e']
 
 
 def _record(rng: random.Random, i: int) -> dict[str, Any]:
@@ -246,8 +246,11 @@ def test_concurrent_writers_leave_index_and_record_in_agreement(store_url: str) 
         try:
             for i in range(15):
                 for record in made:
-                    change = {"metrics": {"acc": {"last": t + i / 100}}} if t % 2 else {
-                        "logged_params": {"lr": str(i), f"t{t}": "x"}, "status": "RUNNING"}
+                    change = (
+                        {"metrics": {"acc": {"last": t + i / 100}}}
+                        if t % 2
+                        else {"logged_params": {"lr": str(i), f"t{t}": "x"}, "status": "RUNNING"}
+                    )
                     mine.update_run(record["id"], {**change, f"w{t}": i})
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -266,9 +269,15 @@ def test_concurrent_writers_leave_index_and_record_in_agreement(store_url: str) 
         assert [final[f"w{t}"] for t in range(4)] == [14] * 4  # no writer's update lost
 
 
-def test_negative_limit_is_refused_with_a_hint(tmp_path: Path) -> None:
+def test_negative_limit_is_refused_and_a_huge_one_means_all(tmp_path: Path) -> None:
     result = cli("runs", "list", "--store", str(tmp_path / "s"), "--metric", "acc", "--limit", "-1")
     assert result.code == 2 and "--limit" in result.err and "hint:" in result.err
+    _fill(open_store(str(tmp_path / "s")), 3)
+    for sort in ("--sort=-metric.acc", "--sort=status"):
+        huge = cli(
+            "runs", "list", "--json", "--store", str(tmp_path / "s"), sort, "--limit", str(10**30)
+        )
+        assert huge.code == 0 and len(json.loads(huge.out)) == 3, huge.text
 
 
 def test_a_record_changed_behind_the_index_is_healed_by_its_next_write(store_url: str) -> None:

@@ -43,6 +43,8 @@ def select_runs(
     `limit` of them (None or 0: all)."""
     if limit is not None and limit < 0:
         raise RunnerError(f"--limit {limit} is negative", "pass --limit N with N >= 0 (0: all)")
+    if limit is not None and limit >= 2**62:  # more than any store holds; SQL's int is 64-bit
+        limit = None
     if not conditions and not sort:
         return store.list_runs(experiment, status, limit or None)
     order = _order(sort) if sort else None
