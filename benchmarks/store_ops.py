@@ -36,6 +36,7 @@ def _since(started: tuple[float, float]) -> str:
 
 
 def ours_populate(root: Path, n: int) -> None:
+    from runner.tracking import runindex
     from runner.tracking.record import new_record
     from runner.tracking.store import SQLiteStore
 
@@ -55,11 +56,16 @@ def ours_populate(root: Path, n: int) -> None:
                                        "count": 10}})  # fmt: skip
         rows.append((record["id"], EXPERIMENT, record["run_name"], "FINISHED", 1e9 + i, 1e9 + i,
                      1e9 + i, "bench", 1, 0, json.dumps(record)))  # fmt: skip
+    # The values `runs list` filters and sorts on, as the store writes them with each record.
+    values = [(row[0], *value) for row in rows for value in runindex.values(json.loads(row[-1]))]
     with sqlite3.connect(root / "runs.db") as conn:
         conn.execute("DELETE FROM runs")
+        conn.execute("DELETE FROM run_values")
         conn.executemany("INSERT INTO runs (id, experiment, run_name, status, start_time,"
                          " end_time, heartbeat_at, host, runner_pid, exit_code, record)"
                          " VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)  # fmt: skip
+        conn.executemany(f"INSERT INTO run_values ({', '.join(runindex.COLUMNS)})"
+                         " VALUES (?,?,?,?,?,?)", values)  # fmt: skip
 
 
 def ours_list(root: Path) -> str:

@@ -40,12 +40,9 @@ def select(store: Store, ns: argparse.Namespace) -> list[dict[str, Any]]:
     """The records `runs list` shows: filtered, sorted, limited."""
     conditions = [query.parse_condition("param", c) for c in ns.param]
     conditions += [query.parse_condition("metric", c) for c in ns.metric]
-    filtering = bool(conditions or ns.sort)
-    records = store.list_runs(ns.experiment, ns.status, None if filtering else ns.limit)
-    records = [r for r in records if all(c.matches(r) for c in conditions)]
-    if ns.sort:
-        records = query.sort_runs(records, ns.sort)
-    return records[: ns.limit] if ns.limit else records
+    from runner.tracking.listing import select_runs  # filters, sort and limit run in SQL
+
+    return select_runs(store, ns.experiment, ns.status, conditions, ns.sort, ns.limit)
 
 
 def run(store: Store, ns: argparse.Namespace) -> int:

@@ -23,7 +23,9 @@ BUSY_TIMEOUT_MS = 60_000
 
 # Each entry moves the database from version i to i+1. Types are spelt so both databases
 # read them right: DOUBLE PRECISION is REAL affinity in SQLite, BIGINT is INTEGER.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+# A step is SQL, or a function that moves data (it runs in the same transaction).
+Step = str | Callable[["Database"], None]
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     (
         "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, experiment TEXT NOT NULL,"
         " run_name TEXT, status TEXT NOT NULL, start_time DOUBLE PRECISION NOT NULL,"
@@ -44,6 +46,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " path TEXT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL, source TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS files_by_hash ON files (sha256, direction)",
         "CREATE INDEX IF NOT EXISTS files_by_run ON files (run_id)",
+    ),
+    (
+        # What `runs list` filters and sorts on, one row per run and value (runindex.py).
+        lambda db: _create_run_values(db),
+        lambda db: _backfill_run_values(db),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -90,6 +97,10 @@ class Database:
 
     def _commit(self) -> None:
         self.conn.commit()
+
+    # Appended to a SELECT whose row the transaction then rewrites (PostgreSQL: FOR UPDATE,
+    # so two writers of one run take turns; SQLite's BEGIN IMMEDIATE already serialises).
+    locking_read = ""
 
     # -- common --------------------------------------------------------------------------
     def connect(self) -> Any:
@@ -197,12 +208,33 @@ def _migrate(db: Database) -> None:
         )
     for version in range(current, SCHEMA_VERSION):
         for statement in MIGRATIONS[version]:
-            db.execute(statement)
+            if callable(statement):
+                statement(db)
+            else:
+                db.execute(statement)
     if current != SCHEMA_VERSION:
         db.execute("DELETE FROM meta WHERE key = 'schema_version'")
         db.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+
+
+def _create_run_values(db: Database) -> None:
+    # Bytes compare bytewise in both (BLOB, BYTEA). SQLite keeps the rows in primary-key
+    # order (WITHOUT ROWID): a second copy of run_id in a separate key index would double it.
+    sqlite = db.dialect == "sqlite"
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS run_values (run_id TEXT NOT NULL, kind TEXT NOT NULL,"
+        " name TEXT NOT NULL, num DOUBLE PRECISION, isnum BIGINT NOT NULL,"
+        f" txt {'BLOB' if sqlite else 'BYTEA'} NOT NULL, PRIMARY KEY (run_id, kind, name))"
+        + (" WITHOUT ROWID" if sqlite else "")
+    )
+
+
+def _backfill_run_values(db: Database) -> None:
+    from runner.tracking.runindex import backfill  # it imports this module
+
+    backfill(db)
 
 
 class SQLiteDatabase(Database):

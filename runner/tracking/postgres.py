@@ -13,6 +13,7 @@ class PostgresDatabase(Database):
     """A PostgreSQL database reached by a libpq URL (psycopg 3, imported here only)."""
 
     dialect = "postgresql"
+    locking_read = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
         super().__init__(redact(url))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import RunnerError
+from runner.tracking.runindex import lookup  # beside the index it defines (a run needs it)
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
@@ -62,19 +63,6 @@ def parse_condition(kind: str, text: str) -> Condition:
         )
     name, op, value = match.groups()
     return Condition(kind, name, op, value)
-
-
-def lookup(record: dict[str, Any], kind: str, name: str) -> Any:
-    """The run's value for `param.NAME`, `metric.NAME` or a top-level field; None if absent."""
-    if kind == "param":
-        declared = (record.get("params") or {}).get(name)
-        if declared is not None:
-            return declared.get("value")
-        return (record.get("logged_params") or {}).get(name)
-    if kind == "metric":
-        summary = (record.get("metrics") or {}).get(name)
-        return None if summary is None else summary.get("last")
-    return record.get(name)
 
 
 def sort_runs(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:

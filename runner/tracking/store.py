@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from runner import settings
 from runner.errors import RunnerError, StoreError
 from runner.pids import pid_alive
+from runner.tracking import runindex
 from runner.tracking.db import Database, SQLiteDatabase, redact
 from runner.tracking.record import ACTIVE, iso
 from runner.tracking.tables import TablesMixin
@@ -151,8 +152,10 @@ class Store(TablesMixin):
             self.artifact_dir(record["id"]).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._error(exc) from exc
-        self._transaction(
-            lambda db: db.execute(
+        text = json.dumps(record)
+
+        def body(db: Database) -> None:
+            db.execute(
                 "INSERT INTO runs (id, experiment, run_name, status, start_time, heartbeat_at,"
                 " host, runner_pid, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -164,21 +167,26 @@ class Store(TablesMixin):
                     time.time(),
                     record["runner"]["host"],
                     record["runner"]["pid"],
-                    json.dumps(record),
+                    text,
                 ),
             )
-        )
+            runindex.write(db, record["id"], text, new_run=True)  # one transaction: in step
+
+        self._transaction(body)
 
     def update_run(self, run_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Merge `changes` into the record (read-modify-write in one transaction)."""
 
         def body(db: Database) -> dict[str, Any]:
-            row = db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute(
+                "SELECT record FROM runs WHERE id = ?" + db.locking_read, (run_id,)
+            ).fetchone()
             if row is None:
                 raise StoreError(f"run {run_id} is not in the store {self.label}", "check the id")
             record: dict[str, Any] = json.loads(row[0])
             record.update(changes)
             end = time.time() if changes.get("end_time") else None
+            text = json.dumps(record)
             db.execute(
                 "UPDATE runs SET status = ?, exit_code = ?, end_time = COALESCE(?, end_time),"
                 " heartbeat_at = ?, record = ? WHERE id = ?",
@@ -187,10 +195,11 @@ class Store(TablesMixin):
                     record.get("exit_code"),
                     end,
                     time.time(),
-                    json.dumps(record),
+                    text,
                     run_id,
                 ),
             )
+            runindex.write(db, run_id, text)
             return record
 
         try:
@@ -239,7 +248,9 @@ class Store(TablesMixin):
 
     def _mark_lost(self, run_id: str) -> None:
         def body(db: Database) -> None:
-            row = db.execute("SELECT status, record FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute(
+                "SELECT status, record FROM runs WHERE id = ?" + db.locking_read, (run_id,)
+            ).fetchone()
             if row is None or row[0] not in ACTIVE:
                 return  # it finished while we looked
             record = json.loads(row[1])
@@ -248,10 +259,12 @@ class Store(TablesMixin):
                 end_time=iso(time.time()),
                 reason=("the runner stopped sending heartbeats (killed or its machine went down)"),
             )
+            text = json.dumps(record)
             db.execute(
                 "UPDATE runs SET status = 'LOST', end_time = ?, record = ? WHERE id = ?",
-                (time.time(), json.dumps(record), run_id),
+                (time.time(), text, run_id),
             )
+            runindex.write(db, run_id, text)
 
         self._transaction(body)
 
