@@ -117,9 +117,10 @@ def _sync(lock: Path, into: Path, steps: _Steps, policy: list[str], progress: Pr
     code, _, err = steps.start([*args, "--offline"]).finish(progress)
     if code == 0:
         return
-    if not any(OFFLINE_MISS in line for line in err):
-        raise uvtool.failure(what, err)  # not a cache miss: the network would not help
-    progress.update("downloading what uv's cache does not hold")
+    # Usually a file uv's cache does not hold; any other failure repeats online and is
+    # reported from there, so nothing hangs on the wording of uv's messages.
+    if any(OFFLINE_MISS in line for line in err):
+        progress.update("downloading what uv's cache does not hold")
     steps.start([*args, *policy]).wait(progress, what)
 
 
