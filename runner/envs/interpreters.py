@@ -23,7 +23,8 @@ from pathlib import Path
 from runner.errors import EnvError
 
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
-_PROBE = "import platform, sys; print(platform.python_version(), sys.implementation.name)"
+# sys.version's first word is what platform.python_version() returns, without importing it.
+_PROBE = "import sys; print(sys.version.split()[0], sys.implementation.name)"
 
 
 @dataclass(frozen=True)

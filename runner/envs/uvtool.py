@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -64,6 +65,15 @@ def run(args: Sequence[str], progress: Progress, cwd: Path, what: str) -> str:
     An interrupt kills uv before it propagates, so nothing keeps writing into a build
     directory that the cache is about to remove.
     """
+    return start(args, cwd).wait(progress, what)
+
+
+def start(args: Sequence[str], cwd: Path) -> Running:
+    """Start `uv ARGS` in `cwd` and return at once, so independent steps run side by side.
+
+    Call this from the main thread: the child's parent-death signal fires when the thread
+    that started it ends. Its output is collected by reader threads until `wait`.
+    """
     env = dict(os.environ, UV_NO_PROGRESS="1", NO_COLOR="1")
     proc = subprocess.Popen(
         [uv_bin(), *args],
@@ -75,23 +85,61 @@ def run(args: Sequence[str], progress: Progress, cwd: Path, what: str) -> str:
         text=True,
         preexec_fn=die_with_parent(signal.SIGKILL),
     )
-    out: list[str] = []
-    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    err: list[str] = []
-    try:
-        for line in proc.stderr:  # type: ignore[union-attr]
-            err.append(line)
-            if line.strip().startswith(_INTERESTING) or line.startswith(_INTERESTING):
-                progress.update(line.strip()[:120])
-        code = proc.wait()
-    except BaseException:
-        _stop(proc)
-        raise
-    reader.join()
-    if code != 0:
-        raise EnvError(f"{what} failed:\n{_message(err)}", _hint(err))
-    return "".join(out)
+    return Running(proc)
+
+
+class Running:
+    """A started uv process: its stderr lines queued for progress, its stdout collected."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._out: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._pump_err, daemon=True),
+            threading.Thread(target=lambda: self._out.append(proc.stdout.read()), daemon=True),  # type: ignore[union-attr]
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _pump_err(self) -> None:
+        for line in self.proc.stderr:  # type: ignore[union-attr]
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def finish(self, progress: Progress) -> tuple[int, str, list[str]]:
+        """Wait for the end: (exit code, stdout, stderr lines); the interesting stderr lines
+        are shown as progress as they come. An interrupt kills uv first."""
+        err: list[str] = []
+        try:
+            while (line := self._lines.get()) is not None:
+                err.append(line)
+                if line.strip().startswith(_INTERESTING) or line.startswith(_INTERESTING):
+                    progress.update(line.strip()[:120])
+            code = self.proc.wait()
+        except BaseException:
+            self.stop()
+            raise
+        for reader in self._readers:
+            reader.join()
+        return code, "".join(self._out), err
+
+    def wait(self, progress: Progress, what: str) -> str:
+        """Wait for the end and return stdout; a failure is an EnvError with uv's message."""
+        code, out, err = self.finish(progress)
+        if code != 0:
+            raise failure(what, err)
+        return out
+
+    def stop(self) -> None:
+        """Kill uv if it still runs (a step beside it failed or was interrupted)."""
+        if self.proc.poll() is None:
+            _stop(self.proc)
+
+
+def failure(what: str, err: list[str]) -> EnvError:
+    """The EnvError for a failed uv step: uv's own message and a hint that fits it."""
+    return EnvError(f"{what} failed:\n{_message(err)}", _hint(err))
 
 
 def _message(lines: list[str]) -> str:

@@ -3,8 +3,9 @@
 One code path, built with uv: `uv venv --relocatable` (uv's virtualenv) into the cache's
 staging directory, the requirements resolved by `uv pip compile --format pylock.toml` (or a
 project's own pylock.toml / uv.lock taken as is), then `uv pip sync` of that lock: what is
-installed is exactly what is recorded with the run. Locking, re-checking, staging, the
-completion marker and the atomic rename belong to cache.py.
+installed is exactly what is recorded with the run. The build's steps (run side by side
+where they can) are in venv_build.py. Locking, re-checking, staging, the completion marker
+and the atomic rename belong to cache.py.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.envs import interpreters, python_inputs, uvtool
+from runner.envs import interpreters, python_inputs
 from runner.envs.base import EnvLock, Launch
 from runner.envs.interpreters import Interpreter
 from runner.envs.python_inputs import PythonInputs
-from runner.errors import EnvError
 from runner.manifest import EnvSpec
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
@@ -80,63 +79,25 @@ class VirtualenvEnv:
 
     def build(self, spec: EnvSpec, checkout: Checkout, into: Path, progress: Progress) -> EnvLock:
         """Create the venv in `into`, resolve and install; the lock is what was installed."""
+        from runner.envs import venv_build  # only a build needs it; a warm run never does
+
         inputs, interp, note = self._resolve(spec, checkout.path)
         warnings = [*inputs.warnings, *([note] if note else [])]
         for warning in warnings:
             progress.warn(warning)
         progress.step(f"building virtualenv: Python {interp.version}, {inputs.source}")
-        project = checkout.path
-        uvtool.run(
-            [
-                "venv",
-                "--relocatable",
-                "--no-python-downloads",
-                "--python",
-                str(interp.path),
-                str(into),
-            ],
-            progress,
-            project,
-            "creating the virtualenv",
-        )
-        _check_interpreter(into, interp)
-        (into / META).mkdir()
-        lock = _lock(inputs, into, project, progress)
-        progress.step(f"installing {_summary(lock)} from {lock.name}")
-        uvtool.run(
-            [
-                "pip",
-                "sync",
-                "--preview-features",
-                "pylock",
-                "--python",
-                str(_python(into)),
-                str(lock),
-            ],
-            progress,
-            project,
-            "installing " + lock.name,
-        )
-        import tomllib  # here, not at the top: a warm run reuses the env and never parses it
-
-        text = lock.read_text()
-        # name → version from the lock: what `runs compare` / `runs diff` show side by side.
-        packages = {
-            str(p.get("name")): str(p.get("version", ""))
-            for p in tomllib.loads(text).get("packages") or []
-        }
-        count = len(packages)
-        progress.done(f"virtualenv ready: {count} packages, Python {interp.version}")
+        built = venv_build.build(inputs, interp, into, checkout.path, progress)
+        progress.done(f"virtualenv ready: {len(built.packages)} packages, Python {interp.version}")
         facts: dict[str, Any] = {
             "python": interp.version,
             "interpreter": str(interp.path),
             "inputs": inputs.source,
             "files": sorted(inputs.files),
-            "packages": packages,
-            "installer": uvtool.uv_version(),
+            "packages": built.packages,  # name → version: what `runs compare` shows
+            "installer": built.installer,
             "warnings": warnings,
         }
-        return EnvLock(LOCK_NAME, text, facts)
+        return EnvLock(LOCK_NAME, built.lock_text, facts)
 
     def healthy(self, env_dir: Path) -> bool:
         """Cheap file checks (no process): the venv's python resolves, its config is there,
@@ -163,84 +124,6 @@ class VirtualenvEnv:
             interp, note = interpreters.find(inputs.python, inputs.python_from)
             cached = self._resolved[(spec, project)] = (inputs, interp, note)
         return cached
-
-
-def _lock(inputs: PythonInputs, into: Path, project: Path, progress: Progress) -> Path:
-    """The pylock.toml to install: the project's own, exported from uv.lock, or resolved."""
-    out = into / META / LOCK_NAME
-    if inputs.lock is not None and inputs.lock.name == LOCK_NAME:
-        return inputs.lock
-    if inputs.lock is not None:  # uv.lock: exactly what it pins, without the project itself
-        args = [
-            "export",
-            "--frozen",
-            "--format",
-            "pylock.toml",
-            "--no-emit-project",
-            "--no-header",
-            "--no-python-downloads",
-            "-o",
-            str(out),
-        ]
-        uvtool.run(args, progress, project, "exporting uv.lock")
-        return out
-    if inputs.pyproject is not None:
-        source = inputs.pyproject
-    else:
-        source = into / META / "requirements.in"
-        source.write_text("".join(line + "\n" for line in inputs.requirements))
-    progress.step(f"resolving {inputs.source}")
-    args = [
-        "pip",
-        "compile",
-        "--format",
-        "pylock.toml",
-        "--no-header",
-        "--python",
-        str(_python(into)),
-        str(source),
-        "-o",
-        str(out),
-    ]
-    uvtool.run(args, progress, project, f"resolving {inputs.source}")
-    return out
-
-
-def _summary(lock: Path) -> str:
-    """ "3 packages: idna, pip, six" (the first few names), for progress lines."""
-    import tomllib  # only on a build: a warm local run never reads a lock
-
-    try:
-        packages = tomllib.loads(lock.read_text()).get("packages") or []
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise EnvError(f"cannot read {lock}: {exc}", "fix or regenerate the lock file") from exc
-    names = [str(p.get("name")) for p in packages if isinstance(p, dict)]
-    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-    return f"{len(names)} packages" + (f": {shown}" if names else "")
-
-
-def _check_interpreter(into: Path, interp: Interpreter) -> None:
-    """A venv whose interpreter is incomplete or cannot start is not kept."""
-    problems = _problems(into)
-    if problems:
-        raise EnvError(
-            f"Python {interp.version} at {interp.path} is incomplete: " + "; ".join(problems),
-            "repair or reinstall that Python (e.g. `pyenv install --force`), then run again",
-        )
-    proc = subprocess.run(
-        [str(_python(into)), "-c", "import site, sys"],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[:5])
-        raise EnvError(
-            f"Python {interp.version} at {interp.path} cannot start:\n{tail}",
-            "repair or reinstall that Python (e.g. `pyenv install --force`), then run again",
-        )
 
 
 def _problems(env_dir: Path) -> list[str]:
