@@ -135,13 +135,7 @@ def _condition(condition: Condition) -> Clause:
 def _order(key: str) -> tuple[str, list[Any], str] | None:
     """LEFT JOIN and ORDER BY for query.sort_runs' order: numbers before text ascending (the
     reverse descending), a run without the value last, ties newest first. None: not indexed."""
-    descending = key.startswith("-")
-    field = key.lstrip("-")
-    kind, _, name = field.partition(".")
-    if not name:
-        kind, name = "field", field
-    if kind not in ("metric", "param", "field"):
-        query.sort_runs([], key)  # raises the usual error
+    descending, kind, name = query.parse_sort(key)
     if kind == "field" and name not in runindex.FIELDS:
         return None
     join = " LEFT JOIN run_values s ON s.run_id = runs.id AND s.kind = ? AND s.name = ?"

@@ -65,9 +65,8 @@ def parse_condition(kind: str, text: str) -> Condition:
     return Condition(kind, name, op, value)
 
 
-def sort_runs(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """Sort by `metric.NAME`, `param.NAME` or a field (`start_time`); `-` in front: descending.
-    Runs without the value go last either way."""
+def parse_sort(key: str) -> tuple[bool, str, str]:
+    """`-metric.acc` → (descending, kind, name); a bare name is a field (`start_time`)."""
     descending = key.startswith("-")
     field = key.lstrip("-")
     kind, _, name = field.partition(".")
@@ -78,6 +77,13 @@ def sort_runs(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
             f"--sort {key!r}: unknown kind {kind!r}",
             "sort by metric.NAME, param.NAME or a field such as start_time ('-' for descending)",
         )
+    return descending, kind, name
+
+
+def sort_runs(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Sort by `metric.NAME`, `param.NAME` or a field (`start_time`); `-` in front: descending.
+    Runs without the value go last either way."""
+    descending, kind, name = parse_sort(key)
     present = [r for r in records if lookup(r, kind, name) is not None]
     absent = [r for r in records if lookup(r, kind, name) is None]
 
