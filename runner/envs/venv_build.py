@@ -20,7 +20,7 @@ from pathlib import Path
 from runner.envs import uv_index, uvtool
 from runner.envs.interpreters import Interpreter
 from runner.envs.python_inputs import PythonInputs
-from runner.envs.virtualenv import LOCK_NAME, META, _problems, _python, _read_cfg
+from runner.envs.virtualenv import LOCK_NAME, META, read_pyvenv_cfg, venv_problems, venv_python
 from runner.errors import EnvError
 from runner.progress import Progress
 
@@ -108,7 +108,7 @@ def _start_lock(
 
 def _sync(lock: Path, into: Path, steps: _Steps, policy: list[str], progress: Progress) -> None:
     """`uv pip sync` of the lock: from uv's cache alone, else (files missing) online."""
-    args = ["pip", "sync", "--preview-features", "pylock", "--python", str(_python(into)),
+    args = ["pip", "sync", "--preview-features", "pylock", "--python", str(venv_python(into)),
             str(lock)]  # fmt: skip
     what = "installing " + lock.name
     if os.environ.get("UV_OFFLINE"):  # the user's own choice: one attempt, as asked
@@ -127,7 +127,7 @@ def _sync(lock: Path, into: Path, steps: _Steps, policy: list[str], progress: Pr
 def _installer(into: Path) -> str:
     """'uv 0.13.9': the uv that made the venv writes its version into pyvenv.cfg, which
     spares starting `uv --version`."""
-    cfg = _read_cfg(into / "pyvenv.cfg") or {}
+    cfg = read_pyvenv_cfg(into / "pyvenv.cfg") or {}
     return f"uv {cfg['uv']}" if cfg.get("uv") else uvtool.uv_version()
 
 
@@ -153,7 +153,7 @@ def _summary(packages: dict[str, str]) -> str:
 
 def _check_files(into: Path, interp: Interpreter) -> None:
     """A venv whose interpreter is incomplete is not kept (file checks, no process)."""
-    problems = _problems(into)
+    problems = venv_problems(into)
     if problems:
         raise EnvError(
             f"Python {interp.version} at {interp.path} is incomplete: " + "; ".join(problems),
@@ -166,7 +166,7 @@ def check_interpreter(into: Path, interp: Interpreter) -> None:
     an install failed: `uv pip sync` starts the interpreter itself, so on success it can."""
     _check_files(into, interp)
     proc = subprocess.run(
-        [str(_python(into)), "-c", "import site, sys"],
+        [str(venv_python(into)), "-c", "import site, sys"],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,

@@ -102,7 +102,7 @@ class VirtualenvEnv:
     def healthy(self, env_dir: Path) -> bool:
         """Cheap file checks (no process): the venv's python resolves, its config is there,
         and the base interpreter's stdlib (site.py) still exists."""
-        return not _problems(env_dir)
+        return not venv_problems(env_dir)
 
     def command(
         self, env_dir: Path | None, argv: tuple[str, ...], env: Mapping[str, str]
@@ -114,7 +114,7 @@ class VirtualenvEnv:
         new["VIRTUAL_ENV"] = str(env_dir)
         new["PATH"] = os.pathsep.join([str(env_dir / "bin"), env.get("PATH", os.defpath)])
         if argv and argv[0] in ("python", "python3"):
-            argv = (str(_python(env_dir)), *argv[1:])
+            argv = (str(venv_python(env_dir)), *argv[1:])
         return Launch(argv=argv, env=new)
 
     def _resolve(self, spec: EnvSpec, project: Path) -> Resolved:
@@ -126,13 +126,13 @@ class VirtualenvEnv:
         return cached
 
 
-def _problems(env_dir: Path) -> list[str]:
+def venv_problems(env_dir: Path) -> list[str]:
     """What is missing from the venv at `env_dir` (empty when it is whole)."""
-    cfg = _read_cfg(env_dir / "pyvenv.cfg")
+    cfg = read_pyvenv_cfg(env_dir / "pyvenv.cfg")
     if cfg is None or "home" not in cfg or "version_info" not in cfg:
         return [f"{env_dir / 'pyvenv.cfg'} is missing or incomplete"]
     minor = ".".join(cfg["version_info"].split(".")[:2])
-    python = _python(env_dir)
+    python = venv_python(env_dir)
     problems = []
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         problems.append(f"its interpreter {os.path.realpath(python)} is missing")
@@ -144,11 +144,11 @@ def _problems(env_dir: Path) -> list[str]:
     return problems
 
 
-def _python(env_dir: Path) -> Path:
+def venv_python(env_dir: Path) -> Path:
     return env_dir / "bin" / "python"
 
 
-def _read_cfg(path: Path) -> dict[str, str] | None:
+def read_pyvenv_cfg(path: Path) -> dict[str, str] | None:
     try:
         lines = path.read_text().splitlines()
     except OSError:
