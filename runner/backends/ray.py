@@ -94,8 +94,7 @@ class RayBackend:
         self._post_job(request)
         (job.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (job.run_dir / "logs" / "stderr.log").touch()  # Ray merges stderr into one log
-        follower = LogFollower(self.http, submission_id, self.poll,
-                               self.config.get("log_stream", True) is not False)  # fmt: skip
+        follower = LogFollower(self.http, submission_id, self.poll, _log_stream(self.config))
         self._jobs[submission_id] = _Submitted(job, results.LogSplitter(token),
             f"gcs://{package_name}", request["runtime_env"], follower)  # fmt: skip
         return submission_id
@@ -224,6 +223,13 @@ def _strings(config: dict[str, Any], key: str) -> list[str]:
     value = config.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise BackendError(f"backend config {key} must be a list of strings", f'"{key}": ["..."]')
+    return value
+
+
+def _log_stream(config: dict[str, Any]) -> bool:
+    value = config.get("log_stream", True)
+    if not isinstance(value, bool):
+        raise BackendError("backend config log_stream must be true or false", '"log_stream": false')
     return value
 
 
