@@ -105,7 +105,7 @@ def close_stream(response: http.client.HTTPResponse) -> None:
 
     close() alone does not wake a thread blocked in recv(); shutdown() does (it reads EOF).
     """
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # already closed
         sock = socket.socket(fileno=os.dup(response.fileno()))
         try:
             sock.shutdown(socket.SHUT_RDWR)
