@@ -11,8 +11,10 @@ import json
 import threading
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from conftest import cli, make_project
 
 from runner.backends import ray_logs, results
 from runner.backends.ray_http import Dashboard
@@ -157,3 +159,14 @@ def test_a_stream_that_breaks_mid_way_falls_back_to_polling_without_loss_or_repe
     follower.close()
     assert text == LOG.replace("\r\n", "\n")
     assert "polling the whole log instead" in capsys.readouterr().err
+
+
+def test_log_stream_must_be_a_boolean(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        {"MLproject": "name: p\nentry_points:\n  main:\n    command: python -c pass\n"},
+    )
+    config = json.dumps({"address": "http://127.0.0.1:9", "log_stream": "no"})
+    result = cli(str(project), "-b", "ray", "--backend-config", config)
+    assert result.code == 2
+    assert "log_stream must be true or false" in result.err and "Traceback" not in result.err

@@ -62,6 +62,7 @@ class RayBackend:
         self.http = Dashboard(config)
         self.address = self.http.address
         self.poll = float(config.get("poll_seconds", 0.5))
+        self.stream = _log_stream(config)
         self._jobs: dict[str, _Submitted] = {}
 
     def _request(self, method: str, path: str, body: bytes | None = None,
@@ -94,7 +95,8 @@ class RayBackend:
         self._post_job(request)
         (job.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (job.run_dir / "logs" / "stderr.log").touch()  # Ray merges stderr into one log
-        follower = LogFollower(self.http, submission_id, self.poll, _log_stream(self.config))
+        # The stream looks for new bytes every interval: live, however slowly status is polled.
+        follower = LogFollower(self.http, submission_id, min(self.poll, 0.5), self.stream)
         self._jobs[submission_id] = _Submitted(job, results.LogSplitter(token),
             f"gcs://{package_name}", request["runtime_env"], follower)  # fmt: skip
         return submission_id

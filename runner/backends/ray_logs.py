@@ -47,6 +47,7 @@ class LogFollower:
         self._chunks: queue.Queue[bytes | None] = queue.Queue()
         self._decoder = _decoder()
         self._reader: _StreamReader | None = None
+        self._parts: list[str] = []
 
     @property
     def streaming(self) -> bool:
@@ -98,7 +99,8 @@ class LogFollower:
                                       "mode": self.mode, "chars": self.taken}) + "\n")  # fmt: skip
 
     def _drain(self, timeout: float) -> str:
-        parts: list[str] = []
+        # Decoded text waits in self._parts: a Ctrl-C between two chunks loses none of it.
+        parts = self._parts
         try:
             item = self._chunks.get(timeout=timeout) if timeout > 0 else self._chunks.get_nowait()
             while True:
@@ -110,7 +112,7 @@ class LogFollower:
                 item = self._chunks.get_nowait()
         except queue.Empty:
             pass
-        text = "".join(parts)
+        text, self._parts = "".join(parts), []
         self.taken += len(text)
         return text
 
