@@ -174,7 +174,7 @@ class RayBackend:
         follower, splitter = submitted.follower, submitted.splitter
         # The job's last lines (the results) are usually on their way already: a moment
         # for the stream to bring them saves fetching the whole log once more.
-        settle = time.monotonic() + max(1.0, 4 * self.poll)
+        settle = time.monotonic() + max(1.0, 4 * follower.interval)
         self._show(follower.take(), submitted)
         while not splitter.complete and follower.streaming:
             if (left := settle - time.monotonic()) <= 0:
