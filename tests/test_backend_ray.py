@@ -249,3 +249,67 @@ def _records_with_job() -> list[dict[str, Any]]:
     if found.code != 0:
         return []
     return [r for r in json.loads(found.out) if r.get("backend_job")]
+
+
+# A job that prints many MB over several seconds: the runner must not download the log again
+# at every poll (it did: the whole log each 0.2 s), and must show exactly what was printed.
+LOUD = {
+    "MLproject": """\
+        name: loud
+        entry_points:
+          main:
+            parameters:
+              blocks: {type: int, default: 40}
+            command: "python loud.py {blocks}"
+    """,
+    "loud.py": """\
+        import sys, time
+        print("BEGIN", flush=True)
+        for block in range(int(sys.argv[1])):
+            sys.stdout.write("".join(f"{block:03d} {i:05d} é{'x' * 90}\\n" for i in range(2000)))
+            sys.stdout.flush()
+            time.sleep(0.1)
+        print("END", flush=True)
+    """,
+}
+
+
+def _loud_text(blocks: int) -> str:
+    lines = (f"{b:03d} {i:05d} é{'x' * 90}\n" for b in range(blocks) for i in range(2000))
+    return "BEGIN\n" + "".join(lines) + "END\n"
+
+
+def _run_loud(tmp_path: Path, address: str, blocks: int, env: dict[str, str]) -> dict[str, Any]:
+    project = make_project(tmp_path / "loud", LOUD)
+    stats = tmp_path / "http-stats.jsonl"
+    result = cli(str(project), "-b", "ray", "--backend-config", config(address),
+                 "-P", f"blocks={blocks}", env={**env, "RUN_PROJECT_TEST_RAY_HTTP_STATS": str(stats)})  # fmt: skip
+    assert result.code == 0, result.text[-3000:]
+    record = last_record()
+    log = (tmp_path / "store" / "artifacts" / record["id"] / "logs" / "stdout.log").read_text()
+    # Ray's own lines come first; from BEGIN on it is exactly what the job printed.
+    printed = log[log.index("BEGIN\n") :]
+    assert printed == _loud_text(blocks)
+    assert result.out[result.out.index("BEGIN\n") :] == printed  # the terminal saw the same
+    assert "@@run-project" not in log
+    (line,) = stats.read_text().splitlines()
+    return {**json.loads(line), "log_bytes": len(log.encode()), "err": result.err}
+
+
+def test_a_loud_job_streams_its_log_once(tmp_path: Path, ray_address: str) -> None:
+    stats = _run_loud(tmp_path, ray_address, blocks=40, env={})  # ~8 MB over 4+ seconds
+    assert stats["mode"] == "stream", stats["err"]
+    # Each byte of the log once, plus small status answers and the results block (and at
+    # worst the whole log once more, if the stream had not brought its end when the job ended).
+    assert stats["received"] < 2.5 * stats["log_bytes"], stats
+    assert "polling the whole log" not in stats["err"]
+
+
+def test_without_the_stream_the_whole_log_is_polled_and_still_complete(
+    tmp_path: Path, ray_address: str
+) -> None:
+    # An older Ray, or a proxy that refuses the stream: a 404 on the stream endpoint.
+    env = {"RUN_PROJECT_TEST_RAY_LOG_STREAM": "/api/run-project-test-missing/stream"}
+    stats = _run_loud(tmp_path, ray_address, blocks=10, env=env)
+    assert stats["mode"] == "poll"
+    assert "Ray's log stream is not available (HTTP 404); polling the whole log" in stats["err"]

@@ -128,13 +128,10 @@ def test_package_is_the_same_for_the_same_project_and_leaves_out_git(tmp_path: P
 def test_log_splitter_hides_the_results_block_even_across_polls() -> None:
     splitter = results.LogSplitter("t0k")
     shown = splitter.feed("epoch 1\n")
-    shown += splitter.feed("epoch 1\nno newline")
-    shown += splitter.feed("epoch 1\nno newline\n@@run-pro")  # maybe our marker: held back
-    shown += splitter.feed("epoch 1\nno newline\n@@run-project:t0k:begin@@\nQUJD\n")
-    shown += splitter.feed(
-        "epoch 1\nno newline\n@@run-project:t0k:begin@@\nQUJD\n@@run-project:t0k:end@@\n",
-        final=True,
-    )
+    shown += splitter.feed("no newline")
+    shown += splitter.feed("\n@@run-pro")  # maybe our marker: held back
+    shown += splitter.feed("ject:t0k:begin@@\nQUJD\n")
+    shown += splitter.feed("@@run-project:t0k:end@@\n", final=True)
     assert shown == "epoch 1\nno newline"
     assert splitter.block is not None and results.decode_block(splitter.block) == b"ABC"
 
@@ -142,7 +139,7 @@ def test_log_splitter_hides_the_results_block_even_across_polls() -> None:
 def test_user_output_that_looks_like_a_marker_prefix_is_still_shown() -> None:
     splitter = results.LogSplitter("t0k")
     assert splitter.feed("@@ not ours\nnext") == "@@ not ours\nnext"
-    assert splitter.feed("@@ not ours\nnext\n@@", final=True) == "\n@@"
+    assert splitter.feed("\n@@", final=True) == "\n@@"
 
 
 def test_results_that_escape_the_run_directory_are_refused(tmp_path: Path) -> None:

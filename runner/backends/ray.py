@@ -4,12 +4,14 @@ No Ray import on this side: the API is plain HTTP (`/api/jobs/`, `/api/packages/
 laptop without Ray submits to any cluster. The checkout goes up as a `gcs://` working-dir
 package, the environment is rebuilt on the cluster from the run's lock (ray_package.py), and
 the command runs under job_wrapper.py, which hands results back through the log
-(results.py). Logs are polled (`GET /api/jobs/ID/logs`) and streamed to the terminal;
-Ctrl-C stops the job (`POST /api/jobs/ID/stop`) and the run ends KILLED.
+(results.py). The log is followed through Ray's log stream, each byte once (ray_logs.py),
+while the job's status is polled (`GET /api/jobs/ID`); Ctrl-C stops the job
+(`POST /api/jobs/ID/stop`) and the run ends KILLED.
 
 --backend-config keys: address (http://HOST:8265; else $RAY_API_SERVER_ADDRESS/$RAY_ADDRESS),
 headers, num_cpus, num_gpus, memory, resources, env_vars, excludes, installer (pip|uv),
-runtime_env (extra fields), python, results_dir, max_result_mb, poll_seconds.
+runtime_env (extra fields), python, results_dir, max_result_mb, poll_seconds,
+log_stream (false: poll the whole log instead of streaming it, e.g. behind a buffering proxy).
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from typing import Any
 from runner.backends import ray_package, results
 from runner.backends.base import Job, check_keys
 from runner.backends.ray_http import Dashboard
+from runner.backends.ray_logs import LogFollower
 from runner.errors import BackendError
 from runner.execute import Outcome
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 KEYS = ("address", "headers", "num_cpus", "num_gpus", "memory", "resources", "env_vars",
         "excludes", "installer", "runtime_env", "python", "results_dir", "max_result_mb",
-        "poll_seconds", "submit_timeout", "retry_seconds")  # fmt: skip
+        "poll_seconds", "submit_timeout", "retry_seconds", "log_stream")  # fmt: skip
 NUMERIC_KEYS = {"num_cpus": "entrypoint_num_cpus", "num_gpus": "entrypoint_num_gpus",
                 "memory": "entrypoint_memory"}  # fmt: skip
 
@@ -45,6 +48,7 @@ class _Submitted:
     splitter: results.LogSplitter
     package: str
     info: dict[str, Any]
+    follower: LogFollower
 
 
 class RayBackend:
@@ -58,6 +62,7 @@ class RayBackend:
         self.http = Dashboard(config)
         self.address = self.http.address
         self.poll = float(config.get("poll_seconds", 0.5))
+        self.stream = _log_stream(config)
         self._jobs: dict[str, _Submitted] = {}
 
     def _request(self, method: str, path: str, body: bytes | None = None,
@@ -90,9 +95,10 @@ class RayBackend:
         self._post_job(request)
         (job.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (job.run_dir / "logs" / "stderr.log").touch()  # Ray merges stderr into one log
-        self._jobs[submission_id] = _Submitted(
-            job, results.LogSplitter(token), f"gcs://{package_name}", request["runtime_env"]
-        )
+        # The stream looks for new bytes every interval: live, however slowly status is polled.
+        follower = LogFollower(self.http, submission_id, min(self.poll, 0.5), self.stream)
+        self._jobs[submission_id] = _Submitted(job, results.LogSplitter(token),
+            f"gcs://{package_name}", request["runtime_env"], follower)  # fmt: skip
         return submission_id
 
     def _post_job(self, request: dict[str, Any]) -> None:
@@ -142,26 +148,49 @@ class RayBackend:
         """Stream the log until the job ends; bring results back; map the Ray status."""
         deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
         submitted = self._jobs[job_id]
-        log_path = submitted.job.run_dir / "logs" / "stdout.log"
+        follower = submitted.follower
         told_at = time.monotonic() + 15  # say so once if the cluster makes us wait
         while True:
             info = self._json("GET", f"/api/jobs/{job_id}")
-            done = info.get("status") in TERMINAL
             if info.get("status") == "PENDING" and time.monotonic() > told_at:
                 told_at = float("inf")
                 print(f"run-project: Ray job {job_id} is pending: {info.get('message')}",
                       file=sys.stderr, flush=True)  # fmt: skip
-            if info.get("status") != "PENDING":
-                self._show(self.logs(job_id), submitted, log_path, final=done)
-            if done:
+            if info.get("status") in TERMINAL:
+                self._finish(submitted)
                 return _outcome(info, self._collect(submitted))
+            if info.get("status") != "PENDING":
+                follower.start(info)
+                self._show(follower.take(), submitted)
             if time.monotonic() > deadline:
                 return None
-            time.sleep(self.poll)
+            # Between two status polls, show the stream's text as soon as it arrives.
+            until = time.monotonic() + self.poll
+            while (left := until - time.monotonic()) > 0:
+                self._show(follower.wait_for(left), submitted)
 
-    def _show(self, log: str, submitted: _Submitted, log_path: Path, final: bool) -> None:
-        new = submitted.splitter.feed(log, final=final)
+    def _finish(self, submitted: _Submitted) -> None:
+        """The rest of the log of an ended job, exactly once; then close the stream."""
+        follower, splitter = submitted.follower, submitted.splitter
+        # The job's last lines (the results) are usually on their way already: a moment
+        # for the stream to bring them saves fetching the whole log once more.
+        settle = time.monotonic() + max(1.0, 4 * follower.interval)
+        self._show(follower.take(), submitted)
+        while not splitter.complete and follower.streaming:
+            if (left := settle - time.monotonic()) <= 0:
+                break
+            self._show(follower.wait_for(left), submitted)
+        if not splitter.complete:
+            self._show(follower.rest(), submitted)
+        self._show("", submitted, final=True)
+        follower.close()
+
+    def _show(self, text: str, submitted: _Submitted, final: bool = False) -> None:
+        if not text and not final:
+            return
+        new = submitted.splitter.feed(text, final=final)
         if new:
+            log_path = submitted.job.run_dir / "logs" / "stdout.log"
             with open(log_path, "a", encoding="utf-8", errors="replace") as handle:
                 handle.write(new)
             sys.stdout.write(new)
@@ -196,6 +225,13 @@ def _strings(config: dict[str, Any], key: str) -> list[str]:
     value = config.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise BackendError(f"backend config {key} must be a list of strings", f'"{key}": ["..."]')
+    return value
+
+
+def _log_stream(config: dict[str, Any]) -> bool:
+    value = config.get("log_stream", True)
+    if not isinstance(value, bool):
+        raise BackendError("backend config log_stream must be true or false", '"log_stream": false')
     return value
 
 

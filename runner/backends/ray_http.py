@@ -8,8 +8,12 @@ the first contact fails at once, so a wrong address is reported without delay.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import os
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -29,6 +33,13 @@ class Dashboard:
         self.headers.update({str(k): str(v) for k, v in (config.get("headers") or {}).items()})
         self.retry_seconds = float(config.get("retry_seconds", 30))
         self.reached = False
+        self.received = 0  # body bytes received, all requests and streams: the traffic we cost
+        self._counting = threading.Lock()  # a log stream counts from its own thread
+
+    def count(self, size: int) -> None:
+        """Add `size` body bytes to what this dashboard has sent us."""
+        with self._counting:
+            self.received += size
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 content_type: str = "application/json") -> tuple[int, bytes]:  # fmt: skip
@@ -58,9 +69,23 @@ class Dashboard:
         )  # fmt: skip
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
-                return int(response.status), bytes(response.read())
+                data = bytes(response.read())
+                status = int(response.status)
         except urllib.error.HTTPError as exc:
-            return int(exc.code), exc.read()
+            data, status = exc.read(), int(exc.code)
+        self.count(len(data))
+        return status, data
+
+    def open_stream(self, path: str) -> http.client.HTTPResponse:
+        """GET a streamed answer; read it with read1(). Non-200 raises urllib's HTTPError.
+
+        No read timeout: a log stream is silent while the job prints nothing. The caller reads
+        it in a thread of its own and ends it with `close_stream()`.
+        """
+        request = urllib.request.Request(self.address + path, headers=self.headers)
+        response = urllib.request.urlopen(request)
+        assert isinstance(response, http.client.HTTPResponse)
+        return response
 
     def json(self, method: str, path: str, payload: Any = None) -> Any:
         """The decoded JSON answer; anything but HTTP 200 is a BackendError."""
@@ -73,6 +98,19 @@ class Dashboard:
                 "check the job and the cluster's dashboard",
             )
         return json.loads(data or b"null")
+
+
+def close_stream(response: http.client.HTTPResponse) -> None:
+    """End a stream another thread may be blocked reading: shut its socket down.
+
+    close() alone does not wake a thread blocked in recv(); shutdown() does (it reads EOF).
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # already closed
+        sock = socket.socket(fileno=os.dup(response.fileno()))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
 
 
 def _address(config: dict[str, Any]) -> str:

@@ -24,48 +24,93 @@ from runner.errors import BackendError
 
 @dataclass
 class LogSplitter:
-    """Splits a growing job log into the user's text and the results block."""
+    """Splits a job's log, fed in chunks as they arrive, into the user's text and the results.
+
+    Only a bounded tail is kept (a possible start of the marker, at most its length); the
+    results block itself is the one thing that grows. The marker is `\\n@@run-project:TOKEN:`;
+    a last line that could be its start is held back until it is clearly not (a complete line
+    is shown at once: readers wait for its newline), and the newline that opens the marker is
+    the wrapper's own, never shown.
+    """
 
     token: str
-    user_text: str = ""
     block: str | None = None
     results_file: bool = False
     _begin: str = field(init=False)
+    _end: str = field(init=False)
+    _held: str = ""  # unshown text that may be the start of the marker ("\n" + a prefix)
+    _newline_shown: bool = False  # the last character shown was "\n": a marker may open there
+    _after: list[str] | None = None  # text after the marker: None until the marker is seen
+    _kind: str | None = None  # "block" once "begin@@" followed the marker
+    _tail: str = ""  # the block's last characters, where its end marker may have begun
+    _done: bool = False  # the results (or a damaged marker) are taken: the rest is ignored
 
     def __post_init__(self) -> None:
         self._begin = f"\n@@run-project:{self.token}:"
+        self._end = f"@@run-project:{self.token}:end@@"
 
-    def feed(self, log: str, final: bool = False) -> str:
-        """Take the whole log so far; returns the new user text to show."""
-        cut = log.find(self._begin)
-        if cut >= 0:
-            self._take_block(log[cut + len(self._begin) :])
-            visible = log[:cut]
+    @property
+    def complete(self) -> bool:
+        """True once the results (block or file notice) have been read from the log."""
+        return self._done
+
+    def feed(self, chunk: str, final: bool = False) -> str:
+        """Take the next piece of the log; returns the new user text to show."""
+        if self._after is not None:
+            self._take_block(chunk)
+            return ""
+        opened = "\n" if self._newline_shown else ""  # shown already; a marker may open there
+        text = self._held + chunk
+        found = (opened + text).find(self._begin)
+        if found >= 0:
+            visible = text[: max(found - len(opened), 0)]
+            self._held, self._after = "", []
+            self._take_block(text[found - len(opened) + len(self._begin) :])
         elif final:
-            visible = log
+            visible, self._held = text, ""
         else:
-            visible = self._hold_back_marker_start(log)
-        new = visible[len(self.user_text) :] if visible.startswith(self.user_text) else ""
-        if len(visible) > len(self.user_text):
-            self.user_text = visible
-        return new
+            keep = self._hold_from(text, opened)
+            visible, self._held = text[:keep], text[keep:]
+        if visible:
+            self._newline_shown = visible.endswith("\n")
+        return visible
 
-    def _hold_back_marker_start(self, log: str) -> str:
-        # A last line that could be the start of our marker is shown once it is clearly not.
-        # A complete line is always shown at once (readers wait for its newline).
-        newline = log.rfind("\n")
-        tail = log[newline + 1 :]
-        if newline >= 0 and tail and self._begin[1:].startswith(tail):
-            return log[:newline]
-        return log
+    def _hold_from(self, text: str, opened: str) -> int:
+        # Where the held-back tail starts: at the last newline when what follows it could
+        # still become our marker; a newline already shown counts when text has none.
+        newline = text.rfind("\n")
+        tail = text[newline + 1 :] if newline >= 0 else (text if opened else "")
+        if tail and self._begin[1:].startswith(tail):
+            return max(newline, 0)
+        return len(text)
 
-    def _take_block(self, rest: str) -> None:
-        if rest.startswith("file@@"):
-            self.results_file = True
+    def _take_block(self, chunk: str) -> None:
+        if self._done or self._after is None or not chunk:
             return
-        end = rest.find(f"@@run-project:{self.token}:end@@")
-        if rest.startswith("begin@@") and end >= 0:
-            self.block = rest[len("begin@@") : end]
+        if self._kind is None:  # "begin@@" or "file@@" follows the marker: wait to tell
+            head = self._after[0] + chunk if self._after else chunk
+            if head.startswith("file@@"):
+                self.results_file = self._done = True
+                return
+            if len(head) < len("begin@@") and ("begin@@".startswith(head) or
+                                               "file@@".startswith(head)):  # fmt: skip
+                self._after = [head]
+                return
+            self._after = []
+            if not head.startswith("begin@@"):
+                self._done = True  # not a marker we wrote: nothing after it is shown, as before
+                return
+            self._kind, chunk = "block", head[len("begin@@") :]
+        # Look for the end only in the new text and the few characters before it.
+        window = self._tail + chunk
+        end = window.find(self._end)
+        if end < 0:
+            self._after.append(chunk)
+            self._tail = window[-(len(self._end) - 1) :]
+            return
+        whole = "".join(self._after)
+        self.block = whole[: len(whole) - len(self._tail)] + window[:end]
+        self._after, self._done = [], True
 
 
 @dataclass(frozen=True)
