@@ -79,7 +79,7 @@ def test_warm_local_run_imports_no_yaml_toml_or_jsonschema(tmp_path: Path) -> No
     # Creating twenty frozen dataclasses (and importing dataclasses/inspect) was about a third
     # of a warm start's instructions; records on the warm path are NamedTuples or classes.
     assert {"dataclasses", "runner.envs.docker_run", "runner.envs.python_inputs", "platform",
-            "socket"}.isdisjoint(imported)  # fmt: skip
+            "socket", "runner.sources.mirror", "runner.sources.workcopy"}.isdisjoint(imported)  # fmt: skip
     assert "runner.run" in imported  # the profile really was taken
     assert os.environ.get("RUN_PROJECT_CACHE")
 

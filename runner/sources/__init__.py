@@ -1,9 +1,11 @@
 """Project locations → Checkout: local directories (run in place), git URLs at any revision
 (through the mirror cache, into a per-run working copy) and archives (safely extracted).
 
-    resolve(uri, version) ─ uri.parse ─┬─ local dir, no -v ─────────── local.resolve_directory
-                                       ├─ git URL, or local repo + -v ─ mirror → workcopy
-                                       └─ .zip/.tar.gz/.tgz ─────────── archive → workcopy
+    resolve(uri, version) ─ uri.parse ─┬─ local dir, no -v ───────── local.resolve_directory
+                                       ├─ git URL, local repo + -v ─ remote.from_git
+                                       └─ .zip/.tar.gz/.tgz ───────── remote.from_archive
+
+remote.py holds the mirror → working copy and archive → working copy flows.
 
 For git, `precheck` sees a directory holding only the project's MLproject, read from the
 mirror, before the working copy is made: parameters are type-checked there (ADVERSARIAL 1),
@@ -15,11 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from runner.errors import SourceError
 from runner.progress import Progress
-from runner.sources import mirror, workcopy
 from runner.sources import uri as uris
 from runner.sources.checkout import Checkout
 from runner.sources.git import old_git_warning, repo_root
@@ -47,7 +47,9 @@ def resolve(
         if version is not None:
             raise SourceError(f"-v/--version {version!r} needs a git source; "
                               f"{location.shown!r} is an archive", "drop -v")  # fmt: skip
-        return _archive(location, keep, progress)
+        from runner.sources import remote
+
+        return remote.from_archive(location, keep, progress)
     _warn_old_git(progress)
     if location.kind == "local":
         base = Path(location.url)
@@ -58,7 +60,9 @@ def resolve(
             return resolve_directory(base / location.subdirectory, uri)
         else:
             location = _local_repo(base, location, version)
-    return _git(location, version, recurse_submodules, keep, precheck, progress)
+    from runner.sources import remote  # the mirror and working copies: not for a local run
+
+    return remote.from_git(location, version, recurse_submodules, keep, precheck, progress)
 
 
 def _warn_old_git(progress: Progress) -> None:
@@ -93,94 +97,3 @@ def _local_repo(base: Path, location: uris.Location, version: str) -> uris.Locat
     inner = base.resolve().relative_to(root).as_posix()
     sub = "/".join(p for p in (inner, location.subdirectory) if p and p != ".")
     return uris.Location("git", str(root), str(root), sub)
-
-
-def _git(
-    location: uris.Location,
-    version: str | None,
-    recurse: bool,
-    keep: bool,
-    precheck: Precheck | None,
-    progress: Progress,
-) -> Checkout:
-    sub = location.subdirectory
-    with mirror.opened(location.url, location.shown, version, progress) as found:
-        workcopy.check_subdirectory(found.path, found.commit, sub, location.shown)
-        if precheck is not None:
-            import tempfile  # a git run only; a local run's start-up does not pay for it
-
-            with tempfile.TemporaryDirectory(prefix="run-project-manifest-") as tmp:
-                if workcopy.preview_manifest(found.path, found.commit, sub, Path(tmp)):
-                    precheck(Path(tmp))
-        work = workcopy.new_dir(keep)
-        try:
-            workcopy.export(found.path, found.commit, work)
-        except BaseException:
-            workcopy.remove(work)
-            raise
-    try:
-        if recurse:  # after the lock is released: a submodule may share this very mirror
-            from runner.sources import submodules
-
-            submodules.fetch_all(found.path, found.commit, location.url, work, progress)
-        path = _inside(work, sub, location.shown)
-    except BaseException:
-        workcopy.remove(work)
-        raise
-    return Checkout(path=path, uri=location.shown, kind="git", commit=found.commit,
-                    subdirectory=sub, version=version,
-                    cleanup=_cleanup(work, keep, progress))  # fmt: skip
-
-
-def _inside(work: Path, sub: str, shown: str) -> Path:
-    path = work / sub if sub else work
-    if not workcopy.inside(path, work) or not path.is_dir():
-        raise SourceError(
-            f"subdirectory {sub!r} of {shown} is not a directory inside the project",
-            "name a real directory of the repository after '#'",
-        )
-    return path
-
-
-def _cleanup(work: Path, keep: bool, progress: Progress) -> Callable[[], None]:
-    def cleanup() -> None:
-        if keep:
-            progress.step(f"kept the working copy at {work}")
-        else:
-            workcopy.remove(work)
-
-    return cleanup
-
-
-def _archive(location: uris.Location, keep: bool, progress: Progress) -> Checkout:
-    from runner.sources import archive  # tarfile, zipfile, urllib: only when needed
-
-    work = workcopy.new_dir(keep)
-    download = work.with_name(work.name + ".download")
-    try:
-        file = _archive_file(location, download, progress)
-        digest = archive.sha256(file)
-        archive.extract(file, location.shown, work)
-        path = _inside(archive.project_root(work), location.subdirectory, location.shown)
-    except BaseException:
-        workcopy.remove(work)
-        raise
-    finally:
-        workcopy.remove(download)
-    return Checkout(path=path, uri=location.shown, kind="archive",
-                    subdirectory=location.subdirectory, archive_sha256=digest,
-                    cleanup=_cleanup(work, keep, progress))  # fmt: skip
-
-
-def _archive_file(location: uris.Location, download: Path, progress: Progress) -> Path:
-    from runner.sources import archive
-
-    url = location.url
-    if url.lower().startswith(("http://", "https://")):
-        download.mkdir()
-        progress.step(f"downloading {location.shown}")
-        return archive.fetch(url, location.shown, download)
-    path = Path(unquote(urlsplit(url).path)) if url.lower().startswith("file://") else Path(url)
-    if not path.is_file():
-        raise SourceError(f"archive {location.shown!r} does not exist", "check the path")
-    return path
