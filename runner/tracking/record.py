@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from datetime import UTC, datetime  # loaded by sqlite3 on every run anyway
 from typing import Any
 
 from runner import __version__
@@ -30,13 +31,7 @@ def iso(ts: float | None) -> str | None:
     """UTC ISO 8601 with milliseconds, or None."""
     if ts is None:
         return None
-    # time.strftime, not datetime: datetime's import is a few ms of every warm start.
-    # Milliseconds are truncated after rounding to microseconds, as datetime.isoformat does.
-    seconds = int(ts // 1)
-    micros = round((ts - seconds) * 1_000_000)
-    if micros == 1_000_000:
-        seconds, micros = seconds + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros // 1000:03d}Z"
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_record(
