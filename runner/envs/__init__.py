@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner import cache, settings
-from runner.envs.base import EnvKind, EnvLock
+from runner.envs.base import PYTHON_FILES, EnvKind, EnvLock
 from runner.errors import EnvError
 from runner.manifest import EnvSpec
 from runner.progress import Progress
@@ -99,8 +99,7 @@ def default_kind(project_dir: Path) -> str:
     else local (an empty virtualenv would only cost time)."""
     if (project_dir / "conda.yaml").is_file():
         return "conda"
-    names = ("requirements.txt", "pyproject.toml", "pylock.toml", "uv.lock")
-    if not any((project_dir / name).exists() for name in names):
+    if not any((project_dir / name).exists() for name in PYTHON_FILES):
         return "local"  # the usual case, decided without loading the Python-inputs parser
     from runner.envs.python_inputs import has_python_files
 

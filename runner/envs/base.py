@@ -11,6 +11,12 @@ from runner.manifest import EnvSpec
 from runner.progress import Progress
 from runner.sources.checkout import Checkout
 
+# A project's own lock files, in the order one wins over the other.
+LOCK_FILES = ("pylock.toml", "uv.lock")
+# Files that make a project without a declared environment a virtualenv project (what
+# python_inputs reads): kept here so a local run can look for them without loading the parser.
+PYTHON_FILES = ("requirements.txt", "pyproject.toml", *LOCK_FILES)
+
 
 class EnvLock(NamedTuple):
     """What a build produced: the lock file text to record with the run, and facts about it."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import yamlsafe
+from runner.envs.base import LOCK_FILES
 from runner.envs.conda_convert import from_conda_yaml
 from runner.errors import ManifestError
 from runner.manifest import EnvSpec
@@ -179,7 +180,7 @@ def _add_lock(project: Path, inputs: PythonInputs, recorded: Path | None = None)
 
 
 def _lock_file(project: Path) -> Path | None:
-    for name in ("pylock.toml", "uv.lock"):
+    for name in LOCK_FILES:
         if (project / name).is_file():
             return inside(project, name, "lock file")
     return None
