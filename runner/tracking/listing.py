@@ -23,7 +23,7 @@ from runner.errors import RunnerError
 from runner.tracking import query, runindex
 from runner.tracking.db import SCHEMA_VERSION, Database
 from runner.tracking.query import Condition
-from runner.tracking.store import Store
+from runner.tracking.store import Store, run_filters
 
 SQL_OPS = {"=": "=", "==": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 INDEX_VERSION = 3  # the schema version that added run_values
@@ -95,13 +95,7 @@ def _version(store: Store) -> int:
 
 
 def _where(experiment: str | None, status: str | None, conditions: list[Condition]) -> Clause:
-    parts, args = [], []
-    if experiment:
-        parts.append("runs.experiment = ?")
-        args.append(experiment)
-    if status:
-        parts.append("runs.status = ?")
-        args.append(status.upper())
+    parts, args = run_filters(experiment, status)
     for condition in conditions:
         sql, more = _condition(condition)
         parts.append(sql)

@@ -293,13 +293,7 @@ class Store(TablesMixin):
         """Records, newest first, optionally filtered (none yet if the store is new)."""
         if not self.exists():
             return []
-        where, args = [], []
-        if experiment:
-            where.append("experiment = ?")
-            args.append(experiment)
-        if status:
-            where.append("status = ?")
-            args.append(status.upper())
+        where, args = run_filters(experiment, status)
         sql = "SELECT record FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -316,6 +310,18 @@ class Store(TablesMixin):
     def close(self) -> None:
         """Close the connection (the store can be reopened)."""
         self.db.close()
+
+
+def run_filters(experiment: str | None, status: str | None) -> tuple[list[str], list[Any]]:
+    """WHERE conditions on the runs table for `--experiment` and `--status` (any case)."""
+    where, args = [], []
+    if experiment:
+        where.append("runs.experiment = ?")
+        args.append(experiment)
+    if status:
+        where.append("runs.status = ?")
+        args.append(status.upper())
+    return where, args
 
 
 def _is_lost(host: str, pid: int, heartbeat_at: float, record: dict[str, Any]) -> bool:
