@@ -281,15 +281,16 @@ def _digest_without(root: Path, hidden: str) -> str:
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
+# An entry point that only names its `data` path, so the run records it as an input.
+PATH_PARAM_PROJECT = """\
+entry_points:
+  main:
+    parameters: {data: path}
+    command: "python -c pass {data}"
+"""
+
 def test_directory_input_recorded_again_after_a_same_size_rewrite(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", {
-        "MLproject": """\
-            entry_points:
-              main:
-                parameters: {data: path}
-                command: "python -c pass {data}"
-            """,
-    })  # fmt: skip
+    project = make_project(tmp_path / "p", {"MLproject": PATH_PARAM_PROJECT})
     data = make_tree(tmp_path / "data")
     digests = []
     for step in range(3):
@@ -304,14 +305,7 @@ def test_directory_input_recorded_again_after_a_same_size_rewrite(tmp_path: Path
 
 
 def test_run_with_a_garbage_hash_cache_records_its_inputs(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", {
-        "MLproject": """\
-            entry_points:
-              main:
-                parameters: {data: path}
-                command: "python -c pass {data}"
-            """,
-    })  # fmt: skip
+    project = make_project(tmp_path / "p", {"MLproject": PATH_PARAM_PROJECT})
     data = make_tree(tmp_path / "data")
     cache = tmp_path / "cache"  # RUN_PROJECT_CACHE (conftest)
     cache.mkdir(exist_ok=True)
