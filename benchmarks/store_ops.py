@@ -71,7 +71,7 @@ def ours_populate(root: Path, n: int) -> None:
 def ours_list(root: Path) -> str:
     import argparse
 
-    from runner import runs_more
+    from runner.cli import runs_compare as runs_more
     from runner.tracking.store import SQLiteStore
 
     ns = argparse.Namespace(experiment=EXPERIMENT, status=None, limit=100, param=[],

@@ -17,18 +17,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from runner import backends, envs, execute, manifest, params, settings, sources
+from runner import backends, envs, execute, settings, sources
 from runner.backends.base import Backend, Job
 from runner.envs.base import EnvKind
 from runner.errors import RunnerError
 from runner.progress import Progress
+from runner.project import manifest, params
 from runner.sources.checkout import Checkout
 from runner.tracking.record import iso, new_record
 from runner.tracking.store import Store, open_store
 from runner.tracking.tracker import Tracker
 
 if TYPE_CHECKING:  # the docker modules load only when a docker run needs them
-    from runner.envs.docker_run import DockerOptions
+    from runner.envs.docker.run import DockerOptions
 
 
 class RunRequest(NamedTuple):
@@ -96,7 +97,7 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, _cwd(request))
     if (checkout.path / ".run-project-bundle").is_dir():  # a packed project: check its manifest
-        from runner.bundle import check_project
+        from runner.bundles.sealed import check_project
 
         check_project(checkout.path)
     spec = project.env
@@ -293,7 +294,7 @@ def _cwd(request: RunRequest) -> Path:
 
 
 def _docker_options(request: RunRequest) -> DockerOptions:
-    from runner.envs.docker_run import DockerOptions
+    from runner.envs.docker.run import DockerOptions
 
     return DockerOptions(
         docker_args=request.docker_args,

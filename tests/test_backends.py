@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import cli, last_record, make_project
 
-from runner.backends import ray_package, results
+from runner.backends import results
 from runner.backends.base import Job
+from runner.backends.ray import package as ray_package
 from runner.envs.base import Launch
 from runner.errors import BackendError
 

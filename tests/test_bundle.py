@@ -15,7 +15,7 @@ from conftest import cli, last_record, make_project, records
 from sources_servers import commit, git
 from test_rerun import make_repo, ok
 
-from runner.schemas import schema_errors
+from runner.project.schemas import schema_errors
 
 OFFLINE = {
     "UV_OFFLINE": "1",

@@ -11,7 +11,7 @@ from sources_servers import commit
 from test_bundle import OFFLINE, manifest_of
 from test_conda_env import channel, conda_settings, project  # noqa: F401  (fixtures)
 
-from runner.schemas import schema_errors
+from runner.project.schemas import schema_errors
 
 DEAD = "http://127.0.0.1:9/"  # nothing listens on the discard port
 
@@ -73,7 +73,7 @@ def test_pack_a_conda_project_for_another_platform_solves_for_that_subdir(
 
     import yaml
 
-    from runner.bundle_platform import this_platform
+    from runner.bundles.platforms import this_platform
 
     target = "linux-aarch64" if this_platform() != "linux-aarch64" else "linux-64"
     proj = project(tmp_path / "p", ["alpha <2"])

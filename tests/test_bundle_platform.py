@@ -13,8 +13,8 @@ from sources_servers import commit
 from test_bundle import manifest_of
 from test_rerun import ok
 
-from runner.bundle_platform import this_platform
-from runner.schemas import schema_errors
+from runner.bundles.platforms import this_platform
+from runner.project.schemas import schema_errors
 
 YAML_PROJECT = {
     "MLproject": "name: y\nentry_points:\n  main:\n    command: python -c 'import yaml'\n",

@@ -100,7 +100,7 @@ def workers_of(tmp_path: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "runner.envs.conda_worker" in cmdline and str(tmp_path) in cmdline:
+        if "runner.envs.conda.worker" in cmdline and str(tmp_path) in cmdline:
             found.append(int(proc.name))
     return found
 
@@ -125,7 +125,7 @@ def test_example_project_solves_installs_runs_and_reuses(tmp_path: Path) -> None
     assert second.code == 0, second.text
     assert "solving" not in second.err and last_record()["env"]["built"] is False
     assert complete(tmp_path) == [env] and not leftovers(tmp_path)
-    from runner.schemas import schema_errors
+    from runner.project.schemas import schema_errors
 
     assert schema_errors("run-record", rec) == []  # the conda example's record is valid too
 

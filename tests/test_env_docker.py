@@ -326,9 +326,9 @@ def test_envs_cli_lists_our_images_and_gc_removes_them_with_their_entry(
 
 
 def _call(expr: str) -> Any:
-    """Call runner.envs.docker in a fresh interpreter (as `envs list|gc` will)."""
+    """Call runner.envs.docker.kind in a fresh interpreter (as `envs list|gc` will)."""
     code = (
-        "import json\nfrom runner.envs.docker import list_images, remove_image\n"
+        "import json\nfrom runner.envs.docker.kind import list_images, remove_image\n"
         "from runner.errors import RunnerError\n"
         f"try:\n    r = {expr}\nexcept RunnerError as e:\n    r = e.message\n"
         "print(json.dumps([i.to_dict() for i in r] if isinstance(r, list) else r))\n"

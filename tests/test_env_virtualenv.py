@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import EXAMPLES, cli, last_record, make_project, records
 
-from runner.envs.uvtool import uv_bin
+from runner.envs.python.uvtool import uv_bin
 
 MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
 SHOW = (
@@ -176,7 +176,7 @@ def test_an_exact_patch_not_here_uses_the_same_minor_with_a_warning(tmp_path: Pa
 
 
 def test_another_installed_python_version_is_found(tmp_path: Path) -> None:
-    from runner.envs import interpreters
+    from runner.envs.python import interpreters
 
     others = [i for i in interpreters.available() if not i.version.startswith(MINOR + ".")
               and i.version >= "3.8"]  # fmt: skip

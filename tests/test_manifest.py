@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ManifestError
-from runner.manifest import load_project
+from runner.project.manifest import load_project
 from tests.conftest import cli, make_project
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ParamError
-from runner.params import ParamSpec, bind, check_raw_value
+from runner.project.params import ParamSpec, bind, check_raw_value
 from tests.conftest import ECHO_ARGS, REPO, cli, last_record, make_project, records
 
 HOSTILE = ["$(touch {c})", "`touch {c}`", "; touch {c}", "a\ntouch {c}", "--x", "' && touch {c} '"]

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import cli, make_project
 
-from runner.backends import ray_logs, results
-from runner.backends.ray_http import Dashboard
+from runner.backends import results
+from runner.backends.ray import logs as ray_logs
+from runner.backends.ray.http import Dashboard
 
 USER = "epoch 1\n@@ looks like ours\n@@run-project:other:begin@@\nno newline"
 BLOCK = base64.b64encode(b"the results archive" * 20).decode()

@@ -13,7 +13,7 @@ import pytest
 from conftest import cli, last_record, records
 from sources_servers import commit, git
 
-from runner.schemas import schema_errors
+from runner.project.schemas import schema_errors
 
 MLPROJECT = """\
 name: demo

@@ -90,7 +90,7 @@ def test_archives_by_path_run_and_record_their_hash(tmp_path: Path, suffix: str)
     record = last_record()
     source = record["source"]
     assert source["kind"] == "archive" and len(source["archive_sha256"]) == 64
-    from runner.schemas import schema_errors
+    from runner.project.schemas import schema_errors
 
     assert schema_errors("run-record", record) == []
     assert not any((tmp_path / "cache" / "work").iterdir())  # extracted copy removed

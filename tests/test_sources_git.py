@@ -72,7 +72,7 @@ def test_every_uri_form_runs_the_default_branch_and_records_the_full_sha(
     assert source["kind"] == "git" and source["commit"] == served.second
     assert source["uri"] == url
 
-    from runner.schemas import schema_errors
+    from runner.project.schemas import schema_errors
 
     assert schema_errors("run-record", record) == []
 

@@ -52,7 +52,7 @@ def test_dirty_repository_saves_a_replayable_diff_and_untracked_files(tmp_path: 
     assert "+edited" in diff and "+staged" in diff
     assert (saved / "untracked" / "notes.txt").read_text() == "untracked\n"
     assert not (saved / "untracked" / "secret-link").exists()
-    from runner.schemas import schema_errors
+    from runner.project.schemas import schema_errors
 
     assert schema_errors("run-record", record) == []
     clone = tmp_path / "replay"

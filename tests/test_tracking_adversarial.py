@@ -12,7 +12,7 @@ import pytest
 from conftest import cli, last_record, make_project
 from tracking_fixtures import missing, mount
 
-from runner.schemas import schema_errors
+from runner.project.schemas import schema_errors
 
 
 def _objects_hold(store: Path, secret: bytes) -> bool:

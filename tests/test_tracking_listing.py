@@ -18,7 +18,7 @@ import pytest
 from conftest import cli
 from tracking_fixtures import mount
 
-from runner import runs_more
+from runner.cli import runs_compare as runs_more
 from runner.errors import RunnerError
 from runner.tracking import listing, runindex
 from runner.tracking.db import MIGRATIONS, SCHEMA_VERSION

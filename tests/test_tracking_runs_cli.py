@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import EXAMPLES, REPO, cli, last_record, make_project, records
 
-from runner.schemas import load_schema, schema_errors
+from runner.project.schemas import load_schema, schema_errors
 
 
 @pytest.fixture

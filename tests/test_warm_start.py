@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import manifest_cache, settings
+from runner import settings
 from runner.errors import ManifestError
-from runner.manifest import load_project
+from runner.project import manifest_cache
+from runner.project.manifest import load_project
 from tests.conftest import cli, make_project
 
 MANIFEST = """\
@@ -75,10 +76,10 @@ def test_warm_local_run_imports_no_yaml_toml_or_jsonschema(tmp_path: Path) -> No
     imported = {line.rsplit("|", 1)[-1].strip() for line in warm.err.splitlines()}
     assert {"yaml", "tomllib", "jsonschema", "uuid", "traceback"}.isdisjoint(imported)
     # Kinds load on first use: a local run imports no other kind's code.
-    assert {"runner.envs.docker", "runner.envs.virtualenv", "runner.envs.conda"}.isdisjoint(imported)
+    assert {"runner.envs.docker.kind", "runner.envs.python.virtualenv", "runner.envs.conda.kind"}.isdisjoint(imported)
     # Creating twenty frozen dataclasses (and importing dataclasses/inspect) was about a third
     # of a warm start's instructions; records on the warm path are NamedTuples or classes.
-    assert {"dataclasses", "runner.envs.docker_run", "runner.envs.python_inputs", "platform",
+    assert {"dataclasses", "runner.envs.docker.run", "runner.envs.python.inputs", "platform",
             "socket", "runner.sources.mirror", "runner.sources.workcopy"}.isdisjoint(imported)  # fmt: skip
     assert "runner.run" in imported  # the profile really was taken
     assert os.environ.get("RUN_PROJECT_CACHE")
@@ -87,7 +88,7 @@ def test_warm_local_run_imports_no_yaml_toml_or_jsonschema(tmp_path: Path) -> No
 def test_probed_interpreter_is_remembered_by_binary_identity(tmp_path: Path) -> None:
     import sys
 
-    from runner.envs import interpreters, probe_cache
+    from runner.envs.python import interpreters, probe_cache
 
     exe = Path(sys.executable)
     assert probe_cache.lookup(exe)[1] is None
@@ -100,8 +101,8 @@ def test_probed_interpreter_is_remembered_by_binary_identity(tmp_path: Path) -> 
 
 
 def test_python_env_file_is_parsed_once(tmp_path: Path) -> None:
-    from runner.envs.python_inputs import detect
-    from runner.manifest import EnvSpec
+    from runner.envs.python.inputs import detect
+    from runner.project.manifest import EnvSpec
 
     text = 'python: "3.11"\ndependencies:\n  - six\n'
     project = make_project(tmp_path / "p", {"python_env.yaml": text})

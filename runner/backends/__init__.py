@@ -20,7 +20,7 @@ __all__ = ["BACKENDS", "Backend", "drive", "load_config", "redacted", "select"]
 
 BACKENDS = {
     "local": "runner.backends.local:LocalBackend",
-    "ray": "runner.backends.ray:RayBackend",
+    "ray": "runner.backends.ray.backend:RayBackend",
     "slurm": "runner.backends.slurm:SlurmBackend",
 }
 

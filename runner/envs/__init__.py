@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from runner import cache, settings
 from runner.envs.base import PYTHON_FILES, EnvKind, EnvLock
 from runner.errors import EnvError
-from runner.manifest import EnvSpec
 from runner.progress import Progress
+from runner.project.manifest import EnvSpec
 from runner.sources.checkout import Checkout
 
 if TYPE_CHECKING:
-    from runner.envs.conda import CondaEnv
-    from runner.envs.docker import DockerEnv
-    from runner.envs.docker_run import DockerOptions
+    from runner.envs.conda.kind import CondaEnv
+    from runner.envs.docker.kind import DockerEnv
+    from runner.envs.docker.run import DockerOptions
     from runner.envs.local import LocalEnv
-    from runner.envs.virtualenv import VirtualenvEnv
+    from runner.envs.python.virtualenv import VirtualenvEnv
 
     # mypy checks every kind against the Protocol, as an eagerly built dict would.
     _CHECKED: dict[str, EnvKind] = {
@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 # local run does not load the docker and virtualenv code (~11 ms of every warm start).
 _KIND_CLASSES = {
     "local": ("runner.envs.local", "LocalEnv"),
-    "virtualenv": ("runner.envs.virtualenv", "VirtualenvEnv"),
-    "docker": ("runner.envs.docker", "DockerEnv"),
-    "conda": ("runner.envs.conda", "CondaEnv"),
+    "virtualenv": ("runner.envs.python.virtualenv", "VirtualenvEnv"),
+    "docker": ("runner.envs.docker.kind", "DockerEnv"),
+    "conda": ("runner.envs.conda.kind", "CondaEnv"),
 }
 
 
@@ -101,7 +101,7 @@ def default_kind(project_dir: Path) -> str:
         return "conda"
     if not any((project_dir / name).exists() for name in PYTHON_FILES):
         return "local"  # the usual case, decided without loading the Python-inputs parser
-    from runner.envs.python_inputs import has_python_files
+    from runner.envs.python.inputs import has_python_files
 
     return "virtualenv" if has_python_files(project_dir) else "local"
 
@@ -149,7 +149,7 @@ def configure(kind: EnvKind, docker: DockerOptions) -> EnvKind:
     """The kind for one run, with what the command line allowed (docker only; others ignore
     it, as MLflow ignores -A for non-docker projects)."""
     if kind.name == "docker":
-        from runner.envs.docker import DockerEnv
+        from runner.envs.docker.kind import DockerEnv
 
         assert isinstance(kind, DockerEnv)
         return kind.configured(docker)

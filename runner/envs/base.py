@@ -7,8 +7,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
-from runner.manifest import EnvSpec
 from runner.progress import Progress
+from runner.project.manifest import EnvSpec
 from runner.sources.checkout import Checkout
 
 # A project's own lock files, in the order one wins over the other.

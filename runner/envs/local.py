@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from runner.envs.base import EnvLock, Launch
-from runner.manifest import EnvSpec
 from runner.progress import Progress
+from runner.project.manifest import EnvSpec
 from runner.sources.checkout import Checkout
 
 

@@ -1,0 +1,208 @@
+"""Command-line parsing and output only; the work happens in run.py, tracking/ and bundle.py.
+
+    run-project URI [-e ENTRY] [-v REV] [-P NAME=VALUE]... [--env-manager KIND] ...
+    run-project runs list|show ...
+
+A first argument that is a verb (`runs`, ...) is the verb; a project directory of that name
+is reached as `./runs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner import __version__
+from runner.errors import ParamError, RunnerError
+
+VERBS = ("runs", "envs", "rerun", "pack")
+EXIT_USER_ERROR = 2
+EXIT_BUG = 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `run-project` console script."""
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    # Everything is recorded and cleaned up: a late Ctrl-C must not turn the exit code into
+    # "killed by SIGINT" while the interpreter shuts down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return code
+
+
+def _main(args: list[str]) -> int:
+    try:
+        from runner.execute import raise_on_signals
+
+        raise_on_signals()
+        if args and args[0] in VERBS:
+            return _verb(args)
+        return _run(args)
+    except RunnerError as exc:
+        _print_error(exc)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in run-project: short message, traceback in a file
+        if getattr(exc, "signum", None):  # execute.Interrupted outside a run
+            return 128 + int(exc.signum)  # type: ignore[attr-defined]
+        return _report_bug(exc)
+
+
+def _print_error(exc: RunnerError) -> None:
+    print(f"error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+
+
+def _report_bug(exc: Exception) -> int:
+    import tempfile  # lazily, like every import only an error path needs
+
+    fd, path = tempfile.mkstemp(prefix="run-project-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as log:
+        log.write(f"run-project {__version__} {time.ctime()}\n{' '.join(sys.argv)}\n\n")
+        import traceback  # only a crash pays for it
+
+        log.write(traceback.format_exc())
+    print(f"error: internal error in run-project: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"hint: this is a bug; the traceback is in {path}; please report it", file=sys.stderr)
+    return EXIT_BUG
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run-project",
+        description="Run a machine-learning project reproducibly (MLflow Projects compatible).",
+        epilog="other commands: run-project runs list|show|compare|diff|lineage|plot|export ...   "
+        "run-project rerun RUN_ID|BUNDLE ...   run-project pack URI -o FILE ...   "
+        "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
+        "RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT, "
+        "RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml",
+    )
+    parser.add_argument(
+        "uri",
+        help="project: a directory, a git URL (https://, ssh://, git://, file://, "
+        "git@host:path) or a .zip/.tar.gz/.tgz; URI#sub/dir selects a subdirectory",
+    )
+    parser.add_argument("-e", "--entry-point", default="main", help="entry point name or script")
+    parser.add_argument("-v", "--version", dest="rev", help="git branch, tag or commit")
+    parser.add_argument(
+        "-P",
+        "--param-list",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter (repeatable)",
+    )
+    parser.add_argument("--env-manager", help="local, virtualenv, uv, conda or docker")
+    parser.add_argument("-b", "--backend", default="local", help="where to run: local, ray, slurm")
+    parser.add_argument(
+        "--backend-config",
+        metavar="JSON|FILE",
+        help="backend options as a JSON object or a file holding one "
+        "(ray: address, num_cpus, ...; slurm: partition, time, cpus, gpus, mem)",
+    )
+    parser.add_argument("--experiment", "--experiment-name", default="Default")
+    parser.add_argument("--run-name")
+    parser.add_argument(
+        "--store", help="run store: a directory (default ./runs) or a postgresql:// URL"
+    )
+    parser.add_argument(
+        "--channel-alias", metavar="URL", help="conda channel alias / mirror (conda envs)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "-A",
+        "--docker-args",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="docker run option for a docker environment: -A gpus=all → --gpus=all (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-docker-volumes",
+        action="store_true",
+        help="let the manifest's docker_env.volumes mount host paths into the container",
+    )
+    parser.add_argument(
+        "--allow-host-env",
+        action="store_true",
+        help="let the manifest's docker_env.environment copy variables from this machine",
+    )
+    parser.add_argument(
+        "--recurse-submodules",
+        action="store_true",
+        help="also fetch the git submodules of the project (off by default)",
+    )
+    parser.add_argument(
+        "--keep-checkout",
+        action="store_true",
+        help="keep the per-run working copy of a git URL or archive (its path is printed)",
+    )
+    parser.add_argument("--runner-version", action="version", version=f"run-project {__version__}")
+    return parser
+
+
+def _run(args: list[str]) -> int:
+    ns = _run_parser().parse_args(args)
+    if ns.channel_alias:
+        # A flag outranks RUN_PROJECT_CHANNEL_ALIAS; setting it here reaches the conda kind
+        # (settings.get reads it) without threading one more field through every layer.
+        os.environ["RUN_PROJECT_CHANNEL_ALIAS"] = ns.channel_alias
+    from runner.backends import load_config
+    from runner.progress import Progress
+    from runner.run import RunRequest, run_project
+
+    request = RunRequest(
+        uri=ns.uri,
+        entry_point=ns.entry_point,
+        version=ns.rev,
+        params=parse_params(ns.params),
+        env_manager=ns.env_manager,
+        backend=ns.backend,
+        experiment=ns.experiment,
+        run_name=ns.run_name,
+        store=ns.store,
+        cwd=Path.cwd(),
+        backend_config=load_config(ns.backend_config),
+        docker_args=tuple(ns.docker_args),
+        allow_docker_volumes=ns.allow_docker_volumes,
+        allow_host_env=ns.allow_host_env,
+        recurse_submodules=ns.recurse_submodules,
+        keep_checkout=ns.keep_checkout,
+    )
+    return run_project(request, Progress(quiet=ns.quiet))
+
+
+def parse_params(items: Sequence[str]) -> dict[str, str]:
+    """`-P name=value` items → dict; the first `=` splits, a repeated name is an error."""
+    result: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ParamError(f"-P {item!r} has no '='", "write -P name=value")
+        if name in result:
+            raise ParamError(f"parameter '{name}' is given twice", "pass each -P name once")
+        result[name] = value
+    return result
+
+
+def _verb(args: list[str]) -> int:
+    if args[0] in ("rerun", "pack"):
+        from runner.cli import rerun as bundle_cli
+
+        return bundle_cli.main(args)
+    if args[0] == "envs":
+        from runner.cli import envs as envs_cli
+
+        return envs_cli.main(args[1:])
+    from runner.cli import runs as runs_cli
+
+    return runs_cli.main(args[1:])

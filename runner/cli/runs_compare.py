@@ -1,0 +1,95 @@
+"""`runs list` filters and `runs compare|diff|lineage|plot|export`: parsing and output only;
+the work is in tracking/ (query, compare, lineage, plot)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunnerError
+from runner.tracking import compare, lineage, query
+from runner.tracking.store import Store
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the subcommands to `runs`' subparsers."""
+    comparer = sub.add_parser("compare", help="one table of several runs, differences marked")
+    comparer.add_argument("run_ids", nargs="+")
+    differ = sub.add_parser("diff", help="what changed from run A to run B")
+    differ.add_argument("run_ids", nargs=2, metavar="RUN")
+    liner = sub.add_parser("lineage", help="what produced a file or run, and what used it")
+    liner.add_argument("target", metavar="RUN_ID|FILE")
+    plotter = sub.add_parser("plot", help="learning curves of runs to a PNG")
+    plotter.add_argument("run_ids", nargs="+")
+    plotter.add_argument("--metric", required=True)
+    plotter.add_argument("-o", "--output", default="plot.png")
+    exporter = sub.add_parser("export", help="a run's record, metric points and files")
+    exporter.add_argument("run_id")
+    exporter.add_argument("--json", action="store_true", default=True, help="(the default)")
+    exporter.add_argument(
+        "-o", "--output", help="write a run bundle (run.tar.gz) to rerun elsewhere"
+    )
+    exporter.add_argument("--with-inputs", action="store_true", help="bundle the input files too")
+    for parser in (comparer, differ, liner, plotter, exporter):
+        parser.add_argument("--store")
+
+
+def select(store: Store, ns: argparse.Namespace) -> list[dict[str, Any]]:
+    """The records `runs list` shows: filtered, sorted, limited."""
+    conditions = [query.parse_condition("param", c) for c in ns.param]
+    conditions += [query.parse_condition("metric", c) for c in ns.metric]
+    from runner.tracking.listing import select_runs  # filters, sort and limit run in SQL
+
+    return select_runs(store, ns.experiment, ns.status, conditions, ns.sort, ns.limit)
+
+
+def run(store: Store, ns: argparse.Namespace) -> int:
+    """Dispatch compare, diff, lineage, plot and export."""
+    if ns.command == "compare":
+        print(compare.compare_table([store.get_run(i) for i in ns.run_ids]))
+    elif ns.command == "diff":
+        print(compare.diff(store.get_run(ns.run_ids[0]), store.get_run(ns.run_ids[1])))
+    elif ns.command == "lineage":
+        print(lineage.describe(store, ns.target))
+    elif ns.command == "plot":
+        _plot(store, ns.run_ids, ns.metric, Path(ns.output))
+    elif ns.command == "export" and ns.output:
+        _bundle(store, ns)
+    elif ns.command == "export":
+        record = store.get_run(ns.run_id)
+        metrics = {
+            key: [[step, value] for step, value in store.metric_history(record["id"], key)]
+            for key in record.get("metrics") or {}
+        }
+        print(json.dumps({"record": record, "metric_points": metrics}, indent=2))
+    return 0
+
+
+def _bundle(store: Store, ns: argparse.Namespace) -> None:
+    from runner.bundles.sealed import export_run
+    from runner.progress import Progress
+
+    record = store.get_run(ns.run_id)
+    path = export_run(store, record, Path(ns.output), ns.with_inputs, Progress(quiet=False))
+    print(f"wrote {path} (run {record['id'][:8]}; rerun it with `run-project rerun {path}`)")
+
+
+def _plot(store: Store, run_ids: list[str], metric: str, output: Path) -> None:
+    from runner.tracking import plot
+
+    records = [store.get_run(i) for i in run_ids]
+    series = [[(float(s), v) for s, v in store.metric_history(r["id"], metric) if v is not None]
+              for r in records]  # fmt: skip
+    if not any(series):
+        raise RunnerError(
+            f"none of the runs has points of metric {metric!r}",
+            "see the metric names with `run-project runs show RUN_ID`",
+        )
+    plot.draw(series, output)
+    x0, x1, y0, y1 = plot.bounds(series)
+    print(f"wrote {output} ({metric}: steps {x0:g}..{x1:g}, values {y0:.4g}..{y1:.4g})")
+    for index, (record, points) in enumerate(zip(records, series, strict=True)):
+        colour = plot.COLOR_NAMES[index % len(plot.COLOR_NAMES)]
+        print(f"  {colour}: run {record['id'][:8]} {record.get('run_name')} ({len(points)} points)")

@@ -1,0 +1,156 @@
+"""The `docker run` command line of a run, and what a manifest may not choose on its own.
+
+A manifest may set variables to values it spells out. Mounts (host paths, and named docker
+volumes, which hold other containers' data) and host variable passthrough need the person
+running it to say so on the command line (`--allow-docker-volumes`, `--allow-host-env`).
+Container privileges (`--privileged`, the host network, capabilities) cannot be declared by a
+manifest at all, only given with `-A`. Every option is one argv element (`--volume=...`), so
+no value can turn into another flag.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.envs.docker import cli as docker_cli
+from runner.errors import EnvError
+from runner.project.manifest import EnvSpec
+
+CONTAINER_DIR = "/run-project"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ARG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+RUN_VARIABLES = ("RUN_PROJECT_RUN_ID", "RUN_PROJECT_EVENTS", "RUN_PROJECT_OUTPUT_DIR")
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    """What the person running the project allowed or added on the command line."""
+
+    docker_args: tuple[str, ...] = ()
+    allow_volumes: bool = False
+    allow_host_env: bool = False
+
+
+def check_manifest(spec: EnvSpec, options: DockerOptions, project_dir: Path) -> list[str]:
+    """The manifest's volumes and variables as `docker run` options; refusals name the entry."""
+    args = [_volume(entry, options, project_dir) for entry in spec.volumes]
+    for name, value in spec.environment:
+        if not ENV_NAME.match(name):
+            raise EnvError(
+                f"docker_env.environment entry {name!r} is not a valid variable name",
+                "use letters, digits and _ (not starting with a digit)",
+            )
+        if value is not None:
+            args.append(f"--env={name}={value}")
+        elif not options.allow_host_env:
+            raise EnvError(
+                f"docker_env.environment entry '{name}' asks to copy the host variable {name} "
+                "into the container; a manifest may not read this machine's environment",
+                "if you trust this project, rerun with --allow-host-env; or give the entry a "
+                f"value: [{name}, value]",
+            )
+        else:
+            args.append(f"--env={name}")  # the value comes from the client's environment
+    return args
+
+
+def _volume(entry: str, options: DockerOptions, project_dir: Path) -> str:
+    source, sep, rest = entry.partition(":")
+    if not sep or not source or not rest or entry.startswith("-"):
+        raise EnvError(
+            f"docker_env.volumes entry {entry!r} is not SOURCE:DESTINATION[:OPTIONS]",
+            "write e.g. `- /data:/data:ro` (host path) or `- cache:/root/.cache` (named volume)",
+        )
+    named = bool(VOLUME_NAME.match(source))
+    if not options.allow_volumes:
+        # Named volumes too: they hold what other containers on this machine stored.
+        what = f"the docker volume {source}" if named else f"the host path {source}"
+        raise EnvError(
+            f"docker_env.volumes entry '{entry}' mounts {what} into the container; a "
+            "manifest may not choose host mounts",
+            "if you trust this project, rerun with --allow-docker-volumes",
+        )
+    if named:
+        return f"--volume={entry}"
+    host = Path(os.path.expanduser(source))
+    if not host.is_absolute():
+        host = project_dir / host
+    return f"--volume={host.resolve()}:{rest}"
+
+
+def user_args(docker_args: tuple[str, ...]) -> list[str]:
+    """MLflow's `-A name=value` → `--name=value`, `-A name` → `--name` (one letter: `-n`)."""
+    args = []
+    for item in docker_args:
+        name, sep, value = item.partition("=")
+        if not ARG_NAME.match(name):
+            raise EnvError(
+                f"-A {item!r} is not NAME or NAME=VALUE",
+                "write e.g. -A gpus=all or -A privileged (a docker run option without dashes)",
+            )
+        flag = f"-{name}" if len(name) == 1 else f"--{name}"
+        args.append(f"{flag}={value}" if sep else flag)
+    return args
+
+
+def run_argv(
+    image_id: str,
+    argv: tuple[str, ...],
+    env: Mapping[str, str],
+    manifest_args: list[str],
+    options: DockerOptions,
+) -> tuple[list[str], str]:
+    """`docker run ...` for this run, and the container's name."""
+    run_id = env.get("RUN_PROJECT_RUN_ID", "")
+    name = f"run-project-{run_id or os.getpid()}"
+    args = ["docker", "run", "--rm", "--init", "--sig-proxy=true", f"--name={name}"]
+    args += [f"--label={docker_cli.MANAGED_LABEL}=true", f"--label={docker_cli.RUN_LABEL}={run_id}"]
+    args += manifest_args
+    args += _run_mounts(env)
+    if os.getuid() != 0:  # files in the output dir belong to the user, not to root
+        args += [f"--user={os.getuid()}:{os.getgid()}", "--env=HOME=/tmp"]
+    args += user_args(options.docker_args)
+    args += ["--workdir=/project", image_id, *argv]
+    return args, name
+
+
+def _run_mounts(env: Mapping[str, str]) -> list[str]:
+    """The events file and output directory of the run, at fixed paths in the container."""
+    args = ["--env=PYTHONUNBUFFERED=1"]
+    events = env.get("RUN_PROJECT_EVENTS")
+    if events:
+        Path(events).parent.mkdir(parents=True, exist_ok=True)
+        Path(events).touch()  # else docker would create a directory in its place
+        args += [f"--volume={events}:{CONTAINER_DIR}/events.jsonl",
+                 f"--env=RUN_PROJECT_EVENTS={CONTAINER_DIR}/events.jsonl"]  # fmt: skip
+    outputs = env.get("RUN_PROJECT_OUTPUT_DIR")
+    if outputs:
+        Path(outputs).mkdir(parents=True, exist_ok=True)
+        args += [f"--volume={outputs}:{CONTAINER_DIR}/outputs",
+                 f"--env=RUN_PROJECT_OUTPUT_DIR={CONTAINER_DIR}/outputs"]  # fmt: skip
+    if env.get("RUN_PROJECT_RUN_ID"):
+        args.append(f"--env=RUN_PROJECT_RUN_ID={env['RUN_PROJECT_RUN_ID']}")
+    args += _client_module(env)
+    return args
+
+
+def _client_module(env: Mapping[str, str]) -> list[str]:
+    """Directories of run-project's own package on PYTHONPATH (the injected client module),
+    mounted read-only so `import run_project_client` works inside the container too."""
+    package = Path(__file__).resolve().parents[2]
+    mounted: list[str] = []
+    args: list[str] = []
+    for i, entry in enumerate(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p):
+        path = Path(entry).resolve()
+        if path == package or package in path.parents:
+            target = f"{CONTAINER_DIR}/pythonpath/{i}"
+            args.append(f"--volume={path}:{target}:ro")
+            mounted.append(target)
+    if mounted:
+        args.append("--env=PYTHONPATH=" + os.pathsep.join(mounted))
+    return args

@@ -1,0 +1,192 @@
+"""`run-project rerun RUN_ID|BUNDLE`: repeat a recorded run and say whether its outputs came
+out the same.
+
+    record ─▶ params (validated like -P input) ─▶ recorded commit + diff + untracked
+           ─▶ inputs checked against their hashes ─▶ run.py's pipeline (env from the recorded
+              lock, record linked by `rerun_of`) ─▶ verdict: outputs hash for hash
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner import settings
+from runner.errors import RunnerError
+from runner.progress import Progress
+from runner.project.params import format_value
+from runner.sources.checkout import Checkout
+from runner.sources.restore import materialise, tag_moved
+from runner.tracking.store import open_store
+
+
+@dataclass(frozen=True)
+class Original:
+    """The run to repeat: its record, the directory holding its `source/` and `env/` files,
+    and (from a bundle) the project tree at its commit and copies of its inputs."""
+
+    record: dict[str, Any]
+    files: Path
+    tree: Path | None = None
+    inputs: Path | None = None
+
+
+@dataclass(frozen=True)
+class RerunOptions:
+    """What `rerun` was asked for on the command line."""
+
+    target: str
+    overrides: Mapping[str, str]
+    backend: str = "local"
+    backend_config: Mapping[str, Any] | None = None  # None: not given on the command line
+    allow_changed_inputs: bool = False
+    store: str | None = None
+
+
+def rerun(options: RerunOptions, progress: Progress) -> int:
+    """Repeat the run; prints the verdict; returns the new run's exit code."""
+    store_url = settings.get("store", options.store)
+    if _is_bundle(options.target):
+        from runner.bundles import sealed as bundle
+
+        with bundle.opened_run(Path(options.target)) as original:
+            return _rerun(original, options, store_url, progress)
+    store = open_store(store_url, settings.get("artifacts"))
+    record = store.get_run(options.target)
+    store.close()
+    original = Original(record, store.artifact_dir(record["id"]))
+    return _rerun(original, options, store_url, progress)
+
+
+def _is_bundle(target: str) -> bool:
+    return target.endswith((".tar.gz", ".tgz")) or os.path.isfile(target)
+
+
+def _rerun(
+    original: Original, options: RerunOptions, store_url: str | None, progress: Progress
+) -> int:
+    from runner.run import RunRequest, run_checkout
+
+    record = original.record
+    given, carried = recorded_params(record, options.overrides)
+    checkout = materialise(record["source"], original.files / "source", original.tree, progress)
+    try:
+        moved = tag_moved(record["source"], progress)
+        if moved:
+            progress.warn(moved)
+        given.update(_check_inputs(record, checkout, original.inputs, options, progress))
+    except BaseException:
+        checkout.cleanup()
+        raise
+    created: list[str] = []
+    request = RunRequest(
+        uri=checkout.uri,
+        entry_point=record["entry_point"],
+        params=given,
+        env_manager=record["env"]["kind"],
+        backend=options.backend,
+        backend_config=_backend_config(record, options),
+        experiment=record["experiment"],
+        store=store_url,
+        lock_file=_recorded_lock(record, original.files),
+        rerun_of=record["id"],
+        rerun_params=tuple(n for n in carried if n not in options.overrides),
+        created=created,
+    )
+    code = run_checkout(request, checkout, progress)
+    _verdict(store_url, record, created, moved)
+    return code
+
+
+def _backend_config(record: dict[str, Any], options: RerunOptions) -> dict[str, Any]:
+    """--backend-config if given, else the recorded one when the backend is the same.
+    Credentials were never recorded (backends.redacted): they have to be given again."""
+    if options.backend_config is not None:
+        return dict(options.backend_config)
+    recorded = record.get("backend_config")
+    if options.backend != record.get("backend") or not isinstance(recorded, dict):
+        return {}
+    kept = {k: v for k, v in recorded.items() if k != "headers"}
+    if "<redacted>@" in str(kept.get("address", "")):
+        kept.pop("address")
+    return kept
+
+
+def recorded_params(
+    record: dict[str, Any], overrides: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """The values to pass as if typed with -P (so they are type-checked again: a record
+    edited in a shared store is no more trusted than a command line, ADVERSARIAL 33), and
+    the names taken from the record. Defaults stay defaults: the commit is the same."""
+    params = record.get("params")
+    if not isinstance(params, dict):
+        raise RunnerError("the run's record has no parameter table", "the record is damaged")
+    given: dict[str, str] = {}
+    for name, entry in params.items():
+        if not isinstance(entry, dict) or entry.get("source") == "default":
+            continue
+        value = entry.get("value")
+        if not isinstance(value, str | int | float | bool):
+            raise RunnerError(
+                f"parameter '{name}' in the run's record has no usable value ({value!r})",
+                "override it with -P NAME=VALUE",
+            )
+        given[str(name)] = format_value(value)
+    carried = list(given)
+    given.update(overrides)
+    return given, carried
+
+
+def _recorded_lock(record: dict[str, Any], files: Path) -> Path | None:
+    name = str(record.get("env", {}).get("lock_name") or "")
+    # A plain file name only: an edited record must not point the build at another file.
+    lock = files / "env" / name if name and Path(name).name == name else None
+    return lock if lock is not None and lock.is_file() else None
+
+
+def _check_inputs(
+    record: dict[str, Any],
+    checkout: Checkout,
+    bundled: Path | None,
+    options: RerunOptions,
+    progress: Progress,
+) -> dict[str, str]:
+    """Stop when a recorded input is missing or changed (unless allowed); returns parameter
+    values that point at a bundled copy of an input missing here."""
+    from runner.rerun.inputs import check_inputs
+
+    problems, replaced = check_inputs(record, checkout.path, bundled)
+    for name, path in replaced.items():
+        progress.warn(f"input of parameter '{name}' is missing here; using the bundled copy {path}")
+    if problems and not options.allow_changed_inputs:
+        raise RunnerError(
+            "inputs differ from the recorded run:\n  " + "\n  ".join(problems),
+            "restore those files, or rerun with --allow-changed-inputs to run anyway",
+        )
+    for problem in problems:
+        progress.warn(f"input differs (allowed): {problem}")
+    return replaced
+
+
+def _verdict(
+    store_url: str | None, record: dict[str, Any], created: list[str], moved: str | None
+) -> None:
+    from runner.rerun.inputs import compare_outputs
+
+    if not created:
+        return
+    store = open_store(store_url, settings.get("artifacts"))
+    new = store.get_run(created[0])
+    verdict = compare_outputs(record, new)
+    if moved:
+        verdict["tag_moved"] = moved
+    store.update_run(new["id"], {"rerun_verdict": verdict})
+    store.close()
+    print(f"rerun {new['id'][:8]} of {record['id'][:8]}: {verdict['summary']}")
+    for line in verdict["lines"]:
+        print(f"  {line}")
+    if not verdict["identical"]:
+        print(f"  see: run-project runs diff {record['id'][:8]} {new['id'][:8]}")
