@@ -71,14 +71,14 @@ def ours_populate(root: Path, n: int) -> None:
 def ours_list(root: Path) -> str:
     import argparse
 
-    from runner.cli import runs_compare as runs_more
+    from runner.cli import runs_compare
     from runner.tracking.store import SQLiteStore
 
     ns = argparse.Namespace(experiment=EXPERIMENT, status=None, limit=100, param=[],
                             metric=["acc>0.5"], sort="-metric.acc")  # fmt: skip
     started = _clock()
     store = SQLiteStore(root)
-    records = runs_more.select(store, ns)
+    records = runs_compare.select(store, ns)
     elapsed = _since(started)
     assert len(records) == 100, len(records)
     return elapsed

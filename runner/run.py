@@ -97,7 +97,7 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, _cwd(request))
     if (checkout.path / ".run-project-bundle").is_dir():  # a packed project: check its manifest
-        from runner.bundles.sealed import check_project
+        from runner.bundles.platforms import check_project
 
         check_project(checkout.path)
     spec = project.env

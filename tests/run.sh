@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 ruff check runner tests
 ruff format --check runner
 mypy runner
+lint-imports  # the import layers and no circles (pyproject.toml [tool.importlinter])
 python -m pytest -n 2 "$@"

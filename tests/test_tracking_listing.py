@@ -18,10 +18,10 @@ import pytest
 from conftest import cli
 from tracking_fixtures import mount
 
-from runner.cli import runs_compare as runs_more
+from runner.cli import runs_compare
 from runner.errors import RunnerError
 from runner.tracking import listing, runindex
-from runner.tracking.db import MIGRATIONS, SCHEMA_VERSION
+from runner.tracking.migrations import MIGRATIONS, SCHEMA_VERSION
 from runner.tracking.query import Condition, parse_condition
 from runner.tracking.record import new_record
 from runner.tracking.store import Store, open_store
@@ -134,7 +134,7 @@ def test_list_with_a_limit_parses_only_the_records_shown(
     monkeypatch.setattr(json, "loads", counting)
     ns = argparse.Namespace(experiment=None, status=None, limit=10, param=["lr"],
                             metric=["acc>0"], sort="-metric.acc")  # fmt: skip
-    shown = runs_more.select(store, ns)  # what `runs list` calls
+    shown = runs_compare.select(store, ns)  # what `runs list` calls
     assert len(shown) == 10
     assert len(parsed) == 10  # the Python path parses every one of the 400 records
     parsed.clear()

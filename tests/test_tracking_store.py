@@ -11,7 +11,7 @@ import pytest
 from conftest import EXAMPLES, cli
 
 from runner.errors import StoreError
-from runner.tracking.db import SCHEMA_VERSION
+from runner.tracking.migrations import SCHEMA_VERSION
 from runner.tracking.record import new_record
 from runner.tracking.store import open_store
 

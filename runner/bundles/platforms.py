@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runner.bundles.sealed import PROJECT_DIR, BundleError
+from runner.bundles.sealed import PROJECT_DIR, BundleError, read_manifest
 from runner.envs.python import inputs as python_inputs
 from runner.envs.python import uvtool
 from runner.progress import Progress
@@ -135,3 +135,8 @@ def foreign_conda(
                                          checkout.path)  # fmt: skip
     where.write_text(text)
     return "conda-lock.yml", packages
+
+
+def check_project(path: Path) -> None:
+    """Called on a packed project before it runs: its manifest and files must be whole."""
+    check(read_manifest(path, path / PROJECT_DIR, "project", str(path)), str(path))

@@ -1,4 +1,4 @@
-"""Command-line parsing and output only; the work happens in run.py, tracking/ and bundle.py.
+"""The `run-project` command: dispatch to a verb, or parse a run; errors and exit codes.
 
     run-project URI [-e ENTRY] [-v REV] [-P NAME=VALUE]... [--env-manager KIND] ...
     run-project runs list|show ...
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner import __version__
-from runner.errors import ParamError, RunnerError
+from runner.errors import RunnerError
 
 VERBS = ("runs", "envs", "rerun", "pack")
 EXIT_USER_ERROR = 2
@@ -157,6 +157,7 @@ def _run(args: list[str]) -> int:
         # (settings.get reads it) without threading one more field through every layer.
         os.environ["RUN_PROJECT_CHANNEL_ALIAS"] = ns.channel_alias
     from runner.backends import load_config
+    from runner.cli.args import parse_params
     from runner.progress import Progress
     from runner.run import RunRequest, run_project
 
@@ -181,28 +182,19 @@ def _run(args: list[str]) -> int:
     return run_project(request, Progress(quiet=ns.quiet))
 
 
-def parse_params(items: Sequence[str]) -> dict[str, str]:
-    """`-P name=value` items → dict; the first `=` splits, a repeated name is an error."""
-    result: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ParamError(f"-P {item!r} has no '='", "write -P name=value")
-        if name in result:
-            raise ParamError(f"parameter '{name}' is given twice", "pass each -P name once")
-        result[name] = value
-    return result
-
-
 def _verb(args: list[str]) -> int:
-    if args[0] in ("rerun", "pack"):
-        from runner.cli import rerun as bundle_cli
+    if args[0] == "rerun":
+        from runner.cli import rerun
 
-        return bundle_cli.main(args)
+        return rerun.main(args[1:])
+    if args[0] == "pack":
+        from runner.cli import pack
+
+        return pack.main(args[1:])
     if args[0] == "envs":
-        from runner.cli import envs as envs_cli
+        from runner.cli import envs
 
-        return envs_cli.main(args[1:])
-    from runner.cli import runs as runs_cli
+        return envs.main(args[1:])
+    from runner.cli import runs
 
-    return runs_cli.main(args[1:])
+    return runs.main(args[1:])

@@ -36,18 +36,18 @@ def main(args: Sequence[str]) -> int:
         "--json", action="store_true", help="the record as JSON (run-record schema)"
     )
     shower.add_argument("--store")
-    from runner.cli import runs_compare as runs_more
+    from runner.cli import runs_compare
 
-    runs_more.add_parsers(sub)
+    runs_compare.add_parsers(sub)
     ns = parser.parse_args(args)
     store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
     store.sweep_lost()
     if ns.command == "list":
-        records = runs_more.select(store, ns)
+        records = runs_compare.select(store, ns)
         print(json.dumps(records, indent=2) if ns.json else format_table(records))
         return 0
     if ns.command != "show":
-        return runs_more.run(store, ns)
+        return runs_compare.run(store, ns)
     record = store.get_run(ns.run_id)
     print(json.dumps(record, indent=2) if ns.json else format_record(record))
     return 0

@@ -68,7 +68,7 @@ def run(store: Store, ns: argparse.Namespace) -> int:
 
 
 def _bundle(store: Store, ns: argparse.Namespace) -> None:
-    from runner.bundles.sealed import export_run
+    from runner.bundles.run_bundle import export_run
     from runner.progress import Progress
 
     record = store.get_run(ns.run_id)

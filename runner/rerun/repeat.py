@@ -15,23 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from runner import settings
+from runner.bundles.run_bundle import Original
 from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.project.params import format_value
 from runner.sources.checkout import Checkout
 from runner.sources.restore import materialise, tag_moved
 from runner.tracking.store import open_store
-
-
-@dataclass(frozen=True)
-class Original:
-    """The run to repeat: its record, the directory holding its `source/` and `env/` files,
-    and (from a bundle) the project tree at its commit and copies of its inputs."""
-
-    record: dict[str, Any]
-    files: Path
-    tree: Path | None = None
-    inputs: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -50,9 +40,9 @@ def rerun(options: RerunOptions, progress: Progress) -> int:
     """Repeat the run; prints the verdict; returns the new run's exit code."""
     store_url = settings.get("store", options.store)
     if _is_bundle(options.target):
-        from runner.bundles import sealed as bundle
+        from runner.bundles.run_bundle import opened_run
 
-        with bundle.opened_run(Path(options.target)) as original:
+        with opened_run(Path(options.target)) as original:
             return _rerun(original, options, store_url, progress)
     store = open_store(store_url, settings.get("artifacts"))
     record = store.get_run(options.target)

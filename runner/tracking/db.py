@@ -16,44 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
-from runner.errors import StoreError
-
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 60_000
-
-# Each entry moves the database from version i to i+1. Types are spelt so both databases
-# read them right: DOUBLE PRECISION is REAL affinity in SQLite, BIGINT is INTEGER.
-# A step is SQL, or a function that moves data (it runs in the same transaction).
-Step = str | Callable[["Database"], None]
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (
-    (
-        "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, experiment TEXT NOT NULL,"
-        " run_name TEXT, status TEXT NOT NULL, start_time DOUBLE PRECISION NOT NULL,"
-        " end_time DOUBLE PRECISION, heartbeat_at DOUBLE PRECISION NOT NULL, host TEXT,"
-        " runner_pid BIGINT, exit_code BIGINT, record TEXT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start_time DESC)",
-        "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status)",
-    ),
-    (
-        "CREATE TABLE IF NOT EXISTS metrics (run_id TEXT NOT NULL, key TEXT NOT NULL,"
-        " value DOUBLE PRECISION, step BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, key, step)",
-        "CREATE TABLE IF NOT EXISTS logged_params (run_id TEXT NOT NULL, key TEXT NOT NULL,"
-        " value TEXT NOT NULL, PRIMARY KEY (run_id, key))",
-        "CREATE TABLE IF NOT EXISTS tags (run_id TEXT NOT NULL, key TEXT NOT NULL,"
-        " value TEXT NOT NULL, PRIMARY KEY (run_id, key))",
-        "CREATE TABLE IF NOT EXISTS files (run_id TEXT NOT NULL, direction TEXT NOT NULL,"
-        " path TEXT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL, source TEXT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS files_by_hash ON files (sha256, direction)",
-        "CREATE INDEX IF NOT EXISTS files_by_run ON files (run_id)",
-    ),
-    (
-        # What `runs list` filters and sorts on, one row per run and value (runindex.py).
-        lambda db: _create_run_values(db),
-        lambda db: _backfill_run_values(db),
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class Cursorish(Protocol):
@@ -182,10 +146,6 @@ class Database:
         except Exception:  # the connection may be gone; the transaction went with it
             self.conn = None
 
-    def migrate(self) -> None:
-        """Bring the schema to SCHEMA_VERSION; refuse a store written by a newer runner."""
-        self.transaction(_migrate)
-
     def close(self) -> None:
         """Close the connection (it reopens on next use)."""
         if self.conn is not None:
@@ -193,48 +153,6 @@ class Database:
                 self.conn.close()
             finally:
                 self.conn = None
-
-
-def _migrate(db: Database) -> None:
-    db.lock_schema()
-    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    current = int(row[0]) if row else 0
-    if current > SCHEMA_VERSION:
-        raise StoreError(
-            f"run store {db.where} has schema version {current}; this run-project knows "
-            f"only up to {SCHEMA_VERSION}",
-            "upgrade run-project (pip install -U run-project) to use this store",
-        )
-    for version in range(current, SCHEMA_VERSION):
-        for statement in MIGRATIONS[version]:
-            if callable(statement):
-                statement(db)
-            else:
-                db.execute(statement)
-    if current != SCHEMA_VERSION:
-        db.execute("DELETE FROM meta WHERE key = 'schema_version'")
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-
-
-def _create_run_values(db: Database) -> None:
-    # Bytes compare bytewise in both (BLOB, BYTEA). SQLite keeps the rows in primary-key
-    # order (WITHOUT ROWID): a second copy of run_id in a separate key index would double it.
-    sqlite = db.dialect == "sqlite"
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS run_values (run_id TEXT NOT NULL, kind TEXT NOT NULL,"
-        " name TEXT NOT NULL, num DOUBLE PRECISION, isnum BIGINT NOT NULL,"
-        f" txt {'BLOB' if sqlite else 'BYTEA'} NOT NULL, PRIMARY KEY (run_id, kind, name))"
-        + (" WITHOUT ROWID" if sqlite else "")
-    )
-
-
-def _backfill_run_values(db: Database) -> None:
-    from runner.tracking.runindex import backfill  # it imports this module
-
-    backfill(db)
 
 
 class SQLiteDatabase(Database):

@@ -21,7 +21,8 @@ from typing import Any
 
 from runner.errors import RunnerError
 from runner.tracking import query, runindex
-from runner.tracking.db import SCHEMA_VERSION, Database
+from runner.tracking.db import Database
+from runner.tracking.migrations import SCHEMA_VERSION
 from runner.tracking.query import Condition
 from runner.tracking.store import Store, run_filters
 

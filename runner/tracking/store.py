@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from runner import settings
 from runner.errors import RunnerError, StoreError
 from runner.pids import pid_alive
-from runner.tracking import runindex
+from runner.tracking import migrations, runindex
 from runner.tracking.db import Database, SQLiteDatabase, redact
 from runner.tracking.record import ACTIVE, iso
 from runner.tracking.tables import TablesMixin
@@ -95,7 +95,7 @@ class Store(TablesMixin):
             self.db.connect_waiting()
             # PostgreSQL: readers migrate too, so a fresh database lists as empty.
             if (write or self.db.dialect != "sqlite") and not self._migrated:
-                self.db.migrate()
+                migrations.migrate(self.db)
                 self._migrated = True
         except self._errors() as exc:
             self.db.close()

@@ -13,31 +13,17 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.envs.base import LOCK_FILES
-from runner.envs.conda.convert import from_conda_yaml
+from runner.envs.python.conda_yaml import from_conda_yaml
+from runner.envs.python.requested import PythonInputs
 from runner.errors import ManifestError
 from runner.project import yamlsafe
 from runner.project.manifest import EnvSpec
 
 PYTHON_ENV_KEYS = ("python", "build_dependencies", "dependencies")
 _INCLUDE = re.compile(r"^\s*(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(\S+)\s*$")
-
-
-@dataclass
-class PythonInputs:
-    """Everything a virtualenv build reads: requested Python, requirement lines, lock file."""
-
-    source: str  # what the requirements came from, for messages and the record
-    python: str | None = None
-    python_from: str = "run-project's own Python"
-    requirements: list[str] = field(default_factory=list)  # -r/-c paths made absolute
-    pyproject: Path | None = None
-    lock: Path | None = None  # a project's own pylock.toml or uv.lock
-    files: dict[str, bytes] = field(default_factory=dict)  # project-relative path -> bytes
-    warnings: list[str] = field(default_factory=list)
 
 
 def has_python_files(project: Path) -> bool:

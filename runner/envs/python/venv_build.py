@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.envs.python import uv_index, uvtool
-from runner.envs.python.inputs import PythonInputs
 from runner.envs.python.interpreters import Interpreter
-from runner.envs.python.virtualenv import (
+from runner.envs.python.layout import (
     LOCK_NAME,
     META,
     read_pyvenv_cfg,
     venv_problems,
     venv_python,
 )
+from runner.envs.python.requested import PythonInputs
 from runner.errors import EnvError
 from runner.progress import Progress
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from runner.envs.python.requested import PythonInputs
 from runner.errors import ManifestError
 from runner.project import yamlsafe
-
-if TYPE_CHECKING:
-    from runner.envs.python.inputs import PythonInputs
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(?:(==|=|>=|<=|>|<|!=)\s*([^\s=]+))?")
 _BUILD = ("pip", "setuptools", "wheel")
@@ -21,7 +19,6 @@ _BUILD = ("pip", "setuptools", "wheel")
 
 def from_conda_yaml(path: Path, rel: str) -> PythonInputs:
     """Python inputs from the conda environment file at `path` (`rel` names it in messages)."""
-    from runner.envs.python.inputs import PythonInputs
 
     doc = yamlsafe.load_file(path, "conda environment file")
     deps = doc.value.get("dependencies") if isinstance(doc.value, dict) else None
