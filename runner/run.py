@@ -85,7 +85,8 @@ def run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) ->
 
 def _precheck(manifest_dir: Path, request: RunRequest) -> None:
     """Type-check parameters against the MLproject read from the git mirror, before any
-    working copy is made (ADVERSARIAL 1); the full check runs again on the checkout."""
+    working copy is made; the full check runs again on the checkout
+    (tests/test_sources_git.py::test_parameters_are_type_checked_before_any_working_copy)."""
     project = manifest.load_project(manifest_dir)
     entry = project.entry_points.get(request.entry_point)
     if entry is not None:

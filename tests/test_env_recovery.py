@@ -1,5 +1,5 @@
 """Environment builds that are killed, interrupted, raced, broken or impossible
-(ADVERSARIAL 19-22 and 24): nothing half-built is ever used, and the next run recovers."""
+(docs/security.md#environments): nothing half-built is ever used, and the next run recovers."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def check_recovers(tmp_path: Path, project: Path) -> None:
 
 
 def test_kill_9_during_a_build_leaves_nothing_that_is_used(tmp_path: Path) -> None:
-    """ADVERSARIAL 19, also at the worst moment: renamed into place but without a marker."""
+    """docs/security.md#environments, also at the worst moment: renamed into place but without a marker."""
     project = held_project(tmp_path / "p")
     proc, _ = start(project, tmp_path / "logs", "victim")
     wait_for(lambda: (project / "holdpkg" / "started").exists(), what="the build to start")
@@ -86,7 +86,7 @@ def test_kill_9_during_a_build_leaves_nothing_that_is_used(tmp_path: Path) -> No
 def test_ctrl_c_twice_during_a_build_and_its_cleanup_then_the_next_run_recovers(
     tmp_path: Path,
 ) -> None:
-    """ADVERSARIAL 21."""
+    """docs/security.md#environments: Ctrl-C during the build, then during its cleanup."""
     project = held_project(tmp_path / "p")
     proc, err = start(project, tmp_path / "logs", "victim")
     wait_for(lambda: (project / "holdpkg" / "started").exists(), what="the build to start")
@@ -102,7 +102,7 @@ def test_ctrl_c_twice_during_a_build_and_its_cleanup_then_the_next_run_recovers(
 def test_concurrent_runs_needing_one_new_env_build_it_once_and_all_succeed(
     tmp_path: Path, runs: int
 ) -> None:
-    """ADVERSARIAL 20: one run builds, the others wait on the lock and then reuse it."""
+    """docs/security.md#environments: one run builds, the others wait on the lock and then reuse it."""
     project = held_project(tmp_path / "p")
     started = [start(project, tmp_path / "logs", f"run{i}") for i in range(runs)]
 
@@ -121,7 +121,7 @@ def test_concurrent_runs_needing_one_new_env_build_it_once_and_all_succeed(
 
 
 def test_an_env_whose_python_link_was_deleted_is_rebuilt(tmp_path: Path) -> None:
-    """ADVERSARIAL 22 (the env's interpreter)."""
+    """docs/security.md#environments (the env's interpreter)."""
     project = held_project(tmp_path / "p")
     check_recovers(tmp_path, project)
     (complete(tmp_path)[0] / "bin" / "python").unlink()
@@ -129,7 +129,7 @@ def test_an_env_whose_python_link_was_deleted_is_rebuilt(tmp_path: Path) -> None
 
 
 def test_an_env_whose_base_site_py_was_deleted_is_never_used(tmp_path: Path) -> None:
-    """ADVERSARIAL 22 (site.py): on a private copy of this Python. The broken env fails its
+    """docs/security.md#environments (site.py): on a private copy of this Python. The broken env fails its
     health check and is removed; the rebuild says the interpreter cannot start; once the
     interpreter is repaired, the next run builds and works."""
     bin_dir = fake_python(tmp_path / "fakepy")
@@ -153,7 +153,7 @@ def test_an_env_whose_base_site_py_was_deleted_is_never_used(tmp_path: Path) -> 
 
 
 def test_an_uninstallable_requirement_fails_the_run_with_uvs_message(tmp_path: Path) -> None:
-    """ADVERSARIAL 24: FAILED, the installer's own words shown and recorded, nothing cached."""
+    """docs/security.md#environments: FAILED, the installer's own words shown and recorded, nothing cached."""
     project = make_project(tmp_path / "p", {
         "show.py": "print(1)\n",
         "requirements.txt": "six==1.17.0\nrp-no-such-package-x4==1.0\n",

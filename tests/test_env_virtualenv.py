@@ -1,5 +1,5 @@
 """The virtualenv kind: inputs in a fixed order, uv builds, pylock.toml records, cache reuse,
-interpreters, and paths that try to leave the project (ADVERSARIAL 10, 23)."""
+interpreters, and paths that try to leave the project (docs/security.md#environments)."""
 
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def test_another_installed_python_version_is_found(tmp_path: Path) -> None:
 
 
 def test_changing_a_file_named_by_r_makes_a_new_env(tmp_path: Path) -> None:
-    """ADVERSARIAL 23: python_env.yaml stays the same; the -r file (and a file it includes)
+    """docs/security.md#environments: python_env.yaml stays the same; the -r file (and a file it includes)
     changes; the key changes and the new env has the new pins."""
     project = copy_example(tmp_path)
     (project / "requirements.txt").write_text("-r more.txt\n")
@@ -240,7 +240,7 @@ OUTSIDE = "SECRET-CANARY-4\n"
 def test_env_files_that_leave_the_project_are_refused(
     tmp_path: Path, files: dict[str, str], name: str
 ) -> None:
-    """ADVERSARIAL 10: python_env, conda_env and -r/-c paths out of the project (directly,
+    """docs/security.md#environments: python_env, conda_env and -r/-c paths out of the project (directly,
     absolute, or through a symlink) are refused; the outside file is never read."""
     (tmp_path / "outside.yaml").write_text(OUTSIDE)
     project = make_project(tmp_path / "proj" / "p", files)

@@ -58,7 +58,7 @@ def test_list_shows_key_kind_size_last_used_and_projects(tmp_path: Path) -> None
 
 
 def test_list_and_gc_cover_every_kind_area(tmp_path: Path) -> None:
-    """Another kind (conda, from issue 8) keeps entries in the same layout: they are listed
+    """Another kind (conda: test_conda_env.py::test_envs_list_and_gc_cover_conda_envs) keeps entries in the same layout: they are listed
     and collected the same way."""
     entry = tmp_path / "cache" / "envs" / "conda" / "abc123"
     entry.mkdir(parents=True)

@@ -1,5 +1,5 @@
 """`run-project rerun`: the recorded commit + diff + untracked files, typed params (overrides
-recorded), inputs checked, a verdict on the outputs; ADVERSARIAL 17 and 33."""
+recorded), inputs checked, a verdict on the outputs; docs/security.md#git and #reruns-and-bundles."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def test_rerun_on_a_fresh_cache_and_a_copied_store_works_from_the_record(
 
 
 def test_rerun_after_the_tag_moved_uses_the_recorded_sha(tmp_path: Path) -> None:
-    """ADVERSARIAL 17: the record has the full SHA; the rerun uses it and says the tag moved."""
+    """docs/security.md#git: the record has the full SHA; the rerun uses it and says the tag moved."""
     work = tmp_path / "work"
     old = commit(work, {"MLproject": "entry_points:\n  main:\n    command: python v.py\n",
                         "v.py": "open('out.txt', 'w').write('one')\n"})  # fmt: skip
@@ -142,7 +142,7 @@ def test_rerun_after_the_tag_moved_uses_the_recorded_sha(tmp_path: Path) -> None
 
 
 def test_an_edited_record_param_is_validated_like_command_line_input(tmp_path: Path) -> None:
-    """ADVERSARIAL 33: a float param edited to `$(touch C)` in a shared store is refused."""
+    """docs/security.md#reruns-and-bundles: a float param edited to `$(touch C)` in a shared store is refused."""
     repo = make_repo(tmp_path / "proj")
     shell = repo / "MLproject"
     shell.write_text(MLPROJECT.replace('"python train.py {lr} {data}"',

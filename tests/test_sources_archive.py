@@ -1,5 +1,5 @@
 """Archives as project sources: .zip/.tar.gz/.tgz by path or URL, and hostile archives
-(ADVERSARIAL 18) that are refused with the canary left absent and nothing left behind."""
+(docs/security.md#archives) that are refused with the canary left absent and nothing left behind."""
 
 from __future__ import annotations
 

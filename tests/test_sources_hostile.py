@@ -1,4 +1,4 @@
-"""Hostile git sources (ADVERSARIAL 11-15, 34): each plants a canary that the attack would
+"""Hostile git sources (docs/security.md#git): each plants a canary that the attack would
 create and asserts it stays absent, with an error that names the input and says what to do."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ADVERSARIAL.md cases 28-30 and 32: hostile outputs, artifact names, limits, stores."""
+"""docs/security.md#outputs-artifacts-and-the-store: hostile outputs, artifact names, limits, stores."""
 
 from __future__ import annotations
 

@@ -319,7 +319,7 @@ def test_run_with_a_garbage_hash_cache_records_its_inputs(tmp_path: Path) -> Non
 
 
 def test_hash_benchmark_worker_runs(tmp_path: Path) -> None:
-    """benchmarks/hash_ops.py (issue 6) still drives the public API."""
+    """benchmarks/hash_ops.py (CONTRIBUTING.md#benchmarks) still drives the public API."""
     root = make_tree(tmp_path / "data")
     worker = REPO / "benchmarks" / "hash_ops.py"
     for _ in range(2):

@@ -109,7 +109,8 @@ def recorded_params(
     record: dict[str, Any], overrides: Mapping[str, str]
 ) -> tuple[dict[str, str], list[str]]:
     """The values to pass as if typed with -P (so they are type-checked again: a record
-    edited in a shared store is no more trusted than a command line, ADVERSARIAL 33), and
+    edited in a shared store is no more trusted than a command line:
+    tests/test_rerun.py::test_an_edited_record_param_is_validated_like_command_line_input), and
     the names taken from the record. Defaults stay defaults: the commit is the same."""
     params = record.get("params")
     if not isinstance(params, dict):

@@ -8,9 +8,10 @@
 remote.py holds the mirror → working copy and archive → working copy flows.
 
 For git, `precheck` sees a directory holding only the project's MLproject, read from the
-mirror, before the working copy is made: parameters are type-checked there (ADVERSARIAL 1),
-so a bad value fails before any working copy exists (the fetch into the mirror is needed to
-learn the declared types at all).
+mirror, before the working copy is made: parameters are type-checked there, so a bad value
+fails before any working copy exists (the fetch into the mirror is needed to learn the
+declared types at all).
+Held by tests/test_sources_git.py::test_parameters_are_type_checked_before_any_working_copy.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def _warn_old_git(progress: Progress) -> None:
 
 def _is_bare(path: Path) -> bool:
     """A bare repository the user named: not a project directory (no MLproject) and not
-    inside a work tree, where it could be a repository planted in a project (ADVERSARIAL 15)."""
+    inside a work tree, where it could be a repository planted in a project
+    (tests/test_sources_hostile.py::test_nested_bare_repository_with_fsmonitor_never_runs)."""
     looks_bare = (
         (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
     )

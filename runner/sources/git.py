@@ -101,7 +101,8 @@ def repo_root(path: Path) -> Path | None:
     """The top of the git work tree containing `path`, or None if it is not in one.
 
     Found by looking for `.git` upwards ourselves, so git later runs only at that root and
-    never picks up a repository planted inside the project (ADVERSARIAL 15).
+    never picks up a repository planted inside the project
+    (tests/test_sources_hostile.py::test_nested_bare_repository_with_fsmonitor_never_runs).
     """
     candidate = nearest_git(path)
     if candidate is None:
@@ -118,7 +119,8 @@ def nearest_git(path: Path) -> Path | None:
     return None
 
 
-# Versions that fixed the submodule attacks run-project's tests exercise (ADVERSARIAL 34).
+# Versions that fixed the submodule attacks run-project's tests exercise
+# (tests/test_sources_hostile.py::test_old_git_gets_one_warning_line_unless_silenced).
 FIXED_IN = (((2, 45, 1), "CVE-2024-32002"), ((2, 50, 1), "CVE-2025-48384"))
 QUIET_VAR = "RUN_PROJECT_IGNORE_OLD_GIT"
 

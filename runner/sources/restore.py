@@ -134,7 +134,8 @@ def _apply(saved: Path, root: Path, source: dict[str, Any]) -> None:
 
 def tag_moved(source: dict[str, Any], progress: Progress) -> str | None:
     """If the run asked for a revision name (branch or tag) that now names another commit,
-    a sentence saying so; the rerun uses the recorded commit either way (ADVERSARIAL 17)."""
+    a sentence saying so; the rerun uses the recorded commit either way
+    (tests/test_rerun.py::test_rerun_after_the_tag_moved_uses_the_recorded_sha)."""
     version, commit = source.get("version"), source.get("commit")
     if not version or not commit or version == commit or source["kind"] == "archive":
         return None
