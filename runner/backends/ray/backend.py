@@ -216,11 +216,6 @@ class RayBackend:
                 f"run-project: stopping Ray job {job_id} failed: {body[-300:]!r}", file=sys.stderr
             )
 
-    def logs(self, job_id: str) -> str:
-        """The job's whole log so far (stdout and stderr merged, as Ray keeps it)."""
-        logs = self._json("GET", f"/api/jobs/{job_id}/logs").get("logs")
-        return str(logs or "")
-
 
 def _strings(config: dict[str, Any], key: str) -> list[str]:
     value = config.get(key) or []
