@@ -15,11 +15,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from runner import backends, envs, execute, settings, sources
 from runner.backends.base import Backend, Job
-from runner.envs.base import EnvKind
+from runner.envs.base import EnvKind, KindOptions
 from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.project import manifest, params
@@ -27,9 +27,6 @@ from runner.sources.checkout import Checkout
 from runner.tracking.record import iso, new_record
 from runner.tracking.store import Store, open_store
 from runner.tracking.tracker import Tracker
-
-if TYPE_CHECKING:  # the docker modules load only when a docker run needs them
-    from runner.envs.docker.run import DockerOptions
 
 
 class RunRequest(NamedTuple):
@@ -46,9 +43,9 @@ class RunRequest(NamedTuple):
     store: str | None = None
     cwd: Path | None = None  # None: the current directory
     backend_config: Mapping[str, Any] = MappingProxyType({})
-    docker_args: tuple[str, ...] = ()
-    allow_docker_volumes: bool = False
-    allow_host_env: bool = False
+    # Per-run options of the environment kind (-A, --allow-*, --channel-alias); each kind
+    # reads the ones it knows (EnvKind.configured). Read only.
+    kind_options: KindOptions = KindOptions()
     recurse_submodules: bool = False
     keep_checkout: bool = False
     # rerun (rerun.py): the recorded lock to build from, the run repeated, the parameter
@@ -104,8 +101,7 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
     if request.lock_file is not None:  # a rerun builds from the recorded lock, not re-resolved
         spec = spec._replace(lock_file=request.lock_file)
     kind = envs.select(request.env_manager, project.env, checkout.path)
-    if kind.name == "docker":  # the docker option types load only for a docker run
-        kind = envs.configure(kind, _docker_options(request))
+    kind = kind.configured(request.kind_options)
     backend = backends.select(request.backend, dict(request.backend_config))
     store = open_store(
         settings.get("store", request.store, _config_dir(checkout)),
@@ -291,13 +287,3 @@ def _heartbeat(parent: Store, run_id: str, interval: float) -> Iterator[None]:
 
 def _cwd(request: RunRequest) -> Path:
     return request.cwd or Path.cwd()
-
-
-def _docker_options(request: RunRequest) -> DockerOptions:
-    from runner.envs.docker.run import DockerOptions
-
-    return DockerOptions(
-        docker_args=request.docker_args,
-        allow_volumes=request.allow_docker_volumes,
-        allow_host_env=request.allow_host_env,
-    )
