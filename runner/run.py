@@ -48,12 +48,22 @@ class RunRequest(NamedTuple):
     kind_options: KindOptions = KindOptions()
     recurse_submodules: bool = False
     keep_checkout: bool = False
-    # rerun (rerun.py): the recorded lock to build from, the run repeated, the parameter
-    # names whose values came from its record; `created`, when given, receives the new run's id.
+
+
+class Repeat(NamedTuple):
+    """A rerun (runner/rerun/): the run repeated, the parameter names whose values came from
+    its record, and the recorded lock the environment is built from (not re-resolved)."""
+
+    of: str
+    carried_params: tuple[str, ...] = ()
     lock_file: Path | None = None
-    rerun_of: str | None = None
-    rerun_params: tuple[str, ...] = ()
-    created: list[str] | None = None
+
+
+class RunResult(NamedTuple):
+    """The run made and the exit code run-project exits with."""
+
+    run_id: str
+    exit_code: int
 
 
 def run_project(request: RunRequest, progress: Progress) -> int:
@@ -67,15 +77,17 @@ def run_project(request: RunRequest, progress: Progress) -> int:
         progress=progress,
     )
     try:
-        return _run_checkout(request, checkout, progress)
+        return _run_checkout(request, checkout, progress, None).exit_code
     finally:
         checkout.cleanup()  # the per-run working copy of a git URL or archive
 
 
-def run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -> int:
+def run_checkout(
+    request: RunRequest, checkout: Checkout, progress: Progress, repeat: Repeat | None = None
+) -> RunResult:
     """Run an already materialised checkout (a rerun's recorded commit + diff); cleans it up."""
     try:
-        return _run_checkout(request, checkout, progress)
+        return _run_checkout(request, checkout, progress, repeat)
     finally:
         checkout.cleanup()
 
@@ -89,7 +101,9 @@ def _precheck(manifest_dir: Path, request: RunRequest) -> None:
         params.bind(entry.command, entry.params, request.params, manifest_dir, _cwd(request))
 
 
-def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -> int:
+def _run_checkout(
+    request: RunRequest, checkout: Checkout, progress: Progress, repeat: Repeat | None
+) -> RunResult:
     project = manifest.load_project(checkout.path)
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, _cwd(request))
@@ -98,8 +112,8 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
 
         check_project(checkout.path)
     spec = project.env
-    if request.lock_file is not None:  # a rerun builds from the recorded lock, not re-resolved
-        spec = spec._replace(lock_file=request.lock_file)
+    if repeat is not None and repeat.lock_file is not None:  # built from the recorded lock
+        spec = spec._replace(lock_file=repeat.lock_file)
     kind = envs.select(request.env_manager, project.env, checkout.path)
     kind = kind.configured(request.kind_options)
     backend = backends.select(request.backend, dict(request.backend_config))
@@ -121,16 +135,15 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
     )
     # A rerun needs it; credentials (auth headers, user:pass@) are never stored.
     record["backend_config"] = backends.redacted(dict(request.backend_config))
-    if request.rerun_of:
-        record["rerun_of"] = request.rerun_of
-        for name in request.rerun_params:
+    if repeat is not None:
+        record["rerun_of"] = repeat.of
+        for name in repeat.carried_params:
             record["params"][name]["source"] = "rerun"
     store.create_run(record)
-    if request.created is not None:
-        request.created.append(record["id"])
     _save_uncommitted(checkout, store.artifact_dir(record["id"]), progress)
     tracker = _tracker(store, record["id"], entry, bound, checkout)
-    return _execute(store, record, kind, spec, checkout, bound, progress, tracker, backend)
+    code = _execute(store, record, kind, spec, checkout, bound, progress, tracker, backend)
+    return RunResult(record["id"], code)
 
 
 def _tracker(
