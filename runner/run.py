@@ -15,11 +15,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from runner import backends, envs, execute, settings, sources
 from runner.backends.base import Backend, Job
-from runner.envs.base import EnvKind
+from runner.envs.base import EnvKind, KindOptions
 from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.project import manifest, params
@@ -27,9 +27,6 @@ from runner.sources.checkout import Checkout
 from runner.tracking.record import iso, new_record
 from runner.tracking.store import Store, open_store
 from runner.tracking.tracker import Tracker
-
-if TYPE_CHECKING:  # the docker modules load only when a docker run needs them
-    from runner.envs.docker.run import DockerOptions
 
 
 class RunRequest(NamedTuple):
@@ -46,17 +43,27 @@ class RunRequest(NamedTuple):
     store: str | None = None
     cwd: Path | None = None  # None: the current directory
     backend_config: Mapping[str, Any] = MappingProxyType({})
-    docker_args: tuple[str, ...] = ()
-    allow_docker_volumes: bool = False
-    allow_host_env: bool = False
+    # Per-run options of the environment kind (-A, --allow-*, --channel-alias); each kind
+    # reads the ones it knows (EnvKind.configured). Read only.
+    kind_options: KindOptions = KindOptions()
     recurse_submodules: bool = False
     keep_checkout: bool = False
-    # rerun (rerun.py): the recorded lock to build from, the run repeated, the parameter
-    # names whose values came from its record; `created`, when given, receives the new run's id.
+
+
+class Repeat(NamedTuple):
+    """A rerun (runner/rerun/): the run repeated, the parameter names whose values came from
+    its record, and the recorded lock the environment is built from (not re-resolved)."""
+
+    of: str
+    carried_params: tuple[str, ...] = ()
     lock_file: Path | None = None
-    rerun_of: str | None = None
-    rerun_params: tuple[str, ...] = ()
-    created: list[str] | None = None
+
+
+class RunResult(NamedTuple):
+    """The run made and the exit code run-project exits with."""
+
+    run_id: str
+    exit_code: int
 
 
 def run_project(request: RunRequest, progress: Progress) -> int:
@@ -70,15 +77,17 @@ def run_project(request: RunRequest, progress: Progress) -> int:
         progress=progress,
     )
     try:
-        return _run_checkout(request, checkout, progress)
+        return _run_checkout(request, checkout, progress, None).exit_code
     finally:
         checkout.cleanup()  # the per-run working copy of a git URL or archive
 
 
-def run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -> int:
+def run_checkout(
+    request: RunRequest, checkout: Checkout, progress: Progress, repeat: Repeat | None = None
+) -> RunResult:
     """Run an already materialised checkout (a rerun's recorded commit + diff); cleans it up."""
     try:
-        return _run_checkout(request, checkout, progress)
+        return _run_checkout(request, checkout, progress, repeat)
     finally:
         checkout.cleanup()
 
@@ -93,7 +102,9 @@ def _precheck(manifest_dir: Path, request: RunRequest) -> None:
         params.bind(entry.command, entry.params, request.params, manifest_dir, _cwd(request))
 
 
-def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -> int:
+def _run_checkout(
+    request: RunRequest, checkout: Checkout, progress: Progress, repeat: Repeat | None
+) -> RunResult:
     project = manifest.load_project(checkout.path)
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, _cwd(request))
@@ -102,11 +113,10 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
 
         check_project(checkout.path)
     spec = project.env
-    if request.lock_file is not None:  # a rerun builds from the recorded lock, not re-resolved
-        spec = spec._replace(lock_file=request.lock_file)
+    if repeat is not None and repeat.lock_file is not None:  # built from the recorded lock
+        spec = spec._replace(lock_file=repeat.lock_file)
     kind = envs.select(request.env_manager, project.env, checkout.path)
-    if kind.name == "docker":  # the docker option types load only for a docker run
-        kind = envs.configure(kind, _docker_options(request))
+    kind = kind.configured(request.kind_options)
     backend = backends.select(request.backend, dict(request.backend_config))
     store = open_store(
         settings.get("store", request.store, _config_dir(checkout)),
@@ -126,16 +136,15 @@ def _run_checkout(request: RunRequest, checkout: Checkout, progress: Progress) -
     )
     # A rerun needs it; credentials (auth headers, user:pass@) are never stored.
     record["backend_config"] = backends.redacted(dict(request.backend_config))
-    if request.rerun_of:
-        record["rerun_of"] = request.rerun_of
-        for name in request.rerun_params:
+    if repeat is not None:
+        record["rerun_of"] = repeat.of
+        for name in repeat.carried_params:
             record["params"][name]["source"] = "rerun"
     store.create_run(record)
-    if request.created is not None:
-        request.created.append(record["id"])
     _save_uncommitted(checkout, store.artifact_dir(record["id"]), progress)
     tracker = _tracker(store, record["id"], entry, bound, checkout)
-    return _execute(store, record, kind, spec, checkout, bound, progress, tracker, backend)
+    code = _execute(store, record, kind, spec, checkout, bound, progress, tracker, backend)
+    return RunResult(record["id"], code)
 
 
 def _tracker(
@@ -292,13 +301,3 @@ def _heartbeat(parent: Store, run_id: str, interval: float) -> Iterator[None]:
 
 def _cwd(request: RunRequest) -> Path:
     return request.cwd or Path.cwd()
-
-
-def _docker_options(request: RunRequest) -> DockerOptions:
-    from runner.envs.docker.run import DockerOptions
-
-    return DockerOptions(
-        docker_args=request.docker_args,
-        allow_volumes=request.allow_docker_volumes,
-        allow_host_env=request.allow_host_env,
-    )

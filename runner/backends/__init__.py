@@ -6,23 +6,36 @@ Modules are imported only when chosen, so a local run pays nothing for Ray or Sl
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.backends.base import Backend, drive
 from runner.errors import BackendError
+from runner.registry import Registry
 
-# name -> "module:class"; imported lazily.
+if TYPE_CHECKING:
+    from runner.backends.local import LocalBackend
+    from runner.backends.ray.backend import RayBackend
+    from runner.backends.slurm import SlurmBackend
+
+    # mypy checks every backend against the Protocol, as an eagerly built dict would.
+    _CHECKED: dict[str, Callable[[dict[str, Any]], Backend]] = {
+        "local": LocalBackend,
+        "ray": RayBackend,
+        "slurm": SlurmBackend,
+    }
+
 __all__ = ["BACKENDS", "Backend", "drive", "load_config", "redacted", "select"]
 
-BACKENDS = {
+# name → "module:Class" (the same style as env kinds); a module is imported when chosen.
+BACKENDS: Registry[Callable[[dict[str, Any]], Backend]] = Registry({
     "local": "runner.backends.local:LocalBackend",
     "ray": "runner.backends.ray.backend:RayBackend",
     "slurm": "runner.backends.slurm:SlurmBackend",
-}
+})  # fmt: skip
 
 
 def load_config(raw: str | None) -> dict[str, Any]:
@@ -52,9 +65,7 @@ def select(name: str, config: dict[str, Any]) -> Backend:
     """The backend called `name`, configured (its constructor checks the config)."""
     if name not in BACKENDS:
         raise BackendError(f"unknown --backend {name!r}", "choose one of: " + ", ".join(BACKENDS))
-    module_name, _, class_name = BACKENDS[name].partition(":")
-    backend: Backend = getattr(importlib.import_module(module_name), class_name)(config)
-    return backend
+    return BACKENDS[name](config)
 
 
 def redacted(config: dict[str, Any]) -> dict[str, Any]:

@@ -64,10 +64,6 @@ class Backend(Protocol):
         """Ask the backend to stop the job (its processes get SIGTERM, later SIGKILL)."""
         ...
 
-    def logs(self, job_id: str) -> str:
-        """The job's log so far, as the backend keeps it."""
-        ...
-
 
 def drive(backend: Backend, job: Job, on_submitted: Callable[[dict[str, Any]], object]) -> Outcome:
     """Submit, wait; on Ctrl-C/SIGTERM cancel the job, wait for it to stop: KILLED."""

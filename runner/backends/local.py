@@ -40,7 +40,3 @@ class LocalBackend:
     def cancel(self, job_id: str) -> None:
         # run_child forwards SIGINT/SIGTERM to the child's process group itself.
         return None
-
-    def logs(self, job_id: str) -> str:
-        path = self._jobs[job_id].run_dir / "logs" / "stdout.log"
-        return path.read_text(errors="replace") if path.exists() else ""

@@ -110,11 +110,6 @@ class SlurmBackend:
         """scancel: Slurm sends SIGTERM to the job's processes, SIGKILL after KillWait."""
         _slurm(["scancel", job_id], check=False)
 
-    def logs(self, job_id: str) -> str:
-        """The job's stdout so far (stderr is beside it in stderr.log)."""
-        path = self._jobs[job_id].job.run_dir / "logs" / "stdout.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
 
 def _options(config: dict[str, Any]) -> list[str]:
     options = []

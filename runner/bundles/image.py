@@ -10,7 +10,6 @@ from pathlib import Path
 
 from runner import envs
 from runner.envs.docker.cli import docker
-from runner.envs.docker.kind import DockerOptions
 from runner.errors import EnvError
 from runner.progress import Progress
 from runner.project.manifest import Project
@@ -21,7 +20,7 @@ def build_image(project: Project, checkout: Checkout, tag: str, progress: Progre
     """Build (or reuse, by content) the project's image and tag it `tag`."""
     if not tag or tag.startswith("-") or any(c.isspace() for c in tag):
         raise EnvError(f"--image {tag!r} is not a Docker image tag", "e.g. --image team/churn:1")
-    kind = envs.configure(envs.KINDS["docker"], DockerOptions())
+    kind = envs.new_kind("docker")  # no -A or --allow-*: what the image holds is the manifest's
     with envs.prepared(kind, project.env, checkout, progress) as env:
         image_id = str(env.lock.facts["image_id"])
     commands = {name: entry.command for name, entry in sorted(project.entry_points.items())}

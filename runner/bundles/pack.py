@@ -7,19 +7,17 @@ machine resolved; a project's own lock wins at run time, so nothing is resolved 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from runner import envs, sources
 from runner.bundles import platforms as bundle_platform
 from runner.bundles.sealed import PROJECT_DIR, BundleError, seal
 from runner.bundles.sealed import manifest as bundle_manifest
-from runner.envs.base import EnvKind
+from runner.envs.base import PackInto
 from runner.progress import Progress
 from runner.project import manifest
 from runner.sources.checkout import Checkout
@@ -67,10 +65,12 @@ def _write(
         shutil.copytree(checkout.path, top, symlinks=True,
                         ignore=shutil.ignore_patterns(*IGNORED))  # fmt: skip
         target = bundle_platform.target(options.platform)
-        if target == bundle_platform.this_platform():
-            lock, wheels = _lock(kind, project, checkout, top, options.with_deps, progress)
-        else:
-            lock, wheels = _foreign(kind, project, checkout, top, options, target, progress)
+        into = PackInto(top, top / PROJECT_DIR, options.with_deps)
+        if target == bundle_platform.this_platform():  # built here, its lock taken
+            packed = kind.pack_lock(project.env, checkout, into, progress)
+        else:  # resolved for the target; nothing can be built here
+            packed = kind.foreign_lock(project.env, checkout, into, target, progress)
+        lock, wheels = packed.lock_name, list(packed.files)
         data = bundle_manifest(
             "project",
             {"kind": checkout.kind, "uri": checkout.uri, "commit": checkout.commit,
@@ -85,79 +85,6 @@ def _write(
         seal(top, data, top / PROJECT_DIR, options.output)
     shown = f" with {len(wheels)} wheels" if options.with_deps else ""
     print(f"wrote {options.output}{shown}; run it with `run-project {options.output} -e ENTRY`")
-
-
-def _lock(
-    kind: EnvKind,
-    project: manifest.Project,
-    checkout: Checkout,
-    top: Path,
-    with_deps: bool,
-    progress: Progress,
-) -> tuple[str | None, list[Any]]:
-    """Build (or reuse) the environment here to learn its lock; with --with-deps, bundle
-    the wheels it installed. Returns the lock's name in the bundle and the wheels."""
-    if not kind.builds or kind.name == "docker":
-        if with_deps and kind.name == "docker":
-            progress.warn("--with-deps: a docker project's packages are in its image; "
-                          "use --image TAG")  # fmt: skip
-        return None, []
-    with envs.prepared(kind, project.env, checkout, progress) as env:
-        name, text = env.lock.lock_name, env.lock.lock_text
-        if name is None or text is None:
-            return None, []
-        wheels: list[Any] = []
-        where = top / name
-        if name == "conda-lock.yml":
-            from runner.envs.conda.bundle import lock_place
-
-            where = lock_place(project.env, checkout.path, top)
-        if with_deps and name == "pylock.toml" and env.env_dir is not None:
-            from runner.envs.python.wheelhouse import bundle_wheels
-
-            progress.step("downloading the wheels of " + name)
-            prefix = f"{PROJECT_DIR}/wheels"
-            text, wheels = bundle_wheels(text, env.env_dir, top / prefix, prefix)
-        elif with_deps and name == "conda-lock.yml":
-            from runner.envs.conda.bundle import bundle_packages
-            from runner.envs.conda.spec import PLATFORM
-
-            progress.step("downloading the conda packages and wheels of " + name)
-            prefix = os.path.relpath(top / PROJECT_DIR, where.parent)
-            text, wheels = bundle_packages(text, PLATFORM, top / PROJECT_DIR,
-                                           prefix, checkout.path)  # fmt: skip
-        elif with_deps:
-            raise BundleError(
-                f"--with-deps cannot bundle the packages of {name} yet",
-                "pack without --with-deps (the lock is still included)",
-            )
-    where.write_text(text)
-    return name, wheels
-
-
-def _foreign(
-    kind: EnvKind,
-    project: manifest.Project,
-    checkout: Checkout,
-    top: Path,
-    options: PackOptions,
-    target: str,
-    progress: Progress,
-) -> tuple[str | None, list[Any]]:
-    """Locks (and with --with-deps packages) for another platform, resolved without
-    building anything here."""
-    if kind.name == "virtualenv":
-        name, text, wheels = bundle_platform.foreign_pylock(
-            project, checkout, target, top, options.with_deps, progress
-        )
-    elif kind.name == "conda":
-        return bundle_platform.foreign_conda(
-            project, checkout, target, top, options.with_deps, progress
-        )
-    else:  # local or docker: nothing is resolved for a platform
-        return _lock(kind, project, checkout, top, options.with_deps, progress)
-    (top / name).write_text(text)
-    return name, wheels
 
 
 def _safe_name(name: str) -> str:

@@ -1,39 +1,16 @@
-"""`run-project envs list|gc`: the cached environments of every kind, and their removal.
-
-Every kind keeps its entries under `<cache>/envs/<kind>/<key>/` (cache.py's layout), so this
-module knows no kind. `gc` removes an entry only when it can take the entry's lock
-exclusively, which a run using the entry prevents: an env in use is never removed.
-"""
+"""`run-project envs list|gc`: parsing and output; what is listed and removed is decided in
+runner/envs/inventory.py (and, for what a kind keeps outside the cache, by the kind)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path
 
-from runner import cache, settings
+from runner.envs import inventory
+from runner.envs.base import EnvRow
 from runner.errors import RunnerError
-
-DAY = 86400.0
-
-
-@dataclass(frozen=True)
-class EnvRow:
-    """One cached environment, as `envs list` shows it."""
-
-    key: str
-    kind: str
-    size: int
-    last_used: float
-    projects: list[str]
-    python: str | None
-    path: str
 
 
 def main(args: Sequence[str]) -> int:
@@ -52,20 +29,16 @@ def main(args: Sequence[str]) -> int:
     gc.add_argument("--store", help="the store asked about containers left by killed runs")
     ns = parser.parse_args(args)
     if ns.command == "list":
-        rows = list_envs() + ([] if ns.no_images else list_images())
-        print(json.dumps([asdict(r) for r in rows], indent=2) if ns.json else format_rows(rows))
+        rows = inventory.list_envs() + ([] if ns.no_images else inventory.list_outside())
+        print(json.dumps([r._asdict() for r in rows], indent=2) if ns.json else format_rows(rows))
         return 0
-    _remove_orphaned_containers(ns.store, ns.dry_run)  # first: they may hold images
+    _collect(ns.store, ns.dry_run)  # first: containers may hold images
     return _gc(ns.older_than, ns.keep_last, ns.dry_run)
 
 
-def _remove_orphaned_containers(store_flag: str | None, dry_run: bool) -> None:
-    from runner.envs.docker.orphans import remove_orphans
-    from runner.tracking.store import open_store
-
+def _collect(store_flag: str | None, dry_run: bool) -> None:
     try:
-        store = open_store(settings.get("store", store_flag), settings.get("artifacts"))
-        lines = remove_orphans(store, dry_run) if store.exists() else []
+        lines = inventory.collect(store_flag, dry_run)
     except RunnerError as exc:  # the cache can still be cleaned without the store
         print(f"warning: containers of killed runs not checked: {exc.message}")
         return
@@ -73,65 +46,19 @@ def _remove_orphaned_containers(store_flag: str | None, dry_run: bool) -> None:
         print(line)
 
 
-def areas() -> list[Path]:
-    """The cache area of every kind that has one (`<cache>/envs/<kind>`)."""
-    root = settings.cache_dir() / "envs"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def list_envs() -> list[EnvRow]:
-    """Every complete environment of every kind, most recently used first."""
-    rows = []
-    for area in areas():
-        for entry in cache.entries(area):
-            facts = (cache.read_marker(entry) or {}).get("facts") or {}
-            rows.append(
-                EnvRow(
-                    key=entry.name,
-                    kind=area.name,
-                    size=_size(entry),
-                    last_used=cache.last_used(entry),
-                    projects=cache.users(entry),
-                    python=facts.get("python"),
-                    path=str(entry),
-                )
-            )
-    return sorted(rows, key=lambda r: r.last_used, reverse=True)
-
-
-def list_images() -> list[EnvRow]:
-    """Docker images built by run-project (labelled as ours; never anyone else's)."""
-    from runner.envs.docker.images import image_rows
-
-    return [EnvRow(python=None, **row) for row in image_rows()]
-
-
-def select_for_gc(
-    rows: list[EnvRow], older_than: float | None, keep_last: int | None
-) -> list[EnvRow]:
-    """The rows `gc` would remove: unused for `older_than` days, or beyond the newest N."""
-    now = time.time()
-    chosen = []
-    for index, row in enumerate(rows):  # rows are most recently used first
-        too_old = older_than is not None and now - row.last_used > older_than * DAY
-        too_many = keep_last is not None and index >= keep_last
-        if too_old or too_many:
-            chosen.append(row)
-    return chosen
-
-
 def _gc(older_than: float | None, keep_last: int | None, dry_run: bool) -> int:
-    if (older_than is not None and older_than < 0) or (keep_last is not None and keep_last < 0):
-        raise RunnerError("--older-than and --keep-last must not be negative", "pass 0 or more")
-    swept = 0 if dry_run else sum(cache.sweep(area) for area in areas())
+    inventory.check_limits(older_than, keep_last)
+    swept = 0 if dry_run else inventory.sweep()
     freed, kept = 0, 0
-    for row in select_for_gc(list_envs(), older_than, keep_last):
+    chosen = inventory.select_for_gc(inventory.list_envs(), older_than, keep_last)
+    for removal in inventory.remove(chosen, dry_run):
+        row = removal.row
         label = f"{row.kind}/{row.key[:12]} ({_human(row.size)}, last used {_when(row.last_used)})"
+        for note in removal.notes:
+            print(note)
         if dry_run:
             print(f"would remove {label}")
-        elif _remove(row):
+        elif removal.removed:
             print(f"removed {label}")
             freed += row.size
         else:
@@ -143,24 +70,6 @@ def _gc(older_than: float | None, keep_last: int | None, dry_run: bool) -> int:
         print("no --older-than or --keep-last given: only unfinished builds were removed")
     print(f"freed {_human(freed)}" + (f"; {kept} in use, kept" if kept else ""))
     return 0
-
-
-def _remove(row: EnvRow) -> bool:
-    """Remove an entry unless in use; a docker entry takes its images with it."""
-    entry = Path(row.path)
-    images: list[str] = []
-    if row.kind == "docker":
-        from runner.envs.docker.kind import entry_images
-
-        images = entry_images(entry)
-    if not cache.try_remove(entry.parent, entry):
-        return False
-    if images:
-        from runner.envs.docker.images import remove_images
-
-        for ref in remove_images(images):
-            print(f"kept image {ref}: a container still uses it")
-    return True
 
 
 def format_rows(rows: list[EnvRow]) -> str:
@@ -177,15 +86,6 @@ def format_rows(rows: list[EnvRow]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
         for row in table
     )
-
-
-def _size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):  # removed while we walked
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
 
 
 def _human(size: float) -> str:

@@ -152,12 +152,9 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def _run(args: list[str]) -> int:
     ns = _run_parser().parse_args(args)
-    if ns.channel_alias:
-        # A flag outranks RUN_PROJECT_CHANNEL_ALIAS; setting it here reaches the conda kind
-        # (settings.get reads it) without threading one more field through every layer.
-        os.environ["RUN_PROJECT_CHANNEL_ALIAS"] = ns.channel_alias
     from runner.backends import load_config
     from runner.cli.args import parse_params
+    from runner.envs.base import KindOptions
     from runner.progress import Progress
     from runner.run import RunRequest, run_project
 
@@ -173,9 +170,12 @@ def _run(args: list[str]) -> int:
         store=ns.store,
         cwd=Path.cwd(),
         backend_config=load_config(ns.backend_config),
-        docker_args=tuple(ns.docker_args),
-        allow_docker_volumes=ns.allow_docker_volumes,
-        allow_host_env=ns.allow_host_env,
+        kind_options=KindOptions(
+            docker_args=tuple(ns.docker_args),
+            allow_docker_volumes=ns.allow_docker_volumes,
+            allow_host_env=ns.allow_host_env,
+            channel_alias=ns.channel_alias or None,  # the flag outranks variable and toml
+        ),
         recurse_submodules=ns.recurse_submodules,
         keep_checkout=ns.keep_checkout,
     )

@@ -1,14 +1,13 @@
 """The registry of environment kinds, and the choice of kind for a run.
 
-Adding a kind: one module with a class satisfying `EnvKind`, one entry in `_KIND_CLASSES`
-and one in the type-checked list below it.
+Adding a kind: one module with a class satisfying `EnvKind`, one entry in `KIND_CLASSES`
+and one in the type-checked list above it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -17,12 +16,12 @@ from runner.envs.base import PYTHON_FILES, EnvKind, EnvLock
 from runner.errors import EnvError
 from runner.progress import Progress
 from runner.project.manifest import EnvSpec
+from runner.registry import Registry
 from runner.sources.checkout import Checkout
 
 if TYPE_CHECKING:
     from runner.envs.conda.kind import CondaEnv
     from runner.envs.docker.kind import DockerEnv
-    from runner.envs.docker.run import DockerOptions
     from runner.envs.local import LocalEnv
     from runner.envs.python.virtualenv import VirtualenvEnv
 
@@ -34,36 +33,22 @@ if TYPE_CHECKING:
         "conda": CondaEnv(),
     }
 
-# name → (module, class). A kind's module is imported when a run first asks for it, so a
-# local run does not load the docker and virtualenv code (~11 ms of every warm start).
-_KIND_CLASSES = {
-    "local": ("runner.envs.local", "LocalEnv"),
-    "virtualenv": ("runner.envs.python.virtualenv", "VirtualenvEnv"),
-    "docker": ("runner.envs.docker.kind", "DockerEnv"),
-    "conda": ("runner.envs.conda.kind", "CondaEnv"),
-}
+# name → "module:Class" (the same style as backends). A kind's module is imported when a run
+# first asks for it, so a local run does not load the docker and virtualenv code (~11 ms of
+# every warm start).
+KIND_CLASSES: Registry[Callable[[], EnvKind]] = Registry({
+    "local": "runner.envs.local:LocalEnv",
+    "virtualenv": "runner.envs.python.virtualenv:VirtualenvEnv",
+    "docker": "runner.envs.docker.kind:DockerEnv",
+    "conda": "runner.envs.conda.kind:CondaEnv",
+})  # fmt: skip
 
 
-class _Registry(Mapping[str, EnvKind]):
-    """The kinds by name, each made once, on first use."""
-
-    def __init__(self) -> None:
-        self._made: dict[str, EnvKind] = {}
-
-    def __getitem__(self, name: str) -> EnvKind:
-        if name not in self._made:
-            module, cls = _KIND_CLASSES[name]
-            self._made[name] = getattr(importlib.import_module(module), cls)()
-        return self._made[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_KIND_CLASSES)
-
-    def __len__(self) -> int:
-        return len(_KIND_CLASSES)
+def new_kind(name: str) -> EnvKind:
+    """A fresh, unconfigured instance of the kind called `name`."""
+    return KIND_CLASSES[name]()
 
 
-KINDS: Mapping[str, EnvKind] = _Registry()
 # --env-manager spellings (MLflow's) → kind names.
 MANAGERS = {
     "local": "local",
@@ -84,12 +69,12 @@ def select(env_manager: str | None, declared: EnvSpec, project_dir: Path | None 
     wanted = MANAGERS[env_manager] if env_manager else (declared.kind or "local")
     if not env_manager and not declared.kind and project_dir is not None:
         wanted = default_kind(project_dir)
-    if wanted not in KINDS:
+    if wanted not in KIND_CLASSES:
         raise EnvError(
             f"environment kind '{wanted}' is not available in this version of run-project",
             "run with --env-manager local to use this machine's Python",
         )
-    return KINDS[wanted]
+    return new_kind(wanted)
 
 
 def default_kind(project_dir: Path) -> str:
@@ -143,14 +128,3 @@ def prepared(
         lock = EnvLock(entry.marker.get("lock_name"), entry.marker.get("lock_text"),
                        entry.marker.get("facts") or {})  # fmt: skip
         yield Prepared(kind.name, entry.path, key, entry.built, lock)
-
-
-def configure(kind: EnvKind, docker: DockerOptions) -> EnvKind:
-    """The kind for one run, with what the command line allowed (docker only; others ignore
-    it, as MLflow ignores -A for non-docker projects)."""
-    if kind.name == "docker":
-        from runner.envs.docker.kind import DockerEnv
-
-        assert isinstance(kind, DockerEnv)
-        return kind.configured(docker)
-    return kind

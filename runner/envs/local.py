@@ -8,13 +8,13 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from runner.envs.base import EnvLock, Launch
+from runner.envs.base import EnvLock, KindDefaults, Launch
 from runner.progress import Progress
 from runner.project.manifest import EnvSpec
 from runner.sources.checkout import Checkout
 
 
-class LocalEnv:
+class LocalEnv(KindDefaults):
     """Runs commands as they are; `python` is the one on PATH (else this interpreter)."""
 
     name = "local"

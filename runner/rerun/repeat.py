@@ -58,7 +58,7 @@ def _is_bundle(target: str) -> bool:
 def _rerun(
     original: Original, options: RerunOptions, store_url: str | None, progress: Progress
 ) -> int:
-    from runner.run import RunRequest, run_checkout
+    from runner.run import Repeat, RunRequest, run_checkout
 
     record = original.record
     given, carried = recorded_params(record, options.overrides)
@@ -71,7 +71,6 @@ def _rerun(
     except BaseException:
         checkout.cleanup()
         raise
-    created: list[str] = []
     request = RunRequest(
         uri=checkout.uri,
         entry_point=record["entry_point"],
@@ -81,14 +80,15 @@ def _rerun(
         backend_config=_backend_config(record, options),
         experiment=record["experiment"],
         store=store_url,
-        lock_file=_recorded_lock(record, original.files),
-        rerun_of=record["id"],
-        rerun_params=tuple(n for n in carried if n not in options.overrides),
-        created=created,
     )
-    code = run_checkout(request, checkout, progress)
-    _verdict(store_url, record, created, moved)
-    return code
+    repeat = Repeat(
+        of=record["id"],
+        carried_params=tuple(n for n in carried if n not in options.overrides),
+        lock_file=_recorded_lock(record, original.files),
+    )
+    result = run_checkout(request, checkout, progress, repeat)
+    _verdict(store_url, record, result.run_id, moved)
+    return result.exit_code
 
 
 def _backend_config(record: dict[str, Any], options: RerunOptions) -> dict[str, Any]:
@@ -162,15 +162,11 @@ def _check_inputs(
     return replaced
 
 
-def _verdict(
-    store_url: str | None, record: dict[str, Any], created: list[str], moved: str | None
-) -> None:
+def _verdict(store_url: str | None, record: dict[str, Any], new_id: str, moved: str | None) -> None:
     from runner.rerun.inputs import compare_outputs
 
-    if not created:
-        return
     store = open_store(store_url, settings.get("artifacts"))
-    new = store.get_run(created[0])
+    new = store.get_run(new_id)
     verdict = compare_outputs(record, new)
     if moved:
         verdict["tag_moved"] = moved

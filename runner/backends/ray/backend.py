@@ -8,10 +8,7 @@ the command runs under job_wrapper.py, which hands results back through the log
 while the job's status is polled (`GET /api/jobs/ID`); Ctrl-C stops the job
 (`POST /api/jobs/ID/stop`) and the run ends KILLED.
 
---backend-config keys: address (http://HOST:8265; else $RAY_API_SERVER_ADDRESS/$RAY_ADDRESS),
-headers, num_cpus, num_gpus, memory, resources, env_vars, excludes, installer (pip|uv),
-runtime_env (extra fields), python, results_dir, max_result_mb, poll_seconds,
-log_stream (false: poll the whole log instead of streaming it, e.g. behind a buffering proxy).
+--backend-config keys: see `OPTIONS` below (the one list; unknown keys are refused).
 """
 
 from __future__ import annotations
@@ -36,9 +33,27 @@ from runner.errors import BackendError
 from runner.execute import Outcome
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-KEYS = ("address", "headers", "num_cpus", "num_gpus", "memory", "resources", "env_vars",
-        "excludes", "installer", "runtime_env", "python", "results_dir", "max_result_mb",
-        "poll_seconds", "submit_timeout", "retry_seconds", "log_stream")  # fmt: skip
+# --backend-config keys → what they do: the one list of them (check_keys refuses any other
+# key, and its hint names these). Defaults are where each is read.
+OPTIONS = {
+    "address": "dashboard URL http://HOST:8265 (else $RAY_API_SERVER_ADDRESS / $RAY_ADDRESS)",
+    "headers": "HTTP headers sent to the dashboard (never recorded)",
+    "num_cpus": "CPUs the entry point needs",
+    "num_gpus": "GPUs the entry point needs",
+    "memory": "bytes of memory the entry point needs",
+    "resources": "custom Ray resources the entry point needs",
+    "env_vars": "variables set for the job",
+    "excludes": "paths left out of the uploaded working directory",
+    "installer": "pip (default) or uv: rebuilds the environment on the cluster",
+    "runtime_env": "extra runtime_env fields (conda, image_uri, ...)",
+    "python": "the interpreter that starts the job wrapper on the cluster",
+    "results_dir": "a directory both sides see: results skip the log",
+    "max_result_mb": "most MB of results brought back through the log (64)",
+    "poll_seconds": "how often the job's status is asked for (0.5)",
+    "submit_timeout": "seconds to wait for the submission to be accepted (120)",
+    "retry_seconds": "how long a busy dashboard is retried (30)",
+    "log_stream": "false: poll the whole log instead of streaming it (a buffering proxy)",
+}
 NUMERIC_KEYS = {"num_cpus": "entrypoint_num_cpus", "num_gpus": "entrypoint_num_gpus",
                 "memory": "entrypoint_memory"}  # fmt: skip
 
@@ -58,7 +73,7 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, config: dict[str, Any]) -> None:
-        check_keys(self.name, config, KEYS)
+        check_keys(self.name, config, tuple(OPTIONS))
         self.config = config
         self.http = Dashboard(config)
         self.address = self.http.address
@@ -215,11 +230,6 @@ class RayBackend:
             print(
                 f"run-project: stopping Ray job {job_id} failed: {body[-300:]!r}", file=sys.stderr
             )
-
-    def logs(self, job_id: str) -> str:
-        """The job's whole log so far (stdout and stderr merged, as Ray keeps it)."""
-        logs = self._json("GET", f"/api/jobs/{job_id}/logs").get("logs")
-        return str(logs or "")
 
 
 def _strings(config: dict[str, Any], key: str) -> list[str]:

@@ -17,12 +17,14 @@ from typing import Any
 
 import yaml
 
+from runner.envs.base import EnvKind, Packed, PackInto
 from runner.envs.conda import channels
 from runner.envs.conda.lock import HEADER
 from runner.envs.python.wheelhouse import download
 from runner.errors import EnvError
 from runner.progress import Progress
 from runner.project.manifest import EnvSpec
+from runner.sources.checkout import Checkout
 
 
 def bundle_packages(
@@ -142,3 +144,58 @@ def lock_place(spec: EnvSpec, project: Path, top: Path) -> Path:
     if shipped is None:
         return top / conda_spec.LOCK_NAME
     return top / os.path.relpath(shipped, os.path.realpath(project))
+
+
+def pack_built(
+    kind: EnvKind, spec: EnvSpec, checkout: Checkout, into: PackInto, progress: Progress
+) -> Packed:
+    """`pack`: build (or reuse) the environment here, write its conda-lock.yml where the run
+    finds it and, with --with-deps, bundle the packages it installs."""
+    from runner.envs import prepared
+    from runner.envs.conda.spec import PLATFORM
+
+    with prepared(kind, spec, checkout, progress) as env:  # in use until packed
+        name, text = env.lock.lock_name, env.lock.lock_text
+        if name is None or text is None:
+            return Packed()
+        if name != "conda-lock.yml":  # not a lock this module knows how to place or bundle
+            if into.with_deps:
+                raise EnvError(
+                    f"--with-deps cannot bundle the packages of {name} yet",
+                    "pack without --with-deps (the lock is still included)",
+                )
+            (into.top / name).write_text(text)
+            return Packed(name)
+        step = "downloading the conda packages and wheels of " + name
+        return _write_lock(text, spec, checkout, into, PLATFORM, step, progress)
+
+
+def pack_foreign(
+    spec: EnvSpec, checkout: Checkout, into: PackInto, platform: str, progress: Progress
+) -> Packed:
+    """`pack --platform`: solve for `platform` (nothing installed), write the lock where the
+    run will find it; with --with-deps, bundle that platform's packages."""
+    text = foreign_lock(spec, checkout.path, platform, progress)
+    step = f"downloading the {platform} conda packages of conda-lock.yml"
+    return _write_lock(text, spec, checkout, into, platform, step, progress)
+
+
+def _write_lock(
+    text: str,
+    spec: EnvSpec,
+    checkout: Checkout,
+    into: PackInto,
+    platform: str,
+    step: str,
+    progress: Progress,
+) -> Packed:
+    """Write conda-lock.yml where the run finds it; with --with-deps, bundle the packages
+    it locks for `platform` and point the lock at them."""
+    where = lock_place(spec, checkout.path, into.top)
+    packages: list[dict[str, str]] = []
+    if into.with_deps:
+        progress.step(step)
+        prefix = os.path.relpath(into.files, where.parent)
+        text, packages = bundle_packages(text, platform, into.files, prefix, checkout.path)
+    where.write_text(text)
+    return Packed("conda-lock.yml", tuple(packages))

@@ -11,7 +11,10 @@ mirror installs anywhere, and the mirror's address (and any credentials in it) i
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,11 +26,24 @@ DEFAULT_ALIAS = "https://conda.anaconda.org/"
 # restrict it, so it is read as conda-forge (said in the README).
 RENAMED = {"defaults": "conda-forge"}
 _CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+# --channel-alias of the run being built: set by the conda kind around its key() and
+# build() (`flagged`), so the functions below need no extra argument on every call.
+_FLAG: ContextVar[str | None] = ContextVar("channel_alias_flag", default=None)
+
+
+@contextlib.contextmanager
+def flagged(value: str | None) -> Iterator[None]:
+    """Within the block, `value` (--channel-alias) outranks the variable and the toml."""
+    token = _FLAG.set(value)
+    try:
+        yield
+    finally:
+        _FLAG.reset(token)
 
 
 def alias(project_dir: Path | None = None) -> str:
-    """The configured channel alias, ending in `/`."""
-    value = settings.get("channel_alias", None, project_dir) or DEFAULT_ALIAS
+    """The configured channel alias, ending in `/`: flag > variable > toml > default."""
+    value = settings.get("channel_alias", _FLAG.get(), project_dir) or DEFAULT_ALIAS
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
         raise EnvError(

@@ -12,31 +12,61 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from runner.envs.base import EnvLock, Launch
+from runner.envs.base import EnvLock, KindDefaults, KindOptions, Launch, Packed, PackInto
 from runner.errors import EnvError
 from runner.progress import Progress
 from runner.project.manifest import EnvSpec
 from runner.sources.checkout import Checkout
 
 
-class CondaEnv:
+class CondaEnv(KindDefaults):
     """Conda environments from conda.yaml / conda-lock.yml, cached by content."""
 
     name = "conda"
     builds = True
     relocatable = True
 
+    def __init__(self, channel_alias: str | None = None) -> None:
+        #: --channel-alias; None: RUN_PROJECT_CHANNEL_ALIAS, run-project.toml or the default.
+        self.channel_alias = channel_alias
+
+    def configured(self, options: KindOptions) -> CondaEnv:
+        """This kind with the run's --channel-alias."""
+        return CondaEnv(options.get("channel_alias"))
+
     def key(self, spec: EnvSpec, checkout: Checkout) -> str:
         """Hash of the resolved channels, specs, pip lines and files, or of the shipped lock."""
-        from runner.envs.conda import spec as conda_spec  # imported only by runs that use conda
+        from runner.envs.conda import channels  # imported only by runs that use conda
+        from runner.envs.conda import spec as conda_spec
 
-        return conda_spec.key(conda_spec.load(spec, checkout.path), checkout.path)
+        with channels.flagged(self.channel_alias):
+            return conda_spec.key(conda_spec.load(spec, checkout.path), checkout.path)
 
     def build(self, spec: EnvSpec, checkout: Checkout, into: Path, progress: Progress) -> EnvLock:
         """Solve (or read the lock), install into `into`, add pip packages, return the lock."""
         from runner.envs.conda import build as conda_build
+        from runner.envs.conda import channels
 
-        return conda_build.build(spec, checkout.path, into, progress)
+        with channels.flagged(self.channel_alias):
+            return conda_build.build(spec, checkout.path, into, progress)
+
+    def pack_lock(
+        self, spec: EnvSpec, checkout: Checkout, into: PackInto, progress: Progress
+    ) -> Packed:
+        """The conda-lock.yml of the environment built here, where the run will find it."""
+        from runner.envs.conda import bundle, channels
+
+        with channels.flagged(self.channel_alias):
+            return bundle.pack_built(self, spec, checkout, into, progress)
+
+    def foreign_lock(
+        self, spec: EnvSpec, checkout: Checkout, into: PackInto, platform: str, progress: Progress
+    ) -> Packed:
+        """A solve for `platform` (nothing installed), written where the run will find it."""
+        from runner.envs.conda import bundle, channels
+
+        with channels.flagged(self.channel_alias):
+            return bundle.pack_foreign(spec, checkout, into, platform, progress)
 
     def healthy(self, env_dir: Path) -> bool:
         """conda-meta is there, and every file of the `python` package (if any) still is."""

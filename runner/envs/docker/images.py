@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import shutil
 from datetime import datetime
-from typing import Any
 
+from runner.envs.base import EnvRow
 from runner.errors import RunnerError
 
 
-def image_rows() -> list[dict[str, Any]]:
+def image_rows() -> list[EnvRow]:
     """Our images in dockerd ([] when docker is absent or not answering)."""
     if shutil.which("docker") is None:
         return []
@@ -25,10 +25,10 @@ def image_rows() -> list[dict[str, Any]]:
     except RunnerError:
         return []
     return [
-        {"key": image.id.removeprefix("sha256:"), "kind": f"docker image ({image.role})",
-         "size": image.size, "last_used": _timestamp(image.created),
-         "projects": [image.project] if image.project else [],
-         "path": image.tags[0] if image.tags else image.id}
+        EnvRow(key=image.id.removeprefix("sha256:"), kind=f"docker image ({image.role})",
+               size=image.size, last_used=_timestamp(image.created),
+               projects=[image.project] if image.project else [], python=None,
+               path=image.tags[0] if image.tags else image.id)
         for image in images
     ]  # fmt: skip
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import settings
-from runner.envs.base import EnvLock, Launch
+from runner import cache, settings
+from runner.envs.base import EnvLock, EnvRow, KindDefaults, KindOptions, Launch, Packed, PackInto
 from runner.envs.docker import cli as docker_cli
 from runner.envs.docker import run as docker_run
 from runner.envs.docker.cli import ImageInfo, list_images, remove_image
@@ -31,6 +31,7 @@ from runner.sources.checkout import Checkout
 if TYPE_CHECKING:  # building modules load only when a docker run needs them (warm start)
     from runner.envs.docker import build as docker_build
     from runner.envs.docker import plan as docker_plan
+    from runner.tracking.store import Store
 
 __all__ = ["DockerEnv", "DockerOptions", "ImageInfo", "entry_images", "list_images",
            "remove_image"]  # fmt: skip
@@ -48,7 +49,7 @@ class _State:
     manifest_args: list[str] = field(default_factory=list)
 
 
-class DockerEnv:
+class DockerEnv(KindDefaults):
     """Images built from the project; commands run in `docker run --rm --init` containers."""
 
     name = "docker"
@@ -59,9 +60,16 @@ class DockerEnv:
         self.options = options or DockerOptions()
         self._state = _State()
 
-    def configured(self, options: DockerOptions) -> DockerEnv:
-        """A fresh instance for one run, with what its command line allowed."""
-        return DockerEnv(options)
+    def configured(self, options: KindOptions) -> DockerEnv:
+        """A fresh instance for one run (key() keeps per-run state), with what its command
+        line allowed: -A, --allow-docker-volumes, --allow-host-env."""
+        return DockerEnv(
+            DockerOptions(
+                docker_args=options.get("docker_args", ()),
+                allow_volumes=options.get("allow_docker_volumes", False),
+                allow_host_env=options.get("allow_host_env", False),
+            )
+        )
 
     def key(self, spec: EnvSpec, checkout: Checkout) -> str:
         """Refuse what the manifest may not ask for, then hash the images' contents."""
@@ -122,6 +130,36 @@ class DockerEnv:
         client_env = {**env, **docker_cli.client_env()}
         return Launch(argv=tuple(run_args), env=client_env,
                       cleanup=lambda: docker_cli.remove_container(name))  # fmt: skip
+
+    def inventory(self) -> list[EnvRow]:
+        """Images built by run-project (labelled as ours; never anyone else's)."""
+        from runner.envs.docker.images import image_rows
+
+        return image_rows()
+
+    def remove(self, entry: Path) -> list[str] | None:
+        """The entry, then the images it names (an image a container uses stays)."""
+        from runner.envs.docker.images import remove_images
+
+        images = entry_images(entry)  # read before the entry goes
+        if not cache.try_remove(entry.parent, entry):
+            return None
+        return [f"kept image {ref}: a container still uses it" for ref in remove_images(images)]
+
+    def collect(self, store: Store, dry_run: bool) -> list[str]:
+        """Containers of runs that are over (a runner killed with -9 leaves them running)."""
+        from runner.envs.docker.orphans import remove_orphans
+
+        return remove_orphans(store, dry_run)
+
+    def pack_lock(
+        self, spec: EnvSpec, checkout: Checkout, into: PackInto, progress: Progress
+    ) -> Packed:
+        """No lock: the packages are in the image, which `pack --image TAG` builds."""
+        if into.with_deps:
+            progress.warn("--with-deps: a docker project's packages are in its image; "
+                          "use --image TAG")  # fmt: skip
+        return Packed()
 
 
 def _project_name(checkout: Checkout) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.envs.base import EnvLock, Launch
+from runner.envs.base import EnvLock, KindDefaults, Launch, Packed, PackInto
 from runner.envs.python import inputs as python_inputs
 from runner.envs.python import interpreters
 from runner.envs.python.interpreters import Interpreter
@@ -50,7 +50,7 @@ INDEX_VARIABLES = (
 Resolved = tuple[PythonInputs, Interpreter, str | None]
 
 
-class VirtualenvEnv:
+class VirtualenvEnv(KindDefaults):
     """A venv per distinct (interpreter, platform, requirement files, lock, index settings)."""
 
     name = "virtualenv"
@@ -116,6 +116,22 @@ class VirtualenvEnv:
         if argv and argv[0] in ("python", "python3"):
             argv = (str(venv_python(env_dir)), *argv[1:])
         return Launch(argv=argv, env=new)
+
+    def pack_lock(
+        self, spec: EnvSpec, checkout: Checkout, into: PackInto, progress: Progress
+    ) -> Packed:
+        """The pylock.toml of the environment built here (and its wheels)."""
+        from runner.envs.python import pack
+
+        return pack.pack_built(self, spec, checkout, into, progress)
+
+    def foreign_lock(
+        self, spec: EnvSpec, checkout: Checkout, into: PackInto, platform: str, progress: Progress
+    ) -> Packed:
+        """A pylock.toml resolved for `platform` by uv, nothing built here."""
+        from runner.envs.python import pack
+
+        return pack.pack_foreign(spec, checkout, into, platform, progress)
 
     def _resolve(self, spec: EnvSpec, project: Path) -> Resolved:
         cached = self._resolved.get((spec, project))

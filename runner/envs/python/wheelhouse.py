@@ -24,7 +24,7 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 def bundle_wheels(
     lock_text: str, env_dir: Path | None, into: Path, prefix: str
-) -> tuple[str, list[Any]]:
+) -> tuple[str, list[dict[str, str]]]:
     """Download the installed wheels into `into`; returns the rewritten lock and a list of
     {name, version, file, sha256}. `prefix` is `into` relative to the lock file. With no
     `env_dir` the lock was resolved for another platform (uv lists only that platform's
