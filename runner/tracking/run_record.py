@@ -13,7 +13,8 @@ The stored document (schemas/run-record.schema.json) is kept here as the last st
 callers pass typed values and never touch its keys. Every change to it passes `_write`, the
 place where the next issue's write-ahead journal goes (append the change, then apply it).
 Heartbeats (a column, not the document) and the metric/param/tag/file tables are written by
-their own methods here, the only writers of those rows for a run.
+their own methods here, the only writers of those rows for a run. One write is not the
+owner's, by design: `Store.sweep_lost` closes as LOST a run whose runner died.
 
 With RUN_PROJECT_CHECK_RECORDS set (the tests set it), each state written is checked
 against the schema; see `_check`. A real run never imports jsonschema.
