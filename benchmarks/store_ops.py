@@ -86,15 +86,16 @@ def ours_list(root: Path) -> str:
 
 def ours_ingest(root: Path, n: int) -> str:
     from runner.tracking.events import EventReader
-    from runner.tracking.record import new_record
+    from runner.tracking.run_record import RunRecord
     from runner.tracking.store import SQLiteStore
 
     store = SQLiteStore(root)
-    record = new_record(experiment=EXPERIMENT, run_name=None, source={"kind": "local"},
-                        entry_point="main", command={"template": "x", "argv": [], "shell": False},
-                        params={}, env={"kind": "local"}, backend="local",
-                        heartbeat_seconds=10.0)  # fmt: skip
-    store.create_run(record)
+    record = RunRecord.new(store, experiment=EXPERIMENT, run_name=None, source={"kind": "local"},
+                           entry_point="main", template="x", argv=[], shell=False, params={},
+                           env_kind="local", backend="local", backend_config={},
+                           heartbeat_seconds=10.0)  # fmt: skip
+    record.create()
+    record.running([], {"kind": "local"}, [], {})
     events = root / "events.jsonl"
     ts = time.time()
     with open(events, "w") as out:
@@ -103,11 +104,11 @@ def ours_ingest(root: Path, n: int) -> str:
                                   "step": step, "ts": ts}) + "\n")  # fmt: skip
     started = _clock()
     reader = EventReader(events, root)
-    reader.poll()
-    reader.flush(store, record["id"])
-    store.update_run(record["id"], reader.summary())
+    with reader.lock:
+        record.ingest(reader)  # reads the file, writes the points in batches
+    record.logged(reader.summary())
     elapsed = _since(started)
-    assert store.metric_count(record["id"]) == n
+    assert store.metric_count(record.id) == n
     return elapsed
 
 

@@ -6,13 +6,9 @@ failure after that point ends in a closed record that says why.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -24,8 +20,8 @@ from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.project import manifest, params
 from runner.sources.checkout import Checkout
-from runner.tracking.record import iso, new_record
-from runner.tracking.store import Store, open_store
+from runner.tracking.run_record import RunRecord
+from runner.tracking.store import open_store
 from runner.tracking.tracker import Tracker
 
 
@@ -122,34 +118,33 @@ def _run_checkout(
         settings.get("store", request.store, _config_dir(checkout)),
         settings.get("artifacts", None, _config_dir(checkout)),
     )
-    heartbeat = settings.get_float("heartbeat_seconds", _config_dir(checkout))
-    record = new_record(
+    record = RunRecord.new(
+        store,
         experiment=request.experiment,
         run_name=request.run_name,
         source=checkout.to_record(),
         entry_point=entry.name,
-        command={"template": entry.command, "argv": list(bound.argv), "shell": bound.shell},
+        template=entry.command,
+        argv=bound.argv,
+        shell=bound.shell,
         params=bound.params,
-        env={"kind": kind.name},
+        env_kind=kind.name,
         backend=request.backend,
-        heartbeat_seconds=heartbeat,
+        # A rerun needs it; credentials (auth headers, user:pass@) are never stored.
+        backend_config=backends.redacted(dict(request.backend_config)),
+        heartbeat_seconds=settings.get_float("heartbeat_seconds", _config_dir(checkout)),
+        rerun_of=repeat.of if repeat else None,
+        carried=repeat.carried_params if repeat else (),
     )
-    # A rerun needs it; credentials (auth headers, user:pass@) are never stored.
-    record["backend_config"] = backends.redacted(dict(request.backend_config))
-    if repeat is not None:
-        record["rerun_of"] = repeat.of
-        for name in repeat.carried_params:
-            record["params"][name]["source"] = "rerun"
-    store.create_run(record)
-    _save_uncommitted(checkout, store.artifact_dir(record["id"]), progress)
-    tracker = _tracker(store, record["id"], entry, bound, checkout)
-    code = _execute(store, record, kind, spec, checkout, bound, progress, tracker, backend)
-    return RunResult(record["id"], code)
+    record.create()
+    _save_uncommitted(checkout, record.run_dir, progress)
+    tracker = _tracker(record, entry, bound, checkout)
+    code = _execute(record, kind, spec, checkout, bound, progress, tracker, backend)
+    return RunResult(record.id, code)
 
 
 def _tracker(
-    store: Store,
-    run_id: str,
+    record: RunRecord,
     entry: manifest.EntryPoint,
     bound: params.BoundCommand,
     checkout: Checkout,
@@ -157,7 +152,7 @@ def _tracker(
     """Automatic capture of this run's inputs, outputs and events (tracking/)."""
     from runner.tracking.capture import CapturePlan, limit_setting
 
-    run_dir = store.artifact_dir(run_id)
+    store, run_dir = record.store, record.run_dir
     plan = CapturePlan(
         workdir=checkout.path,
         output_dir=run_dir / "outputs",
@@ -169,7 +164,7 @@ def _tracker(
         excluded=store.excluded_paths(),
         limit=limit_setting(checkout.path),
     )
-    return Tracker(store, run_id, plan)
+    return Tracker(record, plan)
 
 
 def _config_dir(checkout: Checkout) -> Path | None:
@@ -179,8 +174,7 @@ def _config_dir(checkout: Checkout) -> Path | None:
 
 
 def _execute(
-    store: Store,
-    record: dict[str, Any],
+    record: RunRecord,
     kind: EnvKind,
     spec: manifest.EnvSpec,
     checkout: Checkout,
@@ -189,63 +183,46 @@ def _execute(
     tracker: Tracker,
     backend: Backend,
 ) -> int:
-    run_id = record["id"]
-    run_dir = store.artifact_dir(run_id)
+    run_id, run_dir = record.id, record.run_dir
     try:
-        with (
-            _heartbeat(store, run_id, float(record["runner"]["heartbeat_seconds"])),
-            envs.prepared(kind, spec, checkout, progress) as env,
-        ):
+        with record.heartbeat(), envs.prepared(kind, spec, checkout, progress) as env:
             _save_lock(env, run_dir)
             inputs = tracker.before(env.env_dir)
             child_env = tracker.child_env(_child_env(run_id, run_dir))
             launch = kind.command(env.env_dir, bound.argv, child_env)
-            store.update_run(
-                run_id,
-                {
-                    **inputs,
-                    "status": "RUNNING",
-                    "env": env.to_record(),
-                    "launch_argv": list(launch.argv),
-                    "logs": {
-                        "stdout": str(run_dir / "logs" / "stdout.log"),
-                        "stderr": str(run_dir / "logs" / "stderr.log"),
-                    },
+            record.running(
+                inputs,
+                env.to_record(),
+                launch.argv,
+                logs={
+                    "stdout": str(run_dir / "logs" / "stdout.log"),
+                    "stderr": str(run_dir / "logs" / "stderr.log"),
                 },
             )
             progress.step(f"run {run_id[:8]} started: {shlex.join(bound.argv)[:200]}")
             job = Job(run_id, bound.argv, launch, checkout.path, run_dir, env.kind,
                       env.lock.lock_name, env.lock.lock_text,
                       settings.get_float("grace_seconds", _config_dir(checkout)),
-                      record.get("backend_config") or {})  # fmt: skip
+                      record.backend_config)  # fmt: skip
             try:
                 with tracker.live():
-                    outcome = backends.drive(
-                        backend, job, lambda info: store.update_run(run_id, {"backend_job": info})
-                    )
+                    outcome = backends.drive(backend, job, record.backend_job)
             finally:
                 if launch.cleanup is not None:
                     launch.cleanup()
-        store.update_run(run_id, tracker.after())
+        tracker.after()
     except RunnerError as exc:
-        _close(store, run_id, "FAILED", None, exc.message)
+        record.close("FAILED", None, exc.message)
         raise
     except execute.Interrupted as exc:
-        _close(store, run_id, "KILLED", 128 + exc.signum, f"interrupted by {exc}")
+        record.close("KILLED", 128 + exc.signum, f"interrupted by {exc}")
         return 128 + exc.signum
     except BaseException as exc:
-        _close(store, run_id, "FAILED", None, f"internal error: {type(exc).__name__}: {exc}")
+        record.close("FAILED", None, f"internal error: {type(exc).__name__}: {exc}")
         raise
-    _close(store, run_id, outcome.status, outcome.exit_code, outcome.reason)
+    record.close(outcome.status, outcome.exit_code, outcome.reason)
     progress.step(f"run {run_id[:8]} {outcome.status} (exit code {outcome.exit_code})")
     return outcome.exit_code
-
-
-def _close(store: Store, run_id: str, status: str, code: int | None, reason: str | None) -> None:
-    store.update_run(
-        run_id,
-        {"status": status, "exit_code": code, "reason": reason, "end_time": iso(time.time())},
-    )
 
 
 def _save_uncommitted(checkout: Checkout, run_dir: Path, progress: Progress) -> None:
@@ -276,27 +253,6 @@ def _child_env(run_id: str, run_dir: Path) -> dict[str, str]:
     )
     env.setdefault("PYTHONUNBUFFERED", "1")  # logs stream live instead of at exit
     return env
-
-
-@contextmanager
-def _heartbeat(parent: Store, run_id: str, interval: float) -> Iterator[None]:
-    """Beat from a thread with its own connection, through builds and the run alike."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        store = parent.reopen()
-        while not stop.wait(interval):
-            with contextlib.suppress(RunnerError):  # a missed beat is retried; LOST needs 3
-                store.heartbeat(run_id)
-        store.close()
-
-    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def _cwd(request: RunRequest) -> Path:

@@ -33,6 +33,16 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def records_match_their_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every run record state written, here or in a CLI subprocess, is checked against
+    schemas/run-record.schema.json (tracking/run_record.py); any violation fails the test."""
+    found = tmp_path / "record-schema-violations.txt"
+    monkeypatch.setenv("RUN_PROJECT_CHECK_RECORDS", str(found))
+    yield
+    assert not found.exists(), found.read_text()
+
+
 @dataclass
 class Result:
     """A finished CLI call."""

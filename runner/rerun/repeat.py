@@ -21,6 +21,7 @@ from runner.progress import Progress
 from runner.project.params import format_value
 from runner.sources.checkout import Checkout
 from runner.sources.restore import materialise, tag_moved
+from runner.tracking.run_record import RunRecord
 from runner.tracking.store import open_store
 
 
@@ -166,14 +167,14 @@ def _verdict(store_url: str | None, record: dict[str, Any], new_id: str, moved: 
     from runner.rerun.inputs import compare_outputs
 
     store = open_store(store_url, settings.get("artifacts"))
-    new = store.get_run(new_id)
-    verdict = compare_outputs(record, new)
+    new = RunRecord.load(store, new_id)
+    verdict = compare_outputs(record, new.document())
     if moved:
         verdict["tag_moved"] = moved
-    store.update_run(new["id"], {"rerun_verdict": verdict})
+    new.verdict(verdict)
     store.close()
-    print(f"rerun {new['id'][:8]} of {record['id'][:8]}: {verdict['summary']}")
+    print(f"rerun {new.id[:8]} of {record['id'][:8]}: {verdict['summary']}")
     for line in verdict["lines"]:
         print(f"  {line}")
     if not verdict["identical"]:
-        print(f"  see: run-project runs diff {record['id'][:8]} {new['id'][:8]}")
+        print(f"  see: run-project runs diff {record['id'][:8]} {new.id[:8]}")

@@ -1,4 +1,5 @@
-"""Ingest the JSON lines a run appends to `$RUN_PROJECT_EVENTS`: live (a thread) and at the end.
+"""Read the JSON lines a run appends to `$RUN_PROJECT_EVENTS` (run_record.py writes them to the
+store: live from a thread, and at the end).
 
 One event per line, from the injected Python client or from any language:
 
@@ -8,26 +9,20 @@ One event per line, from the injected Python client or from any language:
     {"type": "artifact", "path": "plots/loss.png", "name": "plots/loss.png"}
     {"type": "open", "path": "/data/train.csv", "mode": "r"}      (written by the audit hook)
 
-Metric points are written in batches, so 100k points in one run cost seconds. A malformed
-line is skipped and counted; the user gets one warning naming the first bad line.
+Metric points wait in `Ingested.pending_points` until written in batches, so 100k points in
+one run cost seconds. A malformed line is skipped and counted; the user gets one warning
+naming the first bad line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from runner.errors import RunnerError
-from runner.tracking.store import Store
-from runner.tracking.tables import BATCH
 
 MAX_KEY = 250
 MAX_VALUE = 6000
@@ -119,18 +114,6 @@ class EventReader:
         state = self.state
         return {"metrics": state.metrics, "logged_params": state.params, "tags": state.tags}
 
-    def flush(self, store: Store, run_id: str) -> None:
-        """Write pending metric points, params and tags to the store."""
-        state = self.state
-        while state.pending_points:  # removed only once committed: a failure loses nothing
-            chunk = state.pending_points[:BATCH]
-            store.add_metrics(run_id, chunk)
-            del state.pending_points[: len(chunk)]
-        if state.pending_pairs:
-            state.pending_pairs = False
-            store.set_pairs("logged_params", run_id, state.params)
-            store.set_pairs("tags", run_id, state.tags)
-
 
 def _key(raw: Any) -> str:
     key = str(raw)
@@ -161,28 +144,3 @@ def _summarise(metrics: dict[str, dict[str, Any]], key: str, value: float, step:
         low, high = summary["min"], summary["max"]
         summary["min"] = value_or_none if low is None else min(low, value_or_none)
         summary["max"] = value_or_none if high is None else max(high, value_or_none)
-
-
-@contextmanager
-def live(reader: EventReader, store: Store, run_id: str, interval: float = 1.0) -> Iterator[None]:
-    """Ingest from a thread while the run goes on (its own store connection)."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        mine = store.reopen()
-        while not stop.wait(interval):
-            with reader.lock, contextlib.suppress(RunnerError):  # the final pass retries
-                before = reader.line_no
-                reader.poll()
-                reader.flush(mine, run_id)
-                if reader.line_no != before:  # `runs show` sees progress while it runs
-                    mine.update_run(run_id, reader.summary())
-        mine.close()
-
-    thread = threading.Thread(target=loop, name="events", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)

@@ -1,4 +1,6 @@
-"""The run record: one JSON document per run, valid against schemas/run-record.schema.json."""
+"""The run record: one JSON document per run, valid against schemas/run-record.schema.json.
+
+This module makes a new one; run_record.RunRecord owns it from then on and writes its steps."""
 
 from __future__ import annotations
 

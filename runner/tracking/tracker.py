@@ -1,7 +1,8 @@
 """Tracking around one run: capture inputs before, ingest events during, capture outputs after.
 
-run.py calls `before`, `child_env`, `live` and `after` in that order; each returns the
-record changes it produced, so run.py stays the one place that writes the record.
+run.py calls `before`, `child_env`, `live` and `after` in that order. What they find is
+written through the run's `RunRecord` (run_record.py), the one writer of the record: `before`
+returns the inputs for `RunRecord.running`, `live` and `after` write through the record.
 """
 
 from __future__ import annotations
@@ -17,25 +18,24 @@ from runner.tracking import events, lineage
 from runner.tracking.artifacts import ArtifactError
 from runner.tracking.capture import Capture, CapturePlan
 from runner.tracking.client import client_dir
-from runner.tracking.store import Store
+from runner.tracking.run_record import RunRecord
 
 
 class Tracker:
     """Automatic tracking of one run (see module docstring)."""
 
-    def __init__(self, store: Store, run_id: str, plan: CapturePlan) -> None:
-        self.store = store
-        self.run_id = run_id
+    def __init__(self, record: RunRecord, plan: CapturePlan) -> None:
+        self.record = record
         self.plan = plan
         self.capture: Capture | None = None
         self.reader = events.EventReader(plan.run_dir / "events.jsonl", plan.workdir)
 
-    def before(self, env_dir: Path | None) -> dict[str, Any]:
-        """Snapshot the working dir, hash the inputs named up front; returns record changes."""
+    def before(self, env_dir: Path | None) -> list[dict[str, Any]]:
+        """Snapshot the working dir, hash the inputs named up front; returns those inputs."""
         if env_dir is not None:
             self.plan = self.plan._replace(excluded=(*self.plan.excluded, env_dir))
         self.capture = Capture(self.plan)
-        return {"inputs": self.capture.before()}
+        return self.capture.before()
 
     def child_env(self, env: dict[str, str]) -> dict[str, str]:
         """The child's environment with the client (and its sitecustomize) importable."""
@@ -47,14 +47,13 @@ class Tracker:
     @contextmanager
     def live(self) -> Iterator[None]:
         """Ingest events while the child runs."""
-        with events.live(self.reader, self.store, self.run_id):
+        with self.record.live(self.reader):
             yield
 
-    def after(self) -> dict[str, Any]:
-        """Ingest the rest of the events, capture and store outputs; returns record changes."""
+    def after(self) -> None:
+        """Ingest the rest of the events, capture outputs; the record gets both."""
         with self.reader.lock:
-            self.reader.poll()
-            self.reader.flush(self.store, self.run_id)
+            self.record.ingest(self.reader)
         state = self.reader.state
         if state.bad_lines:
             print(
@@ -67,20 +66,7 @@ class Tracker:
         try:
             captured = self.capture.after(state.opened, state.artifacts)
         except ArtifactError:
-            self.store.update_run(self.run_id, from_events)  # keep what the run logged
+            self.record.logged(from_events)  # keep what the run logged
             raise
-        lineage.link_inputs(self.store, self.run_id, captured.inputs)
-        files = [{**i, "direction": "input"} for i in captured.inputs if i.get("kind") == "file"]
-        files += [{**o, "direction": "output"} for o in captured.outputs]
-        self.store.set_files(self.run_id, files)
-        return {
-            "inputs": captured.inputs,
-            "outputs": captured.outputs,
-            **from_events,
-            "capture": {
-                "warnings": captured.warnings,
-                "stored_bytes": captured.stored_bytes,
-                "bad_event_lines": state.bad_lines,
-                "limit_bytes": self.plan.limit,
-            },
-        }
+        lineage.link_inputs(self.record.store, self.record.id, captured.inputs)
+        self.record.captured(captured, from_events, state.bad_lines, self.plan.limit)
