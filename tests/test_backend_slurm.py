@@ -17,8 +17,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import REPO, cli, last_record, make_project
-from services.clusters import slurm_cluster, unavailable
+
+from support.cli import REPO, cli, last_record
+from support.clusters import slurm_cluster
+from support.projects import make_project
+from support.services import require
 
 SCHEMA = json.loads((REPO / "schemas" / "run-record.schema.json").read_text())
 PROJECT = {
@@ -140,7 +143,7 @@ def test_slurm_jobs_run_in_the_clusters_own_network_namespace(tmp_path: Path) ->
     """The runner talks to slurmctld over a veth, as a login node would, not over loopback."""
     conf = Path(os.environ["SLURM_CONF"])
     if not (conf.parent / "netns").exists():
-        unavailable("this Slurm runs on 127.0.0.1 (no network namespace: see slurm.sh)")
+        require("slurm", "this Slurm runs on 127.0.0.1 (no network namespace: see slurm.sh)")
     host = re.search(r"^SlurmctldHost=\w+\(([\d.]+)\)", conf.read_text(), re.MULTILINE)
     assert host and not host.group(1).startswith("127."), conf.read_text()
     project = make_project(tmp_path / "proj", PROJECT)

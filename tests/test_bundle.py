@@ -4,28 +4,20 @@ run with the package index unreachable in a fresh cache; manifests are checked o
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import cli, last_record, make_project, records
-from sources_servers import commit, git
-from test_rerun import make_repo, ok
 
 from runner.project.schemas import schema_errors
+from support.bundles import OFFLINE, manifest_of
+from support.cli import cli, last_record, ok, records
+from support.git_servers import commit, git
+from support.projects import make_project, make_repo
+from support.services import require
 
-OFFLINE = {
-    "UV_OFFLINE": "1",
-    "HTTP_PROXY": "http://127.0.0.1:9",
-    "HTTPS_PROXY": "http://127.0.0.1:9",
-    "http_proxy": "http://127.0.0.1:9",
-    "https_proxy": "http://127.0.0.1:9",
-    "UV_INDEX_URL": "http://127.0.0.1:9/simple",
-    "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
-}
 SIX_PROJECT = {
     "MLproject": """\
         name: six-demo
@@ -47,15 +39,6 @@ SIX_PROJECT = {
 @pytest.fixture(autouse=True)
 def _shared_uv_cache(uv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
-
-
-def manifest_of(bundle: Path, inner: str) -> dict[str, object]:
-    with tarfile.open(bundle) as tar:
-        name = next(n for n in tar.getnames() if n.endswith(inner))
-        handle = tar.extractfile(name)
-        assert handle is not None
-        data: dict[str, object] = json.load(handle)
-    return data
 
 
 def test_export_then_rerun_the_bundle_into_another_store(tmp_path: Path) -> None:
@@ -149,13 +132,11 @@ def test_an_edited_packed_project_is_refused(tmp_path: Path) -> None:
 
 
 def test_pack_image_builds_a_docker_image_that_runs_the_entry_points(tmp_path: Path) -> None:
-    from docker_support import docker_ready, ensure_base_image
+    from support.docker_image import docker_ready, ensure_base_image
 
     why = docker_ready()
     if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+        require("docker", why)
     project = make_project(tmp_path / "imaged", {
         "MLproject": "entry_points:\n  train:\n    command: python train.py {lr}\n"
                      "    parameters:\n      lr: {type: float, default: 0.1}\n",

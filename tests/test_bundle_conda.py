@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import cli, last_record
-from sources_servers import commit
-from test_bundle import OFFLINE, manifest_of
-from test_conda_env import channel, conda_settings, project  # noqa: F401  (fixtures)
 
 from runner.project.schemas import schema_errors
+from support.bundles import OFFLINE, manifest_of
+from support.cli import cli, last_record
+from support.conda import project
+from support.git_servers import commit
+
+pytestmark = pytest.mark.usefixtures("conda_settings")
 
 DEAD = "http://127.0.0.1:9/"  # nothing listens on the discard port
 
@@ -99,7 +101,7 @@ def test_pack_a_conda_project_for_another_platform_solves_for_that_subdir(
 def test_a_shipped_lock_beside_conda_yaml_in_a_subdirectory_is_the_one_rewritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_conda_env import lock_of
+    from support.conda import lock_of
 
     assert cli(str(project(tmp_path / "a", ["python", "alpha <2"]))).code == 0
     lock = lock_of(last_record()).read_text()

@@ -8,13 +8,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import cli, make_project
-from sources_servers import commit
-from test_bundle import manifest_of
-from test_rerun import ok
 
 from runner.bundles.platforms import this_platform
 from runner.project.schemas import schema_errors
+from support.bundles import manifest_of
+from support.cli import cli, ok
+from support.git_servers import commit
+from support.projects import make_project
 
 YAML_PROJECT = {
     "MLproject": "name: y\nentry_points:\n  main:\n    command: python -c 'import yaml'\n",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -10,72 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, REPO, cli, last_record, make_project, records
 
-HERE = Path(__file__).resolve().parent
-PY_FULL = ".".join(map(str, sys.version_info[:3]))
-SHOW = """\
-import pathlib, sys
-prefix = pathlib.Path(sys.prefix)
-for name in ("alpha", "beta", "sloth"):
-    f = prefix / "share" / name / "VERSION"
-    if f.exists():
-        print(name, f.read_text().strip())
-try:
-    import tinylib
-    print("tinylib", tinylib.VERSION, tinylib.__file__)
-except ImportError:
-    pass
-"""
-MLPROJECT = "name: c\nconda_env: conda.yaml\nentry_points:\n  main:\n    command: python show.py\n"
+from support.cli import EXAMPLES, cli, last_record, records
+from support.conda import MLPROJECT, PY_FULL, SHOW, lock_of, project
+from support.projects import make_project
+from support.services import require
 
-
-@pytest.fixture(scope="session")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """Build the test channel (in a child: py-rattler) and serve it; yields (alias, root)."""
-    # find_spec, not import: py-rattler must not load into the pytest process (exit crash)
-    if importlib.util.find_spec("rattler") is None and os.environ.get("CI") != "true":
-        pytest.skip("py-rattler is not installed: pip install -e '.[test]'")
-    root = tmp_path_factory.mktemp("conda-channel")
-    subprocess.run([sys.executable, str(HERE / "conda_channel.py"), str(root)], check=True)
-    port_file = root.parent / f"{root.name}.port"
-    server = subprocess.Popen([sys.executable, str(HERE / "conda_server.py"), str(root),
-                               str(port_file)])  # fmt: skip
-    try:
-        for _ in range(200):
-            if port_file.exists():
-                break
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port_file.read_text()}/", root
-    finally:
-        os.kill(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def conda_settings(
-    channel: tuple[str, Path], uv_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Channel names resolve to the local server; the CLI finds this checkout's runner."""
-    monkeypatch.setenv("RUN_PROJECT_CHANNEL_ALIAS", channel[0])
-    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-
-
-def project(root: Path, deps: list[str], pip: list[str] | None = None,
-            channels: tuple[str, ...] = ("conda-forge",), **files: str) -> Path:  # fmt: skip
-    """A project with conda.yaml listing `deps` (and a pip: section) and show.py."""
-    lines = ["name: t", "channels:", *[f"  - {c}" for c in channels], "dependencies:"]
-    lines += [f"  - {d}" for d in deps]
-    if pip is not None:
-        lines += ["  - pip:", *[f"    - {p}" for p in pip]]
-    return make_project(root, {"MLproject": MLPROJECT, "conda.yaml": "\n".join(lines) + "\n",
-                               "show.py": SHOW, **files})  # fmt: skip
+pytestmark = pytest.mark.usefixtures("conda_settings")
 
 
 def area(tmp_path: Path) -> Path:
@@ -105,10 +49,6 @@ def workers_of(tmp_path: Path) -> list[int]:
     return found
 
 
-def lock_of(record: dict[str, object]) -> Path:
-    return Path(str(record["logs"]["stdout"])).parent.parent / "env" / "conda-lock.yml"  # type: ignore[index]
-
-
 def test_example_project_solves_installs_runs_and_reuses(tmp_path: Path) -> None:
     first = cli(str(EXAMPLES / "conda_env"), "-P", "greeting=hi")
     assert first.code == 0, first.text
@@ -131,7 +71,7 @@ def test_example_project_solves_installs_runs_and_reuses(tmp_path: Path) -> None
 
 
 def test_solver_chooses_versions_and_pip_section_installs_with_uv(tmp_path: Path) -> None:
-    from conda_channel import make_wheel
+    from support.conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python", "alpha", "beta <3"],
                    pip=["./wheels/tinylib-1.0-py3-none-any.whl"])  # fmt: skip
@@ -149,11 +89,11 @@ def test_solver_chooses_versions_and_pip_section_installs_with_uv(tmp_path: Path
 
 
 def test_recorded_lock_is_read_by_conda_locks_own_parser(tmp_path: Path) -> None:
-    if os.environ.get("CI") == "true":
+    try:
         import conda_lock.lockfile as lockfile
-    else:
-        lockfile = pytest.importorskip("conda_lock.lockfile", reason="pip install conda-lock")
-    from conda_channel import make_wheel
+    except ImportError:
+        require("conda-lock", "conda-lock is not installed: pip install conda-lock")
+    from support.conda_channel import make_wheel
 
     wheel = "./wheels/tinylib-1.0-py3-none-any.whl"
     proj = project(tmp_path / "p", ["python", "alpha <2"], pip=[wheel])
@@ -333,7 +273,7 @@ def test_pip_requirement_file_leaving_the_project_is_refused(tmp_path: Path, nes
 
 def test_changed_pip_requirement_file_changes_the_key(tmp_path: Path) -> None:
     """A file named by `-r` in a file named by `-r` changes, the manifest does not."""
-    from conda_channel import make_wheel
+    from support.conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python"], pip=["-r requirements.txt"],
                    **{"requirements.txt": "-r more.txt\n", "more.txt": "--no-index\n"})  # fmt: skip
@@ -348,7 +288,7 @@ def test_changed_pip_requirement_file_changes_the_key(tmp_path: Path) -> None:
 
 
 def test_uninstallable_pip_requirement_fails_with_uvs_message(tmp_path: Path) -> None:
-    from conda_channel import make_wheel
+    from support.conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python"], pip=["--no-index", "--find-links ./wheels",
                                                     "tinylib==9.9"])  # fmt: skip

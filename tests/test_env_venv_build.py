@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, cli, last_record, make_project
-from env_helpers import fake_python
+
+from support.cli import EXAMPLES, cli, last_record
+from support.envs import fake_python
+from support.projects import make_project
 
 MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
 DEAD = "http://127.0.0.1:9"  # nothing listens: any request through this proxy fails

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, cli, last_record, make_project, records
 
 from runner.envs.python.uvtool import uv_bin
+from support.cli import EXAMPLES, cli, last_record, records
+from support.projects import make_project
 
 MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
 SHOW = (

@@ -9,7 +9,8 @@ import pytest
 
 from runner.errors import ManifestError
 from runner.project.manifest import load_project
-from tests.conftest import cli, make_project
+from support.cli import cli
+from support.projects import make_project
 
 
 def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]

@@ -12,7 +12,8 @@ import pytest
 
 from runner.errors import ParamError
 from runner.project.params import ParamSpec, bind, check_raw_value
-from tests.conftest import ECHO_ARGS, REPO, cli, last_record, make_project, records
+from support.cli import REPO, cli, last_record, records
+from support.projects import ECHO_ARGS, make_project
 
 HOSTILE = ["$(touch {c})", "`touch {c}`", "; touch {c}", "a\ntouch {c}", "--x", "' && touch {c} '"]
 

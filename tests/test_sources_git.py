@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli, last_record, records
-from sources_servers import (
+
+from support.cli import cli, last_record, records
+from support.git_servers import (
     Served,
     Sshd,
     commit,
     git,
     publish,
     runner_env,
-    served_fixture,  # noqa: F401  (the session fixture `served`)
     start_daemon,
     start_http,
     start_sshd,
@@ -237,9 +237,9 @@ def test_unknown_revision_names_the_closest_branches(served: Served) -> None:
 
 
 def test_unreachable_host_says_so(tmp_path: Path) -> None:
-    from sources_servers import _free_port
+    from support.git_servers import free_port
 
-    result = cli(f"git://127.0.0.1:{_free_port()}/nothing.git")
+    result = cli(f"git://127.0.0.1:{free_port()}/nothing.git")
     assert result.code == 2 and "cannot reach" in result.err and "hint:" in result.err
 
 

@@ -8,14 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli
-from sources_servers import (
+
+from support.cli import cli
+from support.git_servers import (
     Served,
     commit,
     git,
     publish,
     runner_env,
-    served_fixture,  # noqa: F401  (the session fixture `served`)
 )
 
 PROJECT = {"MLproject": "entry_points:\n  main:\n    command: 'python -c \"print(42)\"'\n"}

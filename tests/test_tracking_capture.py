@@ -9,7 +9,8 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from conftest import EXAMPLES, cli, last_record, make_project
+from support.cli import EXAMPLES, cli, last_record
+from support.projects import make_project
 
 
 def sha(path: Path) -> str:

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli
-from tracking_fixtures import mount
 
 from runner.cli import runs_compare as runs_more
 from runner.errors import RunnerError
@@ -25,6 +23,8 @@ from runner.tracking.db import MIGRATIONS, SCHEMA_VERSION
 from runner.tracking.query import Condition, parse_condition
 from runner.tracking.record import new_record
 from runner.tracking.store import Store, open_store
+from support.cli import cli
+from support.mounts import mount
 
 # Values a param can hold: numbers, numeric text, text, hostile text, non-finite, huge.
 PARAM_VALUES: list[Any] = [

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, REPO, cli, last_record, make_project, records
 
 from runner.project.schemas import load_schema, schema_errors
+from support.cli import EXAMPLES, REPO, cli, last_record, records
+from support.projects import make_project
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, cli
 
 from runner.errors import StoreError
 from runner.tracking.db import SCHEMA_VERSION
 from runner.tracking.record import new_record
 from runner.tracking.store import open_store
+from support.cli import EXAMPLES, cli
 
 
 def _record(experiment: str = "exp") -> dict[str, object]:

@@ -13,7 +13,8 @@ from runner import settings
 from runner.errors import ManifestError
 from runner.project import manifest_cache
 from runner.project.manifest import load_project
-from tests.conftest import cli, make_project
+from support.cli import cli
+from support.projects import make_project
 
 MANIFEST = """\
 name: warm
