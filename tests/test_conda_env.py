@@ -158,7 +158,9 @@ def test_package_failing_its_hash_check_fails_the_run_and_caches_nothing(tmp_pat
     result = cli(str(project(tmp_path / "p", ["tampered"], channels=("rp-broken",))))
     assert result.code == 2, result.text
     assert "a conda package failed its hash check" in result.err and "hash mismatch" in result.err
-    assert "tampered-1.0-0.tar.bz2" in result.err and "hint: the channel served a file" in result.err
+    assert (
+        "tampered-1.0-0.tar.bz2" in result.err and "hint: the channel served a file" in result.err
+    )
     assert last_record()["status"] == "FAILED"
     assert not complete(tmp_path) and not leftovers(tmp_path)
     assert not list((tmp_path / "cache").rglob("CANARY"))  # the altered payload was never used
@@ -382,4 +384,6 @@ def test_shipped_lock_without_this_platform_is_refused(tmp_path: Path) -> None:
            "  channels: []\n  sources: []\npackage: []\n"  # fmt: skip
     result = cli(str(project(tmp_path / "p", ["alpha"], **{"conda-lock.yml": lock})))
     assert result.code == 2, result.text
-    assert "no packages for this platform (linux-64)" in result.err and "conda-lock -f" in result.err
+    assert (
+        "no packages for this platform (linux-64)" in result.err and "conda-lock -f" in result.err
+    )

@@ -324,7 +324,6 @@ def test_damaged_mirror_is_rebuilt(served: Served, tmp_path: Path) -> None:
     assert "fetching" in result.err
 
 
-
 def test_ssh_refusals_are_named_with_what_to_do(served: Served, sshd: Sshd, tmp_path: Path) -> None:
     """Against the real sshd: a key it does not accept, and a host key that changed (a
     man-in-the-middle). Each is a clear error with a hint, never a traceback."""

@@ -143,7 +143,9 @@ def test_case32_existing_store_made_read_only_never_starts_the_command(tmp_path:
 def _pg_ctl(*args: str) -> subprocess.CompletedProcess[str]:
     bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
     if not bindir:
-        require("postgres", "PostgreSQL server binaries are not installed (apt-get install postgresql)")
+        require(
+            "postgres", "PostgreSQL server binaries are not installed (apt-get install postgresql)"
+        )
     return subprocess.run(
         ["su", "postgres", "-c", " ".join([str(bindir[-1] / "pg_ctl"), *args])],
         capture_output=True, text=True, timeout=60,
@@ -163,7 +165,7 @@ def test_case32_postgres_going_away_mid_run_loses_nothing(tmp_path: Path) -> Non
     if init.returncode != 0:
         require("postgres", f"initdb failed: {init.stderr}")
     port = 20000 + os.getpid() % 20000
-    opts = f"\"-p {port} -k {data} -c listen_addresses=127.0.0.1\""
+    opts = f'"-p {port} -k {data} -c listen_addresses=127.0.0.1"'
     start = ("start", "-w", "-D", str(data), "-l", str(data / "log"), "-o", opts)
     try:
         assert _pg_ctl(*start).returncode == 0

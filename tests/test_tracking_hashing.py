@@ -290,6 +290,7 @@ entry_points:
     command: "python -c pass {data}"
 """
 
+
 def test_directory_input_recorded_again_after_a_same_size_rewrite(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", {"MLproject": PATH_PARAM_PROJECT})
     data = make_tree(tmp_path / "data")

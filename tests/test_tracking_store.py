@@ -52,9 +52,7 @@ def test_store_round_trip_of_records_metrics_params_and_files(
     history = again.metric_history(str(record["id"]), "loss")
     assert history[0] == (0, 1.0) and history[-1][0] == 24_999
     assert again.files_with_hash("a" * 64, "output") == [(record["id"], "/m")]
-    assert [r["id"] for r in again.list_runs(experiment="exp", status="finished")] == [
-        record["id"]
-    ]
+    assert [r["id"] for r in again.list_runs(experiment="exp", status="finished")] == [record["id"]]
     assert again.list_runs(experiment="other") == []
 
 
