@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check runner tests
-ruff format --check runner
-mypy runner
+ruff format --check runner tests
+mypy runner tests
 python -m pytest -n 2 "$@"

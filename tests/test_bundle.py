@@ -93,7 +93,7 @@ def test_pack_with_deps_runs_with_the_index_unreachable_in_a_fresh_cache(
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
     assert schema_errors("bundle", info) == []
     assert info["env"] == {"kind": "virtualenv", "lock": "pylock.toml", "with_deps": True}
-    assert [w["name"] for w in info["wheels"]] == ["six"]  # type: ignore[index]
+    assert [w["name"] for w in info["wheels"]] == ["six"]
     # The teammate's machine: a new cache, an empty uv cache, no index, no proxy.
     monkeypatch.setenv("RUN_PROJECT_CACHE", str(tmp_path / "teammate-cache"))
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "teammate-uv"))
@@ -163,6 +163,6 @@ def test_pack_at_a_revision_holds_that_commit_and_runs(tmp_path: Path) -> None:
     bundle = tmp_path / "old.tar.gz"
     ok(cli("pack", str(repo), "-v", "v1", "-o", str(bundle)))
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
-    assert info["source"]["commit"] == old and info["entry_points"] == ["main"]  # type: ignore[index]
+    assert info["source"]["commit"] == old and info["entry_points"] == ["main"]
     assert "version one" in ok(cli(str(bundle))).out
     assert cli("pack", str(repo)).code == 2  # neither -o nor --image

@@ -32,7 +32,7 @@ def test_pack_with_deps_of_a_conda_project_runs_with_the_channel_gone(
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
     assert schema_errors("bundle", info) == []
     assert info["env"] == {"kind": "conda", "lock": "conda-lock.yml", "with_deps": True}
-    files = sorted(w["file"] for w in info["wheels"])  # type: ignore[index]
+    files = sorted(w["file"] for w in info["wheels"])
     assert any(f.startswith("conda/alpha-1.") for f in files), files
     assert any(f.startswith("conda/python-") for f in files), files
     assert "wheels/six-1.17.0-py2.py3-none-any.whl" in files
@@ -85,7 +85,7 @@ def test_pack_a_conda_project_for_another_platform_solves_for_that_subdir(
     assert packed.code == 0, packed.text
     assert f"for {target}" in packed.err
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
-    assert schema_errors("bundle", info) == [] and info["platform"]["target"] == target  # type: ignore[index]
+    assert schema_errors("bundle", info) == [] and info["platform"]["target"] == target
     with tarfile.open(bundle) as tar:
         name = next(n for n in tar.getnames() if n.endswith("/conda-lock.yml"))
         handle = tar.extractfile(name)

@@ -114,7 +114,7 @@ def test_shipped_lock_is_installed_exactly_without_solving(tmp_path: Path) -> No
     assert cli(str(project(tmp_path / "a", ["python", "alpha <2"]))).code == 0
     lock = lock_of(last_record()).read_text()
     # conda.yaml alone would give alpha 2.0; the lock says 1.0 and wins
-    proj = project(tmp_path / "b", ["python", "alpha"], **{"conda-lock.yml": lock})
+    proj = project(tmp_path / "b", ["python", "alpha"], files={"conda-lock.yml": lock})
     result = cli(str(proj))
     assert result.code == 0, result.text
     assert "alpha 1.0\nbeta 1.0\n" in result.out
@@ -136,7 +136,7 @@ def test_lock_with_wrong_hash_fails_and_caches_nothing(tmp_path: Path, algorithm
     good = next(line.split()[-1] for line in lines if f"{algorithm}:" in line)
     wrong = "ab" * (len(good) // 2)
     lock = "\n".join(lines).replace(good, wrong) + "\n"
-    proj = project(tmp_path / "b", ["alpha"], **{"conda-lock.yml": lock})
+    proj = project(tmp_path / "b", ["alpha"], files={"conda-lock.yml": lock})
     result = cli(str(proj))
     assert result.code == 2, result.text
     assert f"{algorithm} is" in result.err and wrong in result.err
@@ -267,7 +267,7 @@ def test_pip_requirement_file_leaving_the_project_is_refused(tmp_path: Path, nes
     (tmp_path / "secret.txt").write_text("tinylib\n")
     files = {"reqs.txt": "-r ../secret.txt\n"} if nested else {}
     pip = ["-r reqs.txt"] if nested else ["-r ../secret.txt"]
-    result = cli(str(project(tmp_path / "p", ["python"], pip=pip, **files)))
+    result = cli(str(project(tmp_path / "p", ["python"], pip=pip, files=files)))
     assert result.code == 2, result.text
     assert "outside the project" in result.err and "../secret.txt" in result.err
     assert not (tmp_path / "cache" / "envs" / "conda").exists() or not complete(tmp_path)
@@ -278,7 +278,7 @@ def test_changed_pip_requirement_file_changes_the_key(tmp_path: Path) -> None:
     from support.conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python"], pip=["-r requirements.txt"],
-                   **{"requirements.txt": "-r more.txt\n", "more.txt": "--no-index\n"})  # fmt: skip
+                   files={"requirements.txt": "-r more.txt\n", "more.txt": "--no-index\n"})  # fmt: skip
     make_wheel(proj / "wheels")
     assert cli(str(proj)).code == 0
     (proj / "more.txt").write_text("./wheels/tinylib-1.0-py3-none-any.whl\n")
@@ -382,7 +382,7 @@ def test_misspelt_key_and_bad_match_spec_are_named(tmp_path: Path) -> None:
 def test_shipped_lock_without_this_platform_is_refused(tmp_path: Path) -> None:
     lock = "version: 1\nmetadata:\n  platforms: [osx-arm64]\n  content_hash: {}\n" \
            "  channels: []\n  sources: []\npackage: []\n"  # fmt: skip
-    result = cli(str(project(tmp_path / "p", ["alpha"], **{"conda-lock.yml": lock})))
+    result = cli(str(project(tmp_path / "p", ["alpha"], files={"conda-lock.yml": lock})))
     assert result.code == 2, result.text
     assert (
         "no packages for this platform (linux-64)" in result.err and "conda-lock -f" in result.err

@@ -35,7 +35,7 @@ def output(result: Any) -> dict[str, Any]:
 
 
 def lock_of(tmp_path: Path) -> str:
-    run_id = last_record()["id"]
+    run_id = str(last_record()["id"])
     return (tmp_path / "store" / "artifacts" / run_id / "env" / "pylock.toml").read_text()
 
 

@@ -47,7 +47,9 @@ def env_entries(tmp_path: Path) -> list[Path]:
 
 
 def lock_of(record: dict[str, Any], tmp_path: Path) -> str:
-    return (tmp_path / "store" / "artifacts" / record["id"] / "env" / "pylock.toml").read_text()
+    return (
+        tmp_path / "store" / "artifacts" / str(record["id"]) / "env" / "pylock.toml"
+    ).read_text()
 
 
 def copy_example(tmp_path: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -180,7 +181,7 @@ def test_case32_postgres_going_away_mid_run_loses_nothing(tmp_path: Path) -> Non
             """})  # fmt: skip
         env = {"RUN_PROJECT_STORE_RETRY_SECONDS": "60", "RUN_PROJECT_HEARTBEAT_SECONDS": "1"}
         run = subprocess.Popen(
-            [os.sys.executable, "-m", "runner", str(project), "-e", "slow.py", "--store", url],
+            [sys.executable, "-m", "runner", str(project), "-e", "slow.py", "--store", url],
             env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         for _ in range(150):  # the run must be under way (its record RUNNING) first

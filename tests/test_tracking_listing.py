@@ -97,7 +97,7 @@ def test_sql_filters_answer_as_the_python_filters_do_on_a_varied_store(store_url
     _fill(store, 80)
     for condition in _conditions():
         for experiment in (None, "it's%"):
-            args = (store, experiment, None, [condition], None, None)
+            args: tuple[Any, ...] = (store, experiment, None, [condition], None, None)
             got = listing.select_runs(*args)
             assert _ids(got) == _ids(listing._in_python(*args)), condition
     pair = [parse_condition("param", "lr>=0"), parse_condition("metric", "acc<1")]
@@ -112,7 +112,7 @@ def test_sql_sort_and_limit_answer_as_the_python_sort_does(store_url: str) -> No
     keys += ["exit_code", "run_name", "start_time", "status", "entry_point", "experiment"]
     keys += ["backend", "id"]  # not indexed: the Python path
     for key, limit in itertools.product(keys + [f"-{k}" for k in keys], (None, 1, 7)):
-        args = (store, None, None, [], key, limit)
+        args: tuple[Any, ...] = (store, None, None, [], key, limit)
         assert _ids(listing.select_runs(*args)) == _ids(listing._in_python(*args)), key
     with pytest.raises(RunnerError) as info:
         listing.select_runs(store, None, None, [], "bogus.x", 3)

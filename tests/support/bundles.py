@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 # The package index and every proxy pointed at the discard port: nothing can be downloaded.
 OFFLINE = {
@@ -18,10 +19,10 @@ OFFLINE = {
 }
 
 
-def manifest_of(bundle: Path, inner: str) -> dict[str, object]:
+def manifest_of(bundle: Path, inner: str) -> dict[str, Any]:
     with tarfile.open(bundle) as tar:
         name = next(n for n in tar.getnames() if n.endswith(inner))
         handle = tar.extractfile(name)
         assert handle is not None
-        data: dict[str, object] = json.load(handle)
+        data: dict[str, Any] = json.load(handle)
     return data

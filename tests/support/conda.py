@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from support.projects import make_project
 
@@ -28,15 +29,17 @@ MLPROJECT = "name: c\nconda_env: conda.yaml\nentry_points:\n  main:\n    command
 
 
 def project(root: Path, deps: list[str], pip: list[str] | None = None,
-            channels: tuple[str, ...] = ("conda-forge",), **files: str) -> Path:  # fmt: skip
-    """A project with conda.yaml listing `deps` (and a pip: section) and show.py."""
+            channels: tuple[str, ...] = ("conda-forge",),
+            files: dict[str, str] | None = None) -> Path:  # fmt: skip
+    """A project with conda.yaml listing `deps` (and a pip: section), show.py and `files`."""
     lines = ["name: t", "channels:", *[f"  - {c}" for c in channels], "dependencies:"]
     lines += [f"  - {d}" for d in deps]
     if pip is not None:
         lines += ["  - pip:", *[f"    - {p}" for p in pip]]
     return make_project(root, {"MLproject": MLPROJECT, "conda.yaml": "\n".join(lines) + "\n",
-                               "show.py": SHOW, **files})  # fmt: skip
+                               "show.py": SHOW, **(files or {})})  # fmt: skip
 
 
-def lock_of(record: dict[str, object]) -> Path:
-    return Path(str(record["logs"]["stdout"])).parent.parent / "env" / "conda-lock.yml"  # type: ignore[index]
+def lock_of(record: dict[str, Any]) -> Path:
+    """The conda-lock.yml recorded with a run."""
+    return Path(str(record["logs"]["stdout"])).parent.parent / "env" / "conda-lock.yml"
