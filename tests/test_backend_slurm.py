@@ -71,6 +71,7 @@ def _slurm_env(slurm_conf: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_CONF", slurm_conf)
 
 
+@pytest.mark.slow
 def test_slurm_run_records_logs_events_outputs_and_options(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj", PROJECT)
     options = {"partition": "debug", "time": "5", "cpus": 1, "mem": "100M"}
@@ -139,6 +140,7 @@ def test_sbatch_refusal_closes_the_record_as_failed(tmp_path: Path) -> None:
     assert record["status"] == "FAILED" and "nope" in record["reason"]
 
 
+@pytest.mark.slow
 def test_slurm_jobs_run_in_the_clusters_own_network_namespace(tmp_path: Path) -> None:
     """The runner talks to slurmctld over a veth, as a login node would, not over loopback."""
     conf = Path(os.environ["SLURM_CONF"])

@@ -131,6 +131,7 @@ def test_an_edited_packed_project_is_refused(tmp_path: Path) -> None:
     assert refused.code == 2 and "MLproject is missing or differs" in refused.err
 
 
+@pytest.mark.slow
 def test_pack_image_builds_a_docker_image_that_runs_the_entry_points(tmp_path: Path) -> None:
     from support.docker_image import docker_ready, ensure_base_image
 

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.usefixtures("conda_settings")
 DEAD = "http://127.0.0.1:9/"  # nothing listens on the discard port
 
 
+@pytest.mark.slow
 def test_pack_with_deps_of_a_conda_project_runs_with_the_channel_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,6 +99,7 @@ def test_pack_a_conda_project_for_another_platform_solves_for_that_subdir(
     assert refused.code == 2 and f"packed for {target}; this machine is" in refused.err
 
 
+@pytest.mark.slow
 def test_a_shipped_lock_beside_conda_yaml_in_a_subdirectory_is_the_one_rewritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

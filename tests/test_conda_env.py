@@ -88,6 +88,7 @@ def test_solver_chooses_versions_and_pip_section_installs_with_uv(tmp_path: Path
     )
 
 
+@pytest.mark.slow
 def test_recorded_lock_is_read_by_conda_locks_own_parser(tmp_path: Path) -> None:
     try:
         import conda_lock.lockfile as lockfile
@@ -110,6 +111,7 @@ def test_recorded_lock_is_read_by_conda_locks_own_parser(tmp_path: Path) -> None
     assert all(p.hash.sha256 for p in parsed.package)
 
 
+@pytest.mark.slow
 def test_shipped_lock_is_installed_exactly_without_solving(tmp_path: Path) -> None:
     assert cli(str(project(tmp_path / "a", ["python", "alpha <2"]))).code == 0
     lock = lock_of(last_record()).read_text()
@@ -126,7 +128,9 @@ def test_shipped_lock_is_installed_exactly_without_solving(tmp_path: Path) -> No
     assert meta["url"].endswith("/conda-forge/noarch/alpha-1.0-0.tar.bz2"), meta["url"]
 
 
-@pytest.mark.parametrize("algorithm", ["sha256", "md5"])  # md5 alone: what older locks carry
+@pytest.mark.parametrize(
+    "algorithm", [pytest.param("sha256", marks=pytest.mark.slow), "md5"]
+)  # md5 alone: what older locks carry
 def test_lock_with_wrong_hash_fails_and_caches_nothing(tmp_path: Path, algorithm: str) -> None:
     assert cli(str(project(tmp_path / "a", ["alpha <2"]))).code == 0
     lines = lock_of(last_record()).read_text().splitlines()
@@ -166,7 +170,7 @@ def test_package_failing_its_hash_check_fails_the_run_and_caches_nothing(tmp_pat
     assert not list((tmp_path / "cache").rglob("CANARY"))  # the altered payload was never used
 
 
-@pytest.mark.parametrize("runs", [2, 10])
+@pytest.mark.parametrize("runs", [2, pytest.param(10, marks=pytest.mark.slow)])
 def test_concurrent_runs_build_the_environment_once(tmp_path: Path, runs: int) -> None:
     proj = project(tmp_path / "p", ["python", "alpha"])
     with ThreadPoolExecutor(runs) as pool:

@@ -58,6 +58,7 @@ def test_a_cold_build_soon_after_another_needs_no_network(tmp_path: Path) -> Non
     assert lock_of(tmp_path) == lock
 
 
+@pytest.mark.slow
 def test_uv_gets_pypis_cache_policy_only_when_pypi_is_its_only_index(tmp_path: Path) -> None:
     """Another index, or any uv config file uv would read (project or parent directory),
     is left to uv untouched: a --config-file would replace it."""

@@ -37,6 +37,7 @@ def test_rerun_of_a_dirty_local_run_reproduces_its_outputs(tmp_path: Path) -> No
     assert (repo / "train.py").read_text().startswith("raise")  # the user's tree untouched
 
 
+@pytest.mark.slow
 def test_a_param_override_is_recorded_and_named_in_the_verdict(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "proj")
     ok(cli(str(repo)))

@@ -14,6 +14,7 @@ from support.git_servers import commit
 pytestmark = pytest.mark.usefixtures("conda_settings")
 
 
+@pytest.mark.slow
 def test_rerun_installs_the_recorded_conda_lock_without_solving(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

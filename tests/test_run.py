@@ -191,6 +191,7 @@ def test_lost_is_also_found_by_an_expired_heartbeat(tmp_path: Path) -> None:
     assert last_record()["status"] == "LOST"
 
 
+@pytest.mark.slow
 def test_fifty_parallel_runs_lose_no_row(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", {"MLproject": """\
         entry_points:

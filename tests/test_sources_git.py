@@ -59,7 +59,9 @@ def _forms(served: Served) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("form", ["git", "http", "file", "ssh", "scp", "path"])
+@pytest.mark.parametrize(
+    "form", ["git", "http", "file", "ssh", pytest.param("scp", marks=pytest.mark.slow), "path"]
+)
 def test_every_uri_form_runs_the_default_branch_and_records_the_full_sha(
     served: Served, sshd: Sshd, form: str
 ) -> None:
@@ -109,6 +111,7 @@ def test_working_copy_is_removed_after_the_run_unless_kept(served: Served, tmp_p
     assert Path(cwd, "VERSION").read_text() == "two\n" and cwd in kept.err
 
 
+@pytest.mark.slow
 def test_second_run_of_a_known_commit_needs_no_network(served: Served, tmp_path: Path) -> None:
     daemon = start_daemon(served.root)
     url = f"{daemon.url}/proj.git"
@@ -147,6 +150,7 @@ def test_two_concurrent_runs_of_different_revisions_never_share_files(
     assert "mark-feature" not in seen["v1"]["files"] and "mark-v1" not in seen["feature"]["files"]
 
 
+@pytest.mark.slow
 def test_ten_parallel_runs_of_one_url_all_succeed_with_one_mirror(
     served: Served, tmp_path: Path
 ) -> None:
@@ -196,6 +200,7 @@ def _kill_mid_fetch(url: str) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_fetch_leaves_a_mirror_the_next_run_repairs(tmp_path: Path) -> None:
     root = tmp_path / "repos"
     root.mkdir()

@@ -153,6 +153,7 @@ def _pg_ctl(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_case32_postgres_going_away_mid_run_loses_nothing(tmp_path: Path) -> None:
     """A private server (own data dir and port) is stopped mid-run and started again."""
     try:

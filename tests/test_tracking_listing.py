@@ -92,6 +92,7 @@ def _ids(records: list[dict[str, Any]]) -> list[str]:
     return [r["id"] for r in records]
 
 
+@pytest.mark.slow
 def test_sql_filters_answer_as_the_python_filters_do_on_a_varied_store(store_url: str) -> None:
     store = open_store(store_url)
     _fill(store, 80)

@@ -97,6 +97,7 @@ def test_sqlite_store_from_the_first_version_is_migrated_in_place(tmp_path: Path
     assert version.fetchone() == (str(SCHEMA_VERSION),)
 
 
+@pytest.mark.slow
 def test_run_and_runs_cli_through_either_store(store_url: str, tmp_path: Path) -> None:
     project = tmp_path / "csv_train"
     shutil.copytree(EXAMPLES / "csv_train", project)
