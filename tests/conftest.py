@@ -1,21 +1,29 @@
-"""Shared fixtures: every test gets its own cache, store and config; the CLI runs for real."""
+"""Shared fixtures: every test gets its own cache, store and config; the CLI runs for real.
+
+Only fixtures live here; the helpers they use are in tests/support/.
+"""
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
+import signal
 import subprocess
 import sys
-import textwrap
+import time
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "example_projects"
+from support.cli import REPO
+from support.conda import CHANNEL_BUILDER, CHANNEL_SERVER
+from support.git_servers import Served, build_project, start_daemon, start_http
+from support.mounts import mount
+from support.postgres import pg_base_url, with_schema
+from support.services import require
+
 # Every subprocess a test starts runs this checkout's code, whatever is installed.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
@@ -43,63 +51,6 @@ def records_match_their_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert not found.exists(), found.read_text()
 
 
-@dataclass
-class Result:
-    """A finished CLI call."""
-
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = 120) -> Result:  # fmt: skip
-    """Run `python -m runner ARGS` as a real subprocess."""
-    full_env = dict(os.environ, **(env or {}))
-    # This checkout's code, whatever is installed (worktrees test their own tree).
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env,
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def records(store: Path | None = None) -> list[dict[str, Any]]:
-    """All run records in the store, newest first (through the CLI, as a user sees them)."""
-    args = ["runs", "list", "--json", "--limit", "100000"]
-    if store is not None:
-        args += ["--store", str(store)]
-    result = cli(*args)
-    assert result.code == 0, result.text
-    data: list[dict[str, Any]] = json.loads(result.out)
-    return data
-
-
-def last_record(store: Path | None = None) -> dict[str, Any]:
-    """The newest run record."""
-    found = records(store)
-    assert found, "no run was recorded"
-    return found[0]
-
-
-def make_project(root: Path, files: dict[str, str]) -> Path:
-    """Write a project: {relative path: text (dedented)}."""
-    root.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
-
-
-ECHO_ARGS = "import json, sys\nprint(json.dumps(sys.argv[1:]))\n"
-
-
 @pytest.fixture(scope="session")
 def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One uv cache for the whole session (uv's cache is safe to share), so builds after the
@@ -111,5 +62,111 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.mkdir(exist_ok=True)
     return path
 
-# Fixtures of the tracking tests (PostgreSQL schema per test, read-only and tiny mounts).
-from tracking_fixtures import pg_url, read_only_dir, store_url, tiny_disk  # noqa: E402, F401
+
+# Tracking: a PostgreSQL schema per test, read-only and tiny mounts.
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty schema on the test server, dropped afterwards."""
+    import psycopg
+
+    base = pg_base_url()
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield with_schema(base, schema)
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test against a SQLite directory and a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a read-only bind mount: even root cannot write there (EROFS), which
+    chmod alone cannot achieve since the tests run as root."""
+    target = tmp_path / "ro"
+    target.mkdir()
+    mount(["--bind", str(target), str(target)])
+    try:
+        mount(["-o", "remount,ro,bind", str(target)])
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a real full disk for the artifact copy."""
+    target = tmp_path / "tiny"
+    target.mkdir()
+    mount(["-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)])
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+# Git sources: git daemon and smart HTTP serving real repositories.
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """git daemon and smart HTTP serving proj.git (and anything tests add to `root`)."""
+    base = tmp_path_factory.mktemp("served")
+    root = base / "repos"
+    root.mkdir()
+    first, second, feature = build_project(root, base / "work")
+    daemon = start_daemon(root)
+    http = start_http(root, auth="alice:s3cr3t-t0ken")
+    try:
+        yield Served(root, daemon, http, first, second, feature)
+    finally:
+        daemon.stop()
+        http.stop()
+
+
+# Conda: the test channel, built and served once per session. Modules that use it say
+# `pytestmark = pytest.mark.usefixtures("conda_settings")`.
+
+
+@pytest.fixture(scope="session")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Build the test channel (in a child: py-rattler) and serve it; yields (alias, root)."""
+    # find_spec, not import: py-rattler must not load into the pytest process (exit crash)
+    if importlib.util.find_spec("rattler") is None:
+        require("py-rattler", "py-rattler is not installed: pip install -e '.[test]'")
+    root = tmp_path_factory.mktemp("conda-channel")
+    subprocess.run([sys.executable, str(CHANNEL_BUILDER), str(root)], check=True)
+    port_file = root.parent / f"{root.name}.port"
+    server = subprocess.Popen([sys.executable, str(CHANNEL_SERVER), str(root),
+                               str(port_file)])  # fmt: skip
+    try:
+        for _ in range(200):
+            if port_file.exists():
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text()}/", root
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def conda_settings(
+    channel: tuple[str, Path], uv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Channel names resolve to the local server; the CLI finds this checkout's runner."""
+    monkeypatch.setenv("RUN_PROJECT_CHANNEL_ALIAS", channel[0])
+    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))

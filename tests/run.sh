@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check runner tests
-ruff format --check runner
-mypy runner
+ruff format --check runner tests
+mypy runner tests
 lint-imports  # the import layers and no circles (pyproject.toml [tool.importlinter])
 python -m pytest -n 2 "$@"

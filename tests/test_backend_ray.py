@@ -18,8 +18,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import EXAMPLES, REPO, cli, last_record, make_project
-from services.clusters import http_json, ray_head
+
+from support.cli import EXAMPLES, REPO, cli, last_record
+from support.clusters import http_json, ray_head
+from support.projects import make_project
 
 SCHEMA = json.loads((REPO / "schemas" / "run-record.schema.json").read_text())
 PROJECT = {

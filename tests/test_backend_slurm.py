@@ -17,8 +17,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import REPO, cli, last_record, make_project
-from services.clusters import slurm_cluster, unavailable
+
+from support.cli import REPO, cli, last_record
+from support.clusters import slurm_cluster
+from support.projects import make_project
+from support.services import require
 
 SCHEMA = json.loads((REPO / "schemas" / "run-record.schema.json").read_text())
 PROJECT = {
@@ -68,6 +71,7 @@ def _slurm_env(slurm_conf: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_CONF", slurm_conf)
 
 
+@pytest.mark.slow
 def test_slurm_run_records_logs_events_outputs_and_options(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj", PROJECT)
     options = {"partition": "debug", "time": "5", "cpus": 1, "mem": "100M"}
@@ -136,11 +140,12 @@ def test_sbatch_refusal_closes_the_record_as_failed(tmp_path: Path) -> None:
     assert record["status"] == "FAILED" and "nope" in record["reason"]
 
 
+@pytest.mark.slow
 def test_slurm_jobs_run_in_the_clusters_own_network_namespace(tmp_path: Path) -> None:
     """The runner talks to slurmctld over a veth, as a login node would, not over loopback."""
     conf = Path(os.environ["SLURM_CONF"])
     if not (conf.parent / "netns").exists():
-        unavailable("this Slurm runs on 127.0.0.1 (no network namespace: see slurm.sh)")
+        require("slurm", "this Slurm runs on 127.0.0.1 (no network namespace: see slurm.sh)")
     host = re.search(r"^SlurmctldHost=\w+\(([\d.]+)\)", conf.read_text(), re.MULTILINE)
     assert host and not host.group(1).startswith("127."), conf.read_text()
     project = make_project(tmp_path / "proj", PROJECT)

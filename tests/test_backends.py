@@ -11,13 +11,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import cli, last_record, make_project
 
 from runner.backends import results
 from runner.backends.base import Job
 from runner.backends.ray import package as ray_package
 from runner.envs.base import Launch
 from runner.errors import BackendError
+from support.cli import cli, last_record
+from support.projects import make_project
 
 PROJECT = {"MLproject": "name: p\nentry_points:\n  main:\n    command: python -c pass\n"}
 

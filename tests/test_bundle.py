@@ -4,28 +4,20 @@ run with the package index unreachable in a fresh cache; manifests are checked o
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import cli, last_record, make_project, records
-from sources_servers import commit, git
-from test_rerun import make_repo, ok
 
 from runner.project.schemas import schema_errors
+from support.bundles import OFFLINE, manifest_of
+from support.cli import cli, last_record, ok, records
+from support.git_servers import commit, git
+from support.projects import make_project, make_repo
+from support.services import require
 
-OFFLINE = {
-    "UV_OFFLINE": "1",
-    "HTTP_PROXY": "http://127.0.0.1:9",
-    "HTTPS_PROXY": "http://127.0.0.1:9",
-    "http_proxy": "http://127.0.0.1:9",
-    "https_proxy": "http://127.0.0.1:9",
-    "UV_INDEX_URL": "http://127.0.0.1:9/simple",
-    "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
-}
 SIX_PROJECT = {
     "MLproject": """\
         name: six-demo
@@ -47,15 +39,6 @@ SIX_PROJECT = {
 @pytest.fixture(autouse=True)
 def _shared_uv_cache(uv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
-
-
-def manifest_of(bundle: Path, inner: str) -> dict[str, object]:
-    with tarfile.open(bundle) as tar:
-        name = next(n for n in tar.getnames() if n.endswith(inner))
-        handle = tar.extractfile(name)
-        assert handle is not None
-        data: dict[str, object] = json.load(handle)
-    return data
 
 
 def test_export_then_rerun_the_bundle_into_another_store(tmp_path: Path) -> None:
@@ -110,7 +93,7 @@ def test_pack_with_deps_runs_with_the_index_unreachable_in_a_fresh_cache(
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
     assert schema_errors("bundle", info) == []
     assert info["env"] == {"kind": "virtualenv", "lock": "pylock.toml", "with_deps": True}
-    assert [w["name"] for w in info["wheels"]] == ["six"]  # type: ignore[index]
+    assert [w["name"] for w in info["wheels"]] == ["six"]
     # The teammate's machine: a new cache, an empty uv cache, no index, no proxy.
     monkeypatch.setenv("RUN_PROJECT_CACHE", str(tmp_path / "teammate-cache"))
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "teammate-uv"))
@@ -148,14 +131,13 @@ def test_an_edited_packed_project_is_refused(tmp_path: Path) -> None:
     assert refused.code == 2 and "MLproject is missing or differs" in refused.err
 
 
+@pytest.mark.slow
 def test_pack_image_builds_a_docker_image_that_runs_the_entry_points(tmp_path: Path) -> None:
-    from docker_support import docker_ready, ensure_base_image
+    from support.docker_image import docker_ready, ensure_base_image
 
     why = docker_ready()
     if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+        require("docker", why)
     project = make_project(tmp_path / "imaged", {
         "MLproject": "entry_points:\n  train:\n    command: python train.py {lr}\n"
                      "    parameters:\n      lr: {type: float, default: 0.1}\n",
@@ -182,6 +164,6 @@ def test_pack_at_a_revision_holds_that_commit_and_runs(tmp_path: Path) -> None:
     bundle = tmp_path / "old.tar.gz"
     ok(cli("pack", str(repo), "-v", "v1", "-o", str(bundle)))
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
-    assert info["source"]["commit"] == old and info["entry_points"] == ["main"]  # type: ignore[index]
+    assert info["source"]["commit"] == old and info["entry_points"] == ["main"]
     assert "version one" in ok(cli(str(bundle))).out
     assert cli("pack", str(repo)).code == 2  # neither -o nor --image

@@ -6,16 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import cli, last_record
-from sources_servers import commit
-from test_bundle import OFFLINE, manifest_of
-from test_conda_env import channel, conda_settings, project  # noqa: F401  (fixtures)
 
 from runner.project.schemas import schema_errors
+from support.bundles import OFFLINE, manifest_of
+from support.cli import cli, last_record
+from support.conda import project
+from support.git_servers import commit
+
+pytestmark = pytest.mark.usefixtures("conda_settings")
 
 DEAD = "http://127.0.0.1:9/"  # nothing listens on the discard port
 
 
+@pytest.mark.slow
 def test_pack_with_deps_of_a_conda_project_runs_with_the_channel_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -30,7 +33,7 @@ def test_pack_with_deps_of_a_conda_project_runs_with_the_channel_gone(
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
     assert schema_errors("bundle", info) == []
     assert info["env"] == {"kind": "conda", "lock": "conda-lock.yml", "with_deps": True}
-    files = sorted(w["file"] for w in info["wheels"])  # type: ignore[index]
+    files = sorted(w["file"] for w in info["wheels"])
     assert any(f.startswith("conda/alpha-1.") for f in files), files
     assert any(f.startswith("conda/python-") for f in files), files
     assert "wheels/six-1.17.0-py2.py3-none-any.whl" in files
@@ -83,7 +86,7 @@ def test_pack_a_conda_project_for_another_platform_solves_for_that_subdir(
     assert packed.code == 0, packed.text
     assert f"for {target}" in packed.err
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
-    assert schema_errors("bundle", info) == [] and info["platform"]["target"] == target  # type: ignore[index]
+    assert schema_errors("bundle", info) == [] and info["platform"]["target"] == target
     with tarfile.open(bundle) as tar:
         name = next(n for n in tar.getnames() if n.endswith("/conda-lock.yml"))
         handle = tar.extractfile(name)
@@ -96,10 +99,11 @@ def test_pack_a_conda_project_for_another_platform_solves_for_that_subdir(
     assert refused.code == 2 and f"packed for {target}; this machine is" in refused.err
 
 
+@pytest.mark.slow
 def test_a_shipped_lock_beside_conda_yaml_in_a_subdirectory_is_the_one_rewritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_conda_env import lock_of
+    from support.conda import lock_of
 
     assert cli(str(project(tmp_path / "a", ["python", "alpha <2"]))).code == 0
     lock = lock_of(last_record()).read_text()

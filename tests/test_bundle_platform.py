@@ -6,15 +6,16 @@ from __future__ import annotations
 import tarfile
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import cli, make_project
-from sources_servers import commit
-from test_bundle import manifest_of
-from test_rerun import ok
 
 from runner.bundles.platforms import this_platform
 from runner.project.schemas import schema_errors
+from support.bundles import manifest_of
+from support.cli import cli, ok
+from support.git_servers import commit
+from support.projects import make_project
 
 YAML_PROJECT = {
     "MLproject": "name: y\nentry_points:\n  main:\n    command: python -c 'import yaml'\n",
@@ -27,7 +28,7 @@ def _shared_uv_cache(uv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
 
 
-def lock_in(bundle: Path) -> dict[str, object]:
+def lock_in(bundle: Path) -> dict[str, Any]:
     with tarfile.open(bundle) as tar:
         name = next(n for n in tar.getnames() if n.endswith("/pylock.toml"))
         handle = tar.extractfile(name)
@@ -47,10 +48,10 @@ def test_pack_for_linux_aarch64_bundles_its_wheels_and_refuses_to_run_here(
     assert f"for {target}" in packed.err
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
     assert schema_errors("bundle", info) == []
-    assert info["platform"]["target"] == target  # type: ignore[index]
-    [wheel] = info["wheels"]  # type: ignore[misc]
+    assert info["platform"]["target"] == target
+    [wheel] = info["wheels"]
     assert wheel["name"] == "pyyaml" and arch in wheel["file"], wheel
-    [package] = lock_in(bundle)["packages"]  # type: ignore[misc]
+    [package] = lock_in(bundle)["packages"]
     assert package["wheels"] == [{"name": wheel["file"], "hashes": {"sha256": wheel["sha256"]},
                                   "path": f".run-project-bundle/wheels/{wheel['file']}"}]  # fmt: skip
     refused = cli(str(bundle))
@@ -66,6 +67,6 @@ def test_pack_without_platform_records_this_machine_and_a_bad_platform_is_named(
     bundle = tmp_path / "p.tar.gz"
     ok(cli("pack", str(project), "-o", str(bundle)))
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
-    assert info["platform"]["target"] == this_platform()  # type: ignore[index]
+    assert info["platform"]["target"] == this_platform()
     bad = cli("pack", str(project), "-o", str(bundle), "--platform", "amiga-68k")
     assert bad.code == 2 and "'amiga-68k'" in bad.err and "linux-aarch64" in bad.err

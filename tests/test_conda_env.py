@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -10,72 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, REPO, cli, last_record, make_project, records
 
-HERE = Path(__file__).resolve().parent
-PY_FULL = ".".join(map(str, sys.version_info[:3]))
-SHOW = """\
-import pathlib, sys
-prefix = pathlib.Path(sys.prefix)
-for name in ("alpha", "beta", "sloth"):
-    f = prefix / "share" / name / "VERSION"
-    if f.exists():
-        print(name, f.read_text().strip())
-try:
-    import tinylib
-    print("tinylib", tinylib.VERSION, tinylib.__file__)
-except ImportError:
-    pass
-"""
-MLPROJECT = "name: c\nconda_env: conda.yaml\nentry_points:\n  main:\n    command: python show.py\n"
+from support.cli import EXAMPLES, cli, last_record, records
+from support.conda import MLPROJECT, PY_FULL, SHOW, lock_of, project
+from support.projects import make_project
+from support.services import require
 
-
-@pytest.fixture(scope="session")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """Build the test channel (in a child: py-rattler) and serve it; yields (alias, root)."""
-    # find_spec, not import: py-rattler must not load into the pytest process (exit crash)
-    if importlib.util.find_spec("rattler") is None and os.environ.get("CI") != "true":
-        pytest.skip("py-rattler is not installed: pip install -e '.[test]'")
-    root = tmp_path_factory.mktemp("conda-channel")
-    subprocess.run([sys.executable, str(HERE / "conda_channel.py"), str(root)], check=True)
-    port_file = root.parent / f"{root.name}.port"
-    server = subprocess.Popen([sys.executable, str(HERE / "conda_server.py"), str(root),
-                               str(port_file)])  # fmt: skip
-    try:
-        for _ in range(200):
-            if port_file.exists():
-                break
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port_file.read_text()}/", root
-    finally:
-        os.kill(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def conda_settings(
-    channel: tuple[str, Path], uv_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Channel names resolve to the local server; the CLI finds this checkout's runner."""
-    monkeypatch.setenv("RUN_PROJECT_CHANNEL_ALIAS", channel[0])
-    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-
-
-def project(root: Path, deps: list[str], pip: list[str] | None = None,
-            channels: tuple[str, ...] = ("conda-forge",), **files: str) -> Path:  # fmt: skip
-    """A project with conda.yaml listing `deps` (and a pip: section) and show.py."""
-    lines = ["name: t", "channels:", *[f"  - {c}" for c in channels], "dependencies:"]
-    lines += [f"  - {d}" for d in deps]
-    if pip is not None:
-        lines += ["  - pip:", *[f"    - {p}" for p in pip]]
-    return make_project(root, {"MLproject": MLPROJECT, "conda.yaml": "\n".join(lines) + "\n",
-                               "show.py": SHOW, **files})  # fmt: skip
+pytestmark = pytest.mark.usefixtures("conda_settings")
 
 
 def area(tmp_path: Path) -> Path:
@@ -105,10 +49,6 @@ def workers_of(tmp_path: Path) -> list[int]:
     return found
 
 
-def lock_of(record: dict[str, object]) -> Path:
-    return Path(str(record["logs"]["stdout"])).parent.parent / "env" / "conda-lock.yml"  # type: ignore[index]
-
-
 def test_example_project_solves_installs_runs_and_reuses(tmp_path: Path) -> None:
     first = cli(str(EXAMPLES / "conda_env"), "-P", "greeting=hi")
     assert first.code == 0, first.text
@@ -131,7 +71,7 @@ def test_example_project_solves_installs_runs_and_reuses(tmp_path: Path) -> None
 
 
 def test_solver_chooses_versions_and_pip_section_installs_with_uv(tmp_path: Path) -> None:
-    from conda_channel import make_wheel
+    from support.conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python", "alpha", "beta <3"],
                    pip=["./wheels/tinylib-1.0-py3-none-any.whl"])  # fmt: skip
@@ -148,12 +88,13 @@ def test_solver_chooses_versions_and_pip_section_installs_with_uv(tmp_path: Path
     )
 
 
+@pytest.mark.slow
 def test_recorded_lock_is_read_by_conda_locks_own_parser(tmp_path: Path) -> None:
-    if os.environ.get("CI") == "true":
+    try:
         import conda_lock.lockfile as lockfile
-    else:
-        lockfile = pytest.importorskip("conda_lock.lockfile", reason="pip install conda-lock")
-    from conda_channel import make_wheel
+    except ImportError:
+        require("conda-lock", "conda-lock is not installed: pip install conda-lock")
+    from support.conda_channel import make_wheel
 
     wheel = "./wheels/tinylib-1.0-py3-none-any.whl"
     proj = project(tmp_path / "p", ["python", "alpha <2"], pip=[wheel])
@@ -170,11 +111,12 @@ def test_recorded_lock_is_read_by_conda_locks_own_parser(tmp_path: Path) -> None
     assert all(p.hash.sha256 for p in parsed.package)
 
 
+@pytest.mark.slow
 def test_shipped_lock_is_installed_exactly_without_solving(tmp_path: Path) -> None:
     assert cli(str(project(tmp_path / "a", ["python", "alpha <2"]))).code == 0
     lock = lock_of(last_record()).read_text()
     # conda.yaml alone would give alpha 2.0; the lock says 1.0 and wins
-    proj = project(tmp_path / "b", ["python", "alpha"], **{"conda-lock.yml": lock})
+    proj = project(tmp_path / "b", ["python", "alpha"], files={"conda-lock.yml": lock})
     result = cli(str(proj))
     assert result.code == 0, result.text
     assert "alpha 1.0\nbeta 1.0\n" in result.out
@@ -186,7 +128,9 @@ def test_shipped_lock_is_installed_exactly_without_solving(tmp_path: Path) -> No
     assert meta["url"].endswith("/conda-forge/noarch/alpha-1.0-0.tar.bz2"), meta["url"]
 
 
-@pytest.mark.parametrize("algorithm", ["sha256", "md5"])  # md5 alone: what older locks carry
+@pytest.mark.parametrize(
+    "algorithm", [pytest.param("sha256", marks=pytest.mark.slow), "md5"]
+)  # md5 alone: what older locks carry
 def test_lock_with_wrong_hash_fails_and_caches_nothing(tmp_path: Path, algorithm: str) -> None:
     assert cli(str(project(tmp_path / "a", ["alpha <2"]))).code == 0
     lines = lock_of(last_record()).read_text().splitlines()
@@ -196,7 +140,7 @@ def test_lock_with_wrong_hash_fails_and_caches_nothing(tmp_path: Path, algorithm
     good = next(line.split()[-1] for line in lines if f"{algorithm}:" in line)
     wrong = "ab" * (len(good) // 2)
     lock = "\n".join(lines).replace(good, wrong) + "\n"
-    proj = project(tmp_path / "b", ["alpha"], **{"conda-lock.yml": lock})
+    proj = project(tmp_path / "b", ["alpha"], files={"conda-lock.yml": lock})
     result = cli(str(proj))
     assert result.code == 2, result.text
     assert f"{algorithm} is" in result.err and wrong in result.err
@@ -218,13 +162,15 @@ def test_package_failing_its_hash_check_fails_the_run_and_caches_nothing(tmp_pat
     result = cli(str(project(tmp_path / "p", ["tampered"], channels=("rp-broken",))))
     assert result.code == 2, result.text
     assert "a conda package failed its hash check" in result.err and "hash mismatch" in result.err
-    assert "tampered-1.0-0.tar.bz2" in result.err and "hint: the channel served a file" in result.err
+    assert (
+        "tampered-1.0-0.tar.bz2" in result.err and "hint: the channel served a file" in result.err
+    )
     assert last_record()["status"] == "FAILED"
     assert not complete(tmp_path) and not leftovers(tmp_path)
     assert not list((tmp_path / "cache").rglob("CANARY"))  # the altered payload was never used
 
 
-@pytest.mark.parametrize("runs", [2, 10])
+@pytest.mark.parametrize("runs", [2, pytest.param(10, marks=pytest.mark.slow)])
 def test_concurrent_runs_build_the_environment_once(tmp_path: Path, runs: int) -> None:
     proj = project(tmp_path / "p", ["python", "alpha"])
     with ThreadPoolExecutor(runs) as pool:
@@ -325,7 +271,7 @@ def test_pip_requirement_file_leaving_the_project_is_refused(tmp_path: Path, nes
     (tmp_path / "secret.txt").write_text("tinylib\n")
     files = {"reqs.txt": "-r ../secret.txt\n"} if nested else {}
     pip = ["-r reqs.txt"] if nested else ["-r ../secret.txt"]
-    result = cli(str(project(tmp_path / "p", ["python"], pip=pip, **files)))
+    result = cli(str(project(tmp_path / "p", ["python"], pip=pip, files=files)))
     assert result.code == 2, result.text
     assert "outside the project" in result.err and "../secret.txt" in result.err
     assert not (tmp_path / "cache" / "envs" / "conda").exists() or not complete(tmp_path)
@@ -333,10 +279,10 @@ def test_pip_requirement_file_leaving_the_project_is_refused(tmp_path: Path, nes
 
 def test_changed_pip_requirement_file_changes_the_key(tmp_path: Path) -> None:
     """A file named by `-r` in a file named by `-r` changes, the manifest does not."""
-    from conda_channel import make_wheel
+    from support.conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python"], pip=["-r requirements.txt"],
-                   **{"requirements.txt": "-r more.txt\n", "more.txt": "--no-index\n"})  # fmt: skip
+                   files={"requirements.txt": "-r more.txt\n", "more.txt": "--no-index\n"})  # fmt: skip
     make_wheel(proj / "wheels")
     assert cli(str(proj)).code == 0
     (proj / "more.txt").write_text("./wheels/tinylib-1.0-py3-none-any.whl\n")
@@ -348,7 +294,7 @@ def test_changed_pip_requirement_file_changes_the_key(tmp_path: Path) -> None:
 
 
 def test_uninstallable_pip_requirement_fails_with_uvs_message(tmp_path: Path) -> None:
-    from conda_channel import make_wheel
+    from support.conda_channel import make_wheel
 
     proj = project(tmp_path / "p", ["python"], pip=["--no-index", "--find-links ./wheels",
                                                     "tinylib==9.9"])  # fmt: skip
@@ -440,6 +386,8 @@ def test_misspelt_key_and_bad_match_spec_are_named(tmp_path: Path) -> None:
 def test_shipped_lock_without_this_platform_is_refused(tmp_path: Path) -> None:
     lock = "version: 1\nmetadata:\n  platforms: [osx-arm64]\n  content_hash: {}\n" \
            "  channels: []\n  sources: []\npackage: []\n"  # fmt: skip
-    result = cli(str(project(tmp_path / "p", ["alpha"], **{"conda-lock.yml": lock})))
+    result = cli(str(project(tmp_path / "p", ["alpha"], files={"conda-lock.yml": lock})))
     assert result.code == 2, result.text
-    assert "no packages for this platform (linux-64)" in result.err and "conda-lock -f" in result.err
+    assert (
+        "no packages for this platform (linux-64)" in result.err and "conda-lock -f" in result.err
+    )

@@ -1,7 +1,7 @@
 """Docker environments against a real dockerd: content-addressed images with the project inside,
 the entry point run in a container, refusals of what a manifest may not choose, signals.
 
-The base image is this interpreter made into an image offline (tests/docker_support.py):
+The base image is this interpreter made into an image offline (tests/support/docker_image.py):
 no image can be pulled on these machines.
 """
 
@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli, last_record, make_project
-from docker_support import docker_ready, ensure_base_image
+
+from support.cli import cli, last_record
+from support.docker_image import docker_ready, ensure_base_image
+from support.projects import make_project
+from support.services import require
 
 MAIN = """\
 import json, os, sys
@@ -45,9 +48,7 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The offline Python base image (made once per content; xdist workers take turns)."""
     why = docker_ready()
     if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a running dockerd: {why}")
-        pytest.skip(why)
+        require("docker", why)
     lock = tmp_path_factory.getbasetemp().parent / "docker-base-image.lock"
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -82,6 +83,7 @@ def containers_of(run_id: str) -> list[str]:
     return docker("ps", "-aq", "--filter", f"label=run-project.run={run_id}").split()
 
 
+@pytest.mark.slow
 def test_build_run_exit_code_outputs_and_reuse(tmp_path: Path, base_image: str) -> None:
     project = docker_project(
         tmp_path / "proj", base_image, extra='  environment: [["GREETING", "hello"]]',
@@ -132,6 +134,7 @@ def make_wheel(wheelhouse: Path, name: str = "tinypkg", version: str = "1.0") ->
             whl.writestr(path, text)
 
 
+@pytest.mark.slow
 def test_code_only_change_rebuilds_only_the_code_layer(tmp_path: Path, base_image: str) -> None:
     make_wheel(tmp_path / "wheels")
     env = {"RUN_PROJECT_DOCKER_WHEELHOUSE": str(tmp_path / "wheels"),
@@ -250,8 +253,8 @@ def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 60) -
         ("sleep 1000 &\necho ready\nwait\n", signal.SIGTERM, 143),
         ("sleep 1000 &\necho ready\nwait\n", signal.SIGINT, 130),
         # Ignores TERM: stopped by force after the grace period (3 s in tests).
-        ("trap '' TERM INT\nsleep 1000 &\necho ready\nwhile true; do sleep 1; done\n",
-         signal.SIGTERM, 143),
+        pytest.param("trap '' TERM INT\nsleep 1000 &\necho ready\nwhile true; do sleep 1; done\n",
+                     signal.SIGTERM, 143, marks=pytest.mark.slow),
     ],
     ids=["term", "int", "ignores-term"],
 )  # fmt: skip
@@ -272,6 +275,7 @@ def test_signal_stops_the_container_and_everything_in_it(
     assert containers_of(rec["id"]) == []
 
 
+@pytest.mark.slow
 def test_failing_build_fails_the_run_with_the_log_tail(tmp_path: Path, base_image: str) -> None:
     (tmp_path / "wheels").mkdir()
     project = docker_project(
@@ -291,6 +295,7 @@ def test_failing_build_fails_the_run_with_the_log_tail(tmp_path: Path, base_imag
     assert len(steps) >= 2 and not set(steps) & set(dangling)  # no untagged leftovers
 
 
+@pytest.mark.slow
 def test_envs_list_shows_only_our_images_and_gc_never_others(
     tmp_path: Path, base_image: str
 ) -> None:
@@ -308,6 +313,7 @@ def test_envs_list_shows_only_our_images_and_gc_never_others(
     assert mine not in {tag for image in _call("list_images()") for tag in image["tags"]}
 
 
+@pytest.mark.slow
 def test_envs_cli_lists_our_images_and_gc_removes_them_with_their_entry(
     tmp_path: Path, base_image: str
 ) -> None:
@@ -337,6 +343,7 @@ def _call(expr: str) -> Any:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_project_dockerfile_builds_the_env_layer(tmp_path: Path, base_image: str) -> None:
     project = make_project(tmp_path / "proj", {
         "MLproject": "name: own\ndocker_env:\n  dockerfile: docker/Dockerfile\n"
@@ -354,6 +361,7 @@ def test_project_dockerfile_builds_the_env_layer(tmp_path: Path, base_image: str
     assert env["base_image"] == base_image and env["base_image_digest"].startswith("sha256:")
 
 
+@pytest.mark.slow
 def test_build_takes_the_machine_ca_bundle_and_index_settings(
     tmp_path: Path, base_image: str
 ) -> None:
@@ -424,6 +432,7 @@ def test_requirements_leaving_the_project_are_refused(tmp_path: Path, base_image
     assert "reqs/linked.txt" in result.err and "inside the project" in result.err
 
 
+@pytest.mark.slow
 def test_concurrent_runs_of_a_new_project_state_build_once(tmp_path: Path, base_image: str) -> None:
     project = docker_project(tmp_path / "proj", base_image, **{"unique.txt": uuid.uuid4().hex})
     procs = [start_runner(project, "main") for _ in range(3)]
@@ -432,6 +441,7 @@ def test_concurrent_runs_of_a_new_project_state_build_once(tmp_path: Path, base_
     assert sum(err.count("building code image") for _, err in results) == 1
 
 
+@pytest.mark.slow
 def test_a_container_left_by_a_runner_killed_with_9_is_removed_by_envs_gc(
     tmp_path: Path, base_image: str
 ) -> None:

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from conftest import REPO, cli, last_record, make_project, records
-from env_helpers import fake_python, hold_package, wait_for
+
+from support.cli import REPO, cli, last_record, records
+from support.envs import fake_python, hold_package, wait_for
+from support.projects import make_project
 
 MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
 SHOW = "import json, sys, holdpkg\nprint(json.dumps({'prefix': sys.prefix, 'v': holdpkg.VALUE}))\n"

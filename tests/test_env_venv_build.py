@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, cli, last_record, make_project
-from env_helpers import fake_python
+
+from support.cli import EXAMPLES, cli, last_record
+from support.envs import fake_python
+from support.projects import make_project
 
 MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
 DEAD = "http://127.0.0.1:9"  # nothing listens: any request through this proxy fails
@@ -33,7 +35,7 @@ def output(result: Any) -> dict[str, Any]:
 
 
 def lock_of(tmp_path: Path) -> str:
-    run_id = last_record()["id"]
+    run_id = str(last_record()["id"])
     return (tmp_path / "store" / "artifacts" / run_id / "env" / "pylock.toml").read_text()
 
 
@@ -56,6 +58,7 @@ def test_a_cold_build_soon_after_another_needs_no_network(tmp_path: Path) -> Non
     assert lock_of(tmp_path) == lock
 
 
+@pytest.mark.slow
 def test_uv_gets_pypis_cache_policy_only_when_pypi_is_its_only_index(tmp_path: Path) -> None:
     """Another index, or any uv config file uv would read (project or parent directory),
     is left to uv untouched: a --config-file would replace it."""

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, cli, last_record, make_project, records
 
 from runner.envs.python.uvtool import uv_bin
+from support.cli import EXAMPLES, cli, last_record, records
+from support.projects import make_project
 
 MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
 SHOW = (
@@ -46,7 +47,9 @@ def env_entries(tmp_path: Path) -> list[Path]:
 
 
 def lock_of(record: dict[str, Any], tmp_path: Path) -> str:
-    return (tmp_path / "store" / "artifacts" / record["id"] / "env" / "pylock.toml").read_text()
+    return (
+        tmp_path / "store" / "artifacts" / str(record["id"]) / "env" / "pylock.toml"
+    ).read_text()
 
 
 def copy_example(tmp_path: Path) -> Path:

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, REPO, cli, make_project
-from env_helpers import wait_for
+
+from support.cli import EXAMPLES, REPO, cli
+from support.envs import wait_for
+from support.projects import make_project
 
 WAITER = """\
 import os, time

@@ -9,7 +9,8 @@ import pytest
 
 from runner.errors import ManifestError
 from runner.project.manifest import load_project
-from tests.conftest import cli, make_project
+from support.cli import cli
+from support.projects import make_project
 
 
 def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
@@ -47,7 +48,11 @@ def test_short_and_long_parameter_forms(tmp_path: Path) -> None:
         ("name: x\nentry_point:\n  main: {command: a}\n", 2, "entry_points"),
         ("name: x\npyhton_env: p.yaml\n", 2, "python_env"),
         ("entry_points:\n  main:\n    comand: a\n", 3, "command"),
-        ("entry_points:\n  main:\n    command: a\n    parameters:\n      p: {tpye: int}\n", 5, "type"),
+        (
+            "entry_points:\n  main:\n    command: a\n    parameters:\n      p: {tpye: int}\n",
+            5,
+            "type",
+        ),
     ],
 )
 def test_misspelt_keys_name_file_line_and_suggest(

@@ -12,7 +12,8 @@ import pytest
 
 from runner.errors import ParamError
 from runner.project.params import ParamSpec, bind, check_raw_value
-from tests.conftest import ECHO_ARGS, REPO, cli, last_record, make_project, records
+from support.cli import REPO, cli, last_record, records
+from support.projects import ECHO_ARGS, make_project
 
 HOSTILE = ["$(touch {c})", "`touch {c}`", "; touch {c}", "a\ntouch {c}", "--x", "' && touch {c} '"]
 
@@ -30,7 +31,9 @@ def echo_project(tmp_path: Path, command: str = "python echo.py {msg}") -> Path:
 
 
 @pytest.mark.parametrize("template", HOSTILE)
-def test_hostile_value_reaches_program_as_one_literal_argument(tmp_path: Path, template: str) -> None:
+def test_hostile_value_reaches_program_as_one_literal_argument(
+    tmp_path: Path, template: str
+) -> None:
     canary = tmp_path / "CANARY"
     value = template.format(c=canary)
     result = cli(str(echo_project(tmp_path)), "-P", f"msg={value}")
@@ -151,7 +154,9 @@ def test_value_with_nul_or_over_a_megabyte_is_refused() -> None:
         ("uri", "http://127.0.0.1:8080/admin"),
     ],
 )
-def test_manifest_defaults_may_not_leave_the_project(tmp_path: Path, ptype: str, default: str) -> None:
+def test_manifest_defaults_may_not_leave_the_project(
+    tmp_path: Path, ptype: str, default: str
+) -> None:
     canary = tmp_path / "CANARY"
     project = make_project(tmp_path / "p", {"MLproject": f"""\
         entry_points:
@@ -188,6 +193,13 @@ def test_double_braces_are_literal(tmp_path: Path) -> None:
 
 
 def test_bind_appends_undeclared_parameters_as_flags(tmp_path: Path) -> None:
-    bound = bind("python t.py", {"a": ParamSpec("a", "int", "1")}, {"extra": "x y"}, tmp_path, tmp_path)
+    bound = bind(
+        "python t.py", {"a": ParamSpec("a", "int", "1")}, {"extra": "x y"}, tmp_path, tmp_path
+    )
     assert bound.argv == ("python", "t.py", "--extra", "x y")
-    assert bound.params["extra"] == {"type": "string", "value": "x y", "source": "cli", "declared": False}
+    assert bound.params["extra"] == {
+        "type": "string",
+        "value": "x y",
+        "source": "cli",
+        "declared": False,
+    }

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import cli, make_project
 
 from runner.backends import results
 from runner.backends.ray import logs as ray_logs
 from runner.backends.ray.http import Dashboard
+from support.cli import cli
+from support.projects import make_project
 
 USER = "epoch 1\n@@ looks like ours\n@@run-project:other:begin@@\nno newline"
 BLOCK = base64.b64encode(b"the results archive" * 20).decode()

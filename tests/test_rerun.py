@@ -7,46 +7,15 @@ import json
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import cli, last_record, records
-from sources_servers import commit, git
 
 from runner.project.schemas import schema_errors
+from support.cli import cli, last_record, ok, records
+from support.git_servers import commit, git
+from support.projects import RERUN_MLPROJECT, make_repo
 
-MLPROJECT = """\
-name: demo
-entry_points:
-  main:
-    parameters:
-      lr: {type: float, default: 0.1}
-      data: {type: path, default: data.csv}
-    command: "python train.py {lr} {data}"
-"""
-TRAIN = """\
-import hashlib, sys
-from helper import shape
-lr, data = float(sys.argv[1]), sys.argv[2]
-digest = hashlib.sha256(open(data, 'rb').read()).hexdigest()
-open('model.txt', 'w').write(shape(lr, digest))
-print('trained', lr)
-"""
 NOISY = "import os\nopen('model.txt', 'w').write(os.urandom(8).hex())\n"
-
-
-def make_repo(root: Path) -> Path:
-    """A git project whose run depends on an uncommitted edit and an untracked file."""
-    commit(root, {"MLproject": MLPROJECT, "train.py": "raise SystemExit('committed bug')\n",
-                  "data.csv": "a,b\n1,2\n", ".gitignore": "model.txt\n"})  # fmt: skip
-    (root / "train.py").write_text(TRAIN)  # uncommitted edit
-    (root / "helper.py").write_text("def shape(lr, d):\n    return f'{lr} {d}'\n")  # untracked
-    return root
-
-
-def ok(result: Any) -> Any:
-    assert result.code == 0, result.text
-    return result
 
 
 def test_rerun_of_a_dirty_local_run_reproduces_its_outputs(tmp_path: Path) -> None:
@@ -68,6 +37,7 @@ def test_rerun_of_a_dirty_local_run_reproduces_its_outputs(tmp_path: Path) -> No
     assert (repo / "train.py").read_text().startswith("raise")  # the user's tree untouched
 
 
+@pytest.mark.slow
 def test_a_param_override_is_recorded_and_named_in_the_verdict(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "proj")
     ok(cli(str(repo)))
@@ -145,7 +115,7 @@ def test_an_edited_record_param_is_validated_like_command_line_input(tmp_path: P
     """docs/security.md#reruns-and-bundles: a float param edited to `$(touch C)` in a shared store is refused."""
     repo = make_repo(tmp_path / "proj")
     shell = repo / "MLproject"
-    shell.write_text(MLPROJECT.replace('"python train.py {lr} {data}"',
+    shell.write_text(RERUN_MLPROJECT.replace('"python train.py {lr} {data}"',
                                        '"python train.py {lr} {data} && echo done"'))  # fmt: skip
     ok(cli(str(repo), "-P", "lr=0.5"))
     first = last_record()

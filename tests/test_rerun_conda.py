@@ -6,11 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import cli, last_record
-from sources_servers import commit
-from test_conda_env import channel, conda_settings, project  # noqa: F401  (fixtures)
+
+from support.cli import cli, last_record
+from support.conda import project
+from support.git_servers import commit
+
+pytestmark = pytest.mark.usefixtures("conda_settings")
 
 
+@pytest.mark.slow
 def test_rerun_installs_the_recorded_conda_lock_without_solving(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import EXAMPLES, REPO, cli, last_record, make_project, records
+from support.cli import EXAMPLES, REPO, cli, last_record, records
+from support.projects import make_project
+from support.services import require
 
 SCHEMA = json.loads((REPO / "schemas" / "run-record.schema.json").read_text())
 
@@ -30,7 +32,11 @@ def test_mlflow_example_runs_and_is_recorded(tmp_path: Path) -> None:
     record = last_record()
     validate(record)
     assert (record["status"], record["exit_code"], record["reason"]) == ("FINISHED", 0, None)
-    assert (record["experiment"], record["run_name"], record["entry_point"]) == ("demo", "first", "main")
+    assert (record["experiment"], record["run_name"], record["entry_point"]) == (
+        "demo",
+        "first",
+        "main",
+    )
     assert record["params"]["epochs"] == {"type": "int", "value": 2, "source": "cli"}
     assert record["command"]["argv"][:2] == ["python", "train.py"]
     assert record["env"]["kind"] == "local"
@@ -65,7 +71,9 @@ def test_script_outside_the_project_is_not_an_entry_point(tmp_path: Path) -> Non
 
 
 def test_nonzero_exit_fails_the_run_with_that_code(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", {"fail.py": "import sys\nprint('bad', file=sys.stderr)\nsys.exit(3)\n"})
+    project = make_project(
+        tmp_path / "p", {"fail.py": "import sys\nprint('bad', file=sys.stderr)\nsys.exit(3)\n"}
+    )
     result = cli(str(project), "-e", "fail.py")
     assert result.code == 3
     record = last_record()
@@ -75,7 +83,9 @@ def test_nonzero_exit_fails_the_run_with_that_code(tmp_path: Path) -> None:
 
 
 def test_command_not_found_fails_with_the_reason(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", {"MLproject": "entry_points:\n  main: {command: no-such-tool-x1}\n"})
+    project = make_project(
+        tmp_path / "p", {"MLproject": "entry_points:\n  main: {command: no-such-tool-x1}\n"}
+    )
     result = cli(str(project))
     assert result.code == 127
     record = last_record()
@@ -83,7 +93,10 @@ def test_command_not_found_fails_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_missing_environment_kind_closes_nothing_open(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", {"MLproject": "docker_env: {image: x}\nentry_points:\n  main: {command: 'true'}\n"})
+    project = make_project(
+        tmp_path / "p",
+        {"MLproject": "docker_env: {image: x}\nentry_points:\n  main: {command: 'true'}\n"},
+    )
     result = cli(str(project), "--env-manager", "nonsense")
     assert result.code == 2 and "unknown --env-manager" in result.err
     assert all(r["status"] not in ("STARTING", "RUNNING") for r in records())
@@ -123,7 +136,9 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_the_whole_group_and_records_killed(tmp_path: Path, signum: int, code: int) -> None:
+def test_signal_stops_the_whole_group_and_records_killed(
+    tmp_path: Path, signum: int, code: int
+) -> None:
     proc, project = start_sleeper(tmp_path)
     pids = [int((project / name).read_text()) for name in ("bg.pid", "fg.pid")]
     assert all(alive(pid) for pid in pids)
@@ -138,7 +153,9 @@ def test_signal_stops_the_whole_group_and_records_killed(tmp_path: Path, signum:
 
 
 def test_background_processes_left_by_a_finished_run_are_stopped(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", {"run.sh": "sleep 1000 &\necho $! > bg.pid\necho done\n"})
+    project = make_project(
+        tmp_path / "p", {"run.sh": "sleep 1000 &\necho $! > bg.pid\necho done\n"}
+    )
     result = cli(str(project), "-e", "run.sh")
     assert result.code == 0 and "done" in result.out
     pid = int((project / "bg.pid").read_text())
@@ -174,6 +191,7 @@ def test_lost_is_also_found_by_an_expired_heartbeat(tmp_path: Path) -> None:
     assert last_record()["status"] == "LOST"
 
 
+@pytest.mark.slow
 def test_fifty_parallel_runs_lose_no_row(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", {"MLproject": """\
         entry_points:
@@ -234,7 +252,9 @@ def test_dirty_git_directory_records_commit_and_dirty_flag(tmp_path: Path) -> No
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "init"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     assert cli(str(project), "-e", "t.py").code == 0
     assert (last_record()["source"]["commit"], last_record()["source"]["dirty"]) == (head, False)
     (project / "t.py").write_text("print('v2')\n")
@@ -244,20 +264,23 @@ def test_dirty_git_directory_records_commit_and_dirty_flag(tmp_path: Path) -> No
 
 def mount_read_only(path: Path) -> bool:
     """Bind-mount `path` read-only over itself (root only: chmod does not stop root)."""
-    ok = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True).returncode == 0
+    ok = (
+        subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True).returncode
+        == 0
+    )
     return ok and subprocess.run(["mount", "-o", "remount,ro,bind", str(path)],
                                  capture_output=True).returncode == 0  # fmt: skip
 
 
 def test_read_only_store_is_refused_before_the_command_runs(tmp_path: Path) -> None:
     canary = tmp_path / "CANARY"
-    project = make_project(tmp_path / "p", {"MLproject": f"entry_points:\n  main: {{command: 'touch {canary}'}}\n"})
+    project = make_project(
+        tmp_path / "p", {"MLproject": f"entry_points:\n  main: {{command: 'touch {canary}'}}\n"}
+    )
     store = tmp_path / "ro-store"
     assert cli(str(EXAMPLES / "bare_script"), "-e", "train.py", "--store", str(store)).code == 0
     if not mount_read_only(store):
-        if os.environ.get("CI"):
-            pytest.fail("cannot make a read-only mount (needs root) in CI")
-        pytest.skip("needs root to bind-mount the store read-only (chmod does not stop root)")
+        require("mount", "needs root to bind-mount the store read-only (chmod does not stop root)")
     try:
         result = cli(str(project), "--store", str(store))
     finally:

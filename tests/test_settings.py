@@ -5,7 +5,8 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from tests.conftest import cli, make_project, records
+from support.cli import cli, records
+from support.projects import make_project
 
 
 def test_project_config_of_a_local_directory_chooses_the_store(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import cli, last_record
+
+from support.cli import cli, last_record
 
 MLPROJECT = "entry_points:\n  main:\n    command: 'python run.py'\n"
 RUN = "import os; print('ran in', os.path.basename(os.getcwd()))\n"

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli, last_record, records
-from sources_servers import (
+
+from support.cli import cli, last_record, records
+from support.git_servers import (
     Served,
     Sshd,
     commit,
     git,
     publish,
     runner_env,
-    served_fixture,  # noqa: F401  (the session fixture `served`)
     start_daemon,
     start_http,
     start_sshd,
@@ -59,7 +59,9 @@ def _forms(served: Served) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("form", ["git", "http", "file", "ssh", "scp", "path"])
+@pytest.mark.parametrize(
+    "form", ["git", "http", "file", "ssh", pytest.param("scp", marks=pytest.mark.slow), "path"]
+)
 def test_every_uri_form_runs_the_default_branch_and_records_the_full_sha(
     served: Served, sshd: Sshd, form: str
 ) -> None:
@@ -109,6 +111,7 @@ def test_working_copy_is_removed_after_the_run_unless_kept(served: Served, tmp_p
     assert Path(cwd, "VERSION").read_text() == "two\n" and cwd in kept.err
 
 
+@pytest.mark.slow
 def test_second_run_of_a_known_commit_needs_no_network(served: Served, tmp_path: Path) -> None:
     daemon = start_daemon(served.root)
     url = f"{daemon.url}/proj.git"
@@ -147,6 +150,7 @@ def test_two_concurrent_runs_of_different_revisions_never_share_files(
     assert "mark-feature" not in seen["v1"]["files"] and "mark-v1" not in seen["feature"]["files"]
 
 
+@pytest.mark.slow
 def test_ten_parallel_runs_of_one_url_all_succeed_with_one_mirror(
     served: Served, tmp_path: Path
 ) -> None:
@@ -196,6 +200,7 @@ def _kill_mid_fetch(url: str) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_fetch_leaves_a_mirror_the_next_run_repairs(tmp_path: Path) -> None:
     root = tmp_path / "repos"
     root.mkdir()
@@ -237,9 +242,9 @@ def test_unknown_revision_names_the_closest_branches(served: Served) -> None:
 
 
 def test_unreachable_host_says_so(tmp_path: Path) -> None:
-    from sources_servers import _free_port
+    from support.git_servers import free_port
 
-    result = cli(f"git://127.0.0.1:{_free_port()}/nothing.git")
+    result = cli(f"git://127.0.0.1:{free_port()}/nothing.git")
     assert result.code == 2 and "cannot reach" in result.err and "hint:" in result.err
 
 
@@ -322,7 +327,6 @@ def test_damaged_mirror_is_rebuilt(served: Served, tmp_path: Path) -> None:
     result = cli(url, "-v", "feature")
     assert _output(result)["version"] == "feature"
     assert "fetching" in result.err
-
 
 
 def test_ssh_refusals_are_named_with_what_to_do(served: Served, sshd: Sshd, tmp_path: Path) -> None:

@@ -8,14 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli
-from sources_servers import (
+
+from support.cli import cli
+from support.git_servers import (
     Served,
     commit,
     git,
     publish,
     runner_env,
-    served_fixture,  # noqa: F401  (the session fixture `served`)
 )
 
 PROJECT = {"MLproject": "entry_points:\n  main:\n    command: 'python -c \"print(42)\"'\n"}
@@ -34,7 +34,7 @@ def test_transport_syntax_urls_are_refused_before_git_runs(
     home = tmp_path / "home"
     home.mkdir()
     if ext_allowed:  # even a user who allows ext:: in their gitconfig is protected
-        (home / ".gitconfig").write_text("[protocol \"ext\"]\n\tallow = always\n")
+        (home / ".gitconfig").write_text('[protocol "ext"]\n\tallow = always\n')
     result = cli(template.format(c=canary), env={"HOME": str(home)})
     assert result.code == 2 and "transport syntax" in result.err and "hint:" in result.err
     assert not canary.exists()

@@ -7,8 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import cli, last_record
-from sources_servers import commit, git
+from support.cli import cli, last_record
+from support.git_servers import commit, git
 
 MLPROJECT = "entry_points:\n  main:\n    command: 'python show.py'\n"
 SHOW = "import os; print('version', open('VERSION').read().strip(), os.getcwd())\n"

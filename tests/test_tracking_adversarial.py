@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, last_record, make_project
-from tracking_fixtures import missing, mount
 
 from runner.project.schemas import schema_errors
+from support.cli import cli, last_record
+from support.mounts import mount
+from support.projects import make_project
+from support.services import require
 
 
 def _objects_hold(store: Path, secret: bytes) -> bool:
@@ -141,24 +144,30 @@ def test_case32_existing_store_made_read_only_never_starts_the_command(tmp_path:
 def _pg_ctl(*args: str) -> subprocess.CompletedProcess[str]:
     bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
     if not bindir:
-        missing("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+        require(
+            "postgres", "PostgreSQL server binaries are not installed (apt-get install postgresql)"
+        )
     return subprocess.run(
         ["su", "postgres", "-c", " ".join([str(bindir[-1] / "pg_ctl"), *args])],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_case32_postgres_going_away_mid_run_loses_nothing(tmp_path: Path) -> None:
     """A private server (own data dir and port) is stopped mid-run and started again."""
-    pytest.importorskip("psycopg")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        require("postgres", "psycopg is not installed (pip install 'psycopg[binary]')")
     data = Path("/tmp") / f"rp-pg-{os.getpid()}-{time.monotonic_ns()}"
     data.mkdir()
     subprocess.run(["chown", "postgres", str(data)], check=True)
     init = _pg_ctl("initdb", "-D", str(data), "-o", "'--auth=trust -U rp'")
     if init.returncode != 0:
-        missing(f"initdb failed: {init.stderr}")
+        require("postgres", f"initdb failed: {init.stderr}")
     port = 20000 + os.getpid() % 20000
-    opts = f"\"-p {port} -k {data} -c listen_addresses=127.0.0.1\""
+    opts = f'"-p {port} -k {data} -c listen_addresses=127.0.0.1"'
     start = ("start", "-w", "-D", str(data), "-l", str(data / "log"), "-o", opts)
     try:
         assert _pg_ctl(*start).returncode == 0
@@ -173,7 +182,7 @@ def test_case32_postgres_going_away_mid_run_loses_nothing(tmp_path: Path) -> Non
             """})  # fmt: skip
         env = {"RUN_PROJECT_STORE_RETRY_SECONDS": "60", "RUN_PROJECT_HEARTBEAT_SECONDS": "1"}
         run = subprocess.Popen(
-            [os.sys.executable, "-m", "runner", str(project), "-e", "slow.py", "--store", url],
+            [sys.executable, "-m", "runner", str(project), "-e", "slow.py", "--store", url],
             env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         for _ in range(150):  # the run must be under way (its record RUNNING) first

@@ -9,7 +9,10 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from conftest import EXAMPLES, cli, last_record, make_project
+import pytest
+
+from support.cli import EXAMPLES, cli, last_record
+from support.projects import make_project
 
 
 def sha(path: Path) -> str:
@@ -48,6 +51,7 @@ def test_csv_project_records_inputs_model_and_plot_with_right_hashes(tmp_path: P
     assert record["logged_params"] == {"rows": "5"} and record["tags"] == {"model": "linear"}
 
 
+@pytest.mark.slow
 def test_second_project_consuming_the_first_ones_model_shows_up_in_lineage(
     tmp_path: Path,
 ) -> None:
@@ -86,6 +90,7 @@ def test_bash_entry_point_gets_working_dir_outputs_and_events_file_metrics(
     assert output["source"] == "workdir"
 
 
+@pytest.mark.slow
 def test_hundred_thousand_metric_points_in_one_run(store_url: str, tmp_path: Path) -> None:
     project = make_project(tmp_path / "many", {"many.py": """\
         import run_project_client as rp

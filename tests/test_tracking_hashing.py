@@ -14,10 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli, last_record, make_project
-from tracking_fixtures import missing
 
 from runner.tracking.hashing import HashCache
+from support.cli import REPO, cli, last_record
+from support.projects import make_project
+from support.services import require
 
 
 def expected_digest(root: Path) -> str:
@@ -251,7 +252,7 @@ def _where_permissions_apply(db: Path, root: Path) -> tuple[str, int]:
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            missing("setpriv (util-linux) is needed to drop root's capabilities")
+            require("setpriv", "setpriv (util-linux) is needed to drop root's capabilities")
         prefix = [str(setpriv), "--inh-caps=-all", "--bounding-set=-all"]
     out = subprocess.run([*prefix, sys.executable, "-c", UNPRIVILEGED, str(db), str(root)],
                          capture_output=True, text=True, check=True)  # fmt: skip
@@ -288,6 +289,7 @@ entry_points:
     parameters: {data: path}
     command: "python -c pass {data}"
 """
+
 
 def test_directory_input_recorded_again_after_a_same_size_rewrite(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", {"MLproject": PATH_PARAM_PROJECT})

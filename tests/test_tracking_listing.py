@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli
-from tracking_fixtures import mount
 
 from runner.cli import runs_compare
 from runner.errors import RunnerError
@@ -25,6 +23,8 @@ from runner.tracking.migrations import MIGRATIONS, SCHEMA_VERSION
 from runner.tracking.query import Condition, parse_condition
 from runner.tracking.record import new_record
 from runner.tracking.store import Store, open_store
+from support.cli import cli
+from support.mounts import mount
 
 # Values a param can hold: numbers, numeric text, text, hostile text, non-finite, huge.
 PARAM_VALUES: list[Any] = [
@@ -92,12 +92,13 @@ def _ids(records: list[dict[str, Any]]) -> list[str]:
     return [r["id"] for r in records]
 
 
+@pytest.mark.slow
 def test_sql_filters_answer_as_the_python_filters_do_on_a_varied_store(store_url: str) -> None:
     store = open_store(store_url)
     _fill(store, 80)
     for condition in _conditions():
         for experiment in (None, "it's%"):
-            args = (store, experiment, None, [condition], None, None)
+            args: tuple[Any, ...] = (store, experiment, None, [condition], None, None)
             got = listing.select_runs(*args)
             assert _ids(got) == _ids(listing._in_python(*args)), condition
     pair = [parse_condition("param", "lr>=0"), parse_condition("metric", "acc<1")]
@@ -112,7 +113,7 @@ def test_sql_sort_and_limit_answer_as_the_python_sort_does(store_url: str) -> No
     keys += ["exit_code", "run_name", "start_time", "status", "entry_point", "experiment"]
     keys += ["backend", "id"]  # not indexed: the Python path
     for key, limit in itertools.product(keys + [f"-{k}" for k in keys], (None, 1, 7)):
-        args = (store, None, None, [], key, limit)
+        args: tuple[Any, ...] = (store, None, None, [], key, limit)
         assert _ids(listing.select_runs(*args)) == _ids(listing._in_python(*args)), key
     with pytest.raises(RunnerError) as info:
         listing.select_runs(store, None, None, [], "bogus.x", 3)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from runner.tracking.periodic import every
 from runner.tracking.run_record import (
@@ -21,6 +20,7 @@ from runner.tracking.run_record import (
     RunRecord,
 )
 from runner.tracking.store import Store, open_store
+from support.cli import REPO
 
 SOURCE = {"kind": "local", "uri": "/p", "path": "/p", "commit": None, "dirty": False}
 

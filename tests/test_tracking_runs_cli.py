@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, REPO, cli, last_record, make_project, records
 
 from runner.project.schemas import load_schema, schema_errors
+from support.cli import EXAMPLES, REPO, cli, last_record, records
+from support.projects import make_project
 
 
 @pytest.fixture
@@ -30,6 +31,7 @@ def ids(result_out: str) -> list[str]:
     return [r["id"] for r in json.loads(result_out)]
 
 
+@pytest.mark.slow
 def test_list_filters_by_param_metric_experiment_and_sorts(
     three_runs: list[dict[str, Any]],
 ) -> None:
@@ -105,6 +107,7 @@ EXAMPLE_RUNS = {
 }
 
 
+@pytest.mark.slow
 def test_records_of_every_example_project_are_valid(tmp_path: Path, uv_cache: Path) -> None:
     for name, args in EXAMPLE_RUNS.items():
         project = shutil.copytree(EXAMPLES / name, tmp_path / name)

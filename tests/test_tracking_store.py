@@ -8,12 +8,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, cli
 
 from runner.errors import StoreError
 from runner.tracking.migrations import SCHEMA_VERSION
 from runner.tracking.record import new_record
 from runner.tracking.store import open_store
+from support.cli import EXAMPLES, cli
 
 
 def _record(experiment: str = "exp") -> dict[str, object]:
@@ -52,9 +52,7 @@ def test_store_round_trip_of_records_metrics_params_and_files(
     history = again.metric_history(str(record["id"]), "loss")
     assert history[0] == (0, 1.0) and history[-1][0] == 24_999
     assert again.files_with_hash("a" * 64, "output") == [(record["id"], "/m")]
-    assert [r["id"] for r in again.list_runs(experiment="exp", status="finished")] == [
-        record["id"]
-    ]
+    assert [r["id"] for r in again.list_runs(experiment="exp", status="finished")] == [record["id"]]
     assert again.list_runs(experiment="other") == []
 
 
@@ -99,6 +97,7 @@ def test_sqlite_store_from_the_first_version_is_migrated_in_place(tmp_path: Path
     assert version.fetchone() == (str(SCHEMA_VERSION),)
 
 
+@pytest.mark.slow
 def test_run_and_runs_cli_through_either_store(store_url: str, tmp_path: Path) -> None:
     project = tmp_path / "csv_train"
     shutil.copytree(EXAMPLES / "csv_train", project)

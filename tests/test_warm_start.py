@@ -13,7 +13,8 @@ from runner import settings
 from runner.errors import ManifestError
 from runner.project import manifest_cache
 from runner.project.manifest import load_project
-from tests.conftest import cli, make_project
+from support.cli import cli
+from support.projects import make_project
 
 MANIFEST = """\
 name: warm
@@ -77,7 +78,11 @@ def test_warm_local_run_imports_no_yaml_toml_or_jsonschema(tmp_path: Path) -> No
     imported = {line.rsplit("|", 1)[-1].strip() for line in warm.err.splitlines()}
     assert {"yaml", "tomllib", "jsonschema", "uuid", "traceback"}.isdisjoint(imported)
     # Kinds load on first use: a local run imports no other kind's code.
-    assert {"runner.envs.docker.kind", "runner.envs.python.virtualenv", "runner.envs.conda.kind"}.isdisjoint(imported)
+    assert {
+        "runner.envs.docker.kind",
+        "runner.envs.python.virtualenv",
+        "runner.envs.conda.kind",
+    }.isdisjoint(imported)
     # Creating twenty frozen dataclasses (and importing dataclasses/inspect) was about a third
     # of a warm start's instructions; records on the warm path are NamedTuples or classes.
     assert {"dataclasses", "runner.envs.docker.run", "runner.envs.python.inputs", "platform",

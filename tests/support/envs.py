@@ -13,7 +13,7 @@ from pathlib import Path
 
 # A PEP 517 backend with no dependencies: its build waits while the file `hold` exists, so a
 # test can interrupt, kill or pile up runs while a build is certainly in progress.
-HOLD_BACKEND = '''
+HOLD_BACKEND = """
 import base64, hashlib, os, time, zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAME, VERSION = "holdpkg", "0.1"
@@ -52,7 +52,7 @@ def build_wheel(directory, config_settings=None, metadata_directory=None):
         record.append(DIST + "/RECORD,,")
         zf.writestr(DIST + "/RECORD", "\\n".join(record) + "\\n")
     return name
-'''
+"""
 
 HOLD_PYPROJECT = """\
 [build-system]

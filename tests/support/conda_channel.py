@@ -61,8 +61,12 @@ def write_package(
     index = {"build_number": 0, "depends": [], "license": "MIT", "subdir": subdir,
              "timestamp": 1_700_000_000_000, **index}  # fmt: skip
     paths: list[dict[str, object]] = [
-        {"_path": p, "path_type": "hardlink", "sha256": hashlib.sha256(d).hexdigest(),
-         "size_in_bytes": len(d)}
+        {
+            "_path": p,
+            "path_type": "hardlink",
+            "sha256": hashlib.sha256(d).hexdigest(),
+            "size_in_bytes": len(d),
+        }
         for p, d in sorted(files.items())
     ]
     paths += [{"_path": p, "path_type": "softlink", "size_in_bytes": 0} for p in sorted(links)]

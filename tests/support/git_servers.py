@@ -1,8 +1,8 @@
 """Real git servers on 127.0.0.1 for the source tests, and helpers that make real repositories.
 
-`git daemon` serves git://, `git http-backend` (through tests/git_http_server.py) serves smart
-HTTP. Each server is started by a fixture and stopped by its PID. With CI=true a server that
-cannot start fails the test; elsewhere the test is skipped with the reason.
+`git daemon` serves git://, `git http-backend` (through support/git_http_server.py) serves smart
+HTTP, sshd serves ssh. Each server is started by a fixture and stopped by its PID; a server that
+cannot start goes through `require` (skip locally, fail under CI).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from support.cli import REPO
+from support.services import require
 
 HERE = Path(__file__).resolve().parent
 GIT_ID = ["-c", "user.name=Test", "-c", "user.email=test@example.org",
@@ -60,14 +60,8 @@ def publish(work: Path, served_root: Path, name: str) -> Path:
 def runner_env(**extra: str) -> dict[str, str]:
     """The environment for a `python -m runner` started directly: this checkout's code."""
     env = dict(os.environ, **extra)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
-
-
-def _fail_or_skip(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @dataclass
@@ -88,7 +82,7 @@ class Server:
                 self.proc.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -106,13 +100,13 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> bool:
 
 def start_daemon(root: Path) -> Server:
     """`git daemon` serving every repository under `root` at git://127.0.0.1:PORT/."""
-    port = _free_port()
+    port = free_port()
     argv = ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
             "--listen=127.0.0.1", f"--port={port}", "--informative-errors", str(root)]  # fmt: skip
     proc = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.DEVNULL)
     if not _wait_port(port, proc):
         proc.kill()
-        _fail_or_skip("git daemon did not start (is git-daemon installed?)")
+        require("git", "git daemon did not start (is git-daemon installed?)")
     return Server(proc, f"git://127.0.0.1:{port}")
 
 
@@ -126,7 +120,7 @@ def start_http(root: Path, auth: str = "") -> Server:
         time.sleep(0.05)
     if not portfile.exists() or not _wait_port(int(portfile.read_text()), proc):
         proc.kill()
-        _fail_or_skip("git http-backend server did not start")
+        require("git", "git http-backend server did not start")
     return Server(proc, f"http://127.0.0.1:{portfile.read_text()}")
 
 
@@ -178,22 +172,6 @@ def build_project(root: Path, work: Path) -> tuple[str, str, str]:
     return first, second, feature
 
 
-@pytest.fixture(scope="session", name="served")
-def served_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """git daemon and smart HTTP serving proj.git (and anything tests add to `root`)."""
-    base = tmp_path_factory.mktemp("served")
-    root = base / "repos"
-    root.mkdir()
-    first, second, feature = build_project(root, base / "work")
-    daemon = start_daemon(root)
-    http = start_http(root, auth="alice:s3cr3t-t0ken")
-    try:
-        yield Served(root, daemon, http, first, second, feature)
-    finally:
-        daemon.stop()
-        http.stop()
-
-
 @dataclass
 class Sshd:
     """A real OpenSSH server on 127.0.0.1 serving `root` over ssh, with the client settings
@@ -208,13 +186,13 @@ def start_sshd(base: Path) -> Sshd:
     """sshd on a free port, accepting only a key made here, for the user running the tests."""
     sshd = "/usr/sbin/sshd"
     if not Path(sshd).exists():
-        _fail_or_skip("sshd is not installed (apt-get install openssh-server)")
+        require("sshd", "sshd is not installed (apt-get install openssh-server)")
     base.mkdir(parents=True, exist_ok=True)
     for key in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / key)],
                        check=True)  # fmt: skip
     (base / "authorized_keys").write_text((base / "client_key.pub").read_text())
-    port = _free_port()
+    port = free_port()
     user = (
         os.environ.get("USER")
         or subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
@@ -231,7 +209,7 @@ def start_sshd(base: Path) -> Sshd:
                             start_new_session=True, stderr=subprocess.DEVNULL)  # fmt: skip
     if not _wait_port(port, proc):
         proc.kill()
-        _fail_or_skip("sshd did not start on 127.0.0.1")
+        require("sshd", "sshd did not start on 127.0.0.1")
     host_key = (base / "host_key.pub").read_text().split()
     (base / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
     (base / "ssh_config").write_text(
