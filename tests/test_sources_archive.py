@@ -161,3 +161,78 @@ def test_missing_archive_and_version_on_archive_are_explained(tmp_path: Path) ->
     archive = _tar(tmp_path / "p.tgz", _project_members())
     with_rev = cli(str(archive), "-v", "main")
     assert with_rev.code == 2 and "needs a git source" in with_rev.err
+
+
+def _cve_2025_4517_chain(
+    canary: Path, through_links: bool = True
+) -> tuple[list[tuple[str, str]], str]:
+    """The CVE-2025-4517 proof's shape: directory symlinks `a`..`p`, each naming a 247-byte
+    directory, so the real path behind `a/b/.../p/lll` passes PATH_MAX and `realpath` stops
+    resolving; `lll` climbs back to the top, and `escape` climbs from there to the canary's
+    directory, although its text, normalised, stays inside. `lll` is named through the links
+    (as in the proof) or by its real path (no member below a link: the link check alone must
+    see it). Returns (directories and symlinks in archive order as (name, link target or
+    ""), the escaping link's name)."""
+    comp = "d" * 247
+    steps = "abcdefghijklmnop"
+    members: list[tuple[str, str]] = []
+    path = ""
+    for step in steps:
+        members.append((f"{path}{comp}", ""))
+        members.append((f"{path}{step}", comp))
+        path = f"{path}{comp}/"
+    linkpath = "/".join(steps) + "/" + "l" * 254
+    members.append((linkpath if through_links else path + "l" * 254, "../" * len(steps)))
+    up = "/.." * len(steps)  # from the top of the extraction, far enough to reach "/"
+    members.append(("escape", f"{linkpath}{up}{canary.parent}"))
+    return members, "escape"
+
+
+def _cve_tar(path: Path, canary: Path, through_links: bool) -> Path:
+    chain, escape = _cve_2025_4517_chain(canary, through_links)
+    members = _project_members("")
+    for name, target in chain:
+        if target:
+            members.append(_special(name, tarfile.SYMTYPE, target))
+        else:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            members.append((info, b""))
+    members.append(_file(f"{escape}/{canary.name}", b"written outside"))
+    return _tar(path, members)
+
+
+@pytest.mark.parametrize("through_links", [True, False], ids=["as-in-the-proof", "real-path"])
+def test_symlink_chain_past_path_max_writes_nothing_outside_tar(
+    tmp_path: Path, through_links: bool
+) -> None:
+    canary = tmp_path / "outside" / "CANARY"
+    canary.parent.mkdir()
+    result = cli(str(_cve_tar(tmp_path / "evil.tar.gz", canary, through_links)))
+    assert not canary.exists(), "a file was written outside the extraction directory"
+    assert result.code == 2 and "refused" in result.err and "hint:" in result.err, result.text
+    assert "Traceback" not in result.err
+    assert not any((tmp_path / "cache" / "work").iterdir())
+
+
+def test_symlink_chain_past_path_max_is_refused_zip(tmp_path: Path) -> None:
+    canary = tmp_path / "outside" / "CANARY"
+    canary.parent.mkdir()
+    chain, escape = _cve_2025_4517_chain(canary, through_links=False)
+    files = {"MLproject": MLPROJECT.encode(), "run.py": RUN.encode()}
+    files.update({f"{name}/": b"" for name, target in chain if not target})
+    links = {name: target for name, target in chain if target}
+    result = cli(str(_zip(tmp_path / "evil.zip", files, links)))
+    assert result.code == 2 and "refused" in result.err and escape in result.err, result.text
+    assert not canary.exists()
+    assert not any((tmp_path / "cache" / "work").iterdir())
+
+
+def test_links_that_stay_inside_are_extracted(tmp_path: Path) -> None:
+    members = _project_members("")
+    members.append(_special("alias.py", tarfile.SYMTYPE, "run.py"))
+    members.append(_special("copy.py", tarfile.LNKTYPE, "run.py"))
+    project = "entry_points:\n  main:\n    command: 'python alias.py && python copy.py'\n"
+    members[0] = _file("MLproject", project.encode())
+    result = cli(str(_tar(tmp_path / "ok.tgz", members)))
+    assert result.code == 0 and result.out.count("ran in") == 2, result.text

@@ -1,14 +1,19 @@
 """Archives (.zip, .tar.gz, .tgz) by path or http(s) URL, extracted safely.
 
-Every member is checked before anything is written: no absolute names, no `..`, no device
-files or FIFOs, no links (hard or symbolic) that leave the extraction directory; tar then
-goes through `tarfile`'s `data` filter as a second line, zip is written by hand with the same
-rules, and afterwards every symlink is resolved once more (a chain of in-tree links can
-still point out). A refused archive leaves nothing behind.
+Extraction does not rely on `tarfile`'s filters (fooled on some interpreters by link chains
+whose real path passes PATH_MAX). Every member is checked before anything is written: no
+absolute names, no `..`, no device files or FIFOs, no member below a symlink member, and
+every symlink resolved against the archive's own table of links, hop by hop as the kernel
+would, must stay inside. Then the tree is written by walking directory fds with
+`O_NOFOLLOW`, symlinks last, so no byte is ever written through a link; hard links become
+copies. A refused archive leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import errno
 import hashlib
 import os
 import posixpath
@@ -16,11 +21,15 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from runner.errors import SourceError
 
 MAX_BYTES = 4 * 1024**3  # unpacked size limit: a zip bomb fails instead of filling the disk
+MAX_HOPS = 40  # symlinks followed while resolving one path, as Linux's MAXSYMLINKS
 CHUNK = 1024 * 1024
 
 
@@ -51,10 +60,11 @@ def extract(archive: Path, shown: str, into: Path) -> None:
     """Extract `archive` into the empty directory `into`, refusing anything unsafe."""
     try:
         if zipfile.is_zipfile(archive):
-            _extract_zip(archive, shown, into)
+            with zipfile.ZipFile(archive) as zf:
+                _extract_checked(_zip_members(zf, shown), shown, into)
         else:
-            _extract_tar(archive, shown, into)
-        _check_links(into, shown)
+            with tarfile.open(archive, "r:*") as tar:
+                _extract_checked(_tar_members(tar, shown), shown, into)
     except SourceError:
         _empty(into)
         raise
@@ -62,6 +72,22 @@ def extract(archive: Path, shown: str, into: Path) -> None:
         _empty(into)
         hint = "check that the archive is whole"
         raise SourceError(f"cannot extract {shown}: {exc}", hint) from exc
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One archive member, checked: a normalised name and what to write there."""
+
+    name: str
+    kind: str  # "dir", "file" or "link"
+    target: str = ""  # a link's text
+    executable: bool = False
+    read: Callable[[], IO[bytes] | None] | None = None
+
+
+def _extract_checked(members: list[_Member], shown: str, into: Path) -> None:
+    _check_members(members, shown)
+    _write_all(members, into, shown)
 
 
 def _refuse(shown: str, name: str, why: str) -> SourceError:
@@ -86,86 +112,187 @@ def _link_name_inside(target: str) -> bool:
     return bool(target) and not target.startswith("/") and ".." not in parts
 
 
-def _link_stays_inside(name: str, target: str) -> bool:
-    if target.startswith("/"):
+def _tar_members(tar: tarfile.TarFile, shown: str) -> list[_Member]:
+    members: list[_Member] = []
+    total = 0
+    for info in tar.getmembers():
+        name = _check_name(shown, info.name)
+        executable = bool(info.mode & 0o111)
+        if info.issym():
+            members.append(_Member(name, "link", info.linkname))
+        elif info.islnk():
+            if not _link_name_inside(info.linkname):
+                raise _refuse(shown, info.name, f"is a hard link out ({info.linkname!r})")
+            reader = _tar_reader(tar, info)  # a copy of the member it names
+            members.append(_Member(name, "file", executable=executable, read=reader))
+        elif info.isdir():
+            members.append(_Member(name, "dir"))
+        elif info.isfile():
+            members.append(
+                _Member(name, "file", executable=executable, read=_tar_reader(tar, info))
+            )
+        else:
+            raise _refuse(shown, info.name, "is a device file, FIFO or other special file")
+        total += info.size
+        if total > MAX_BYTES:
+            raise _refuse(shown, info.name, f"takes the archive past {MAX_BYTES} bytes")
+    return members
+
+
+def _tar_reader(tar: tarfile.TarFile, info: tarfile.TarInfo) -> Callable[[], IO[bytes] | None]:
+    return lambda: tar.extractfile(info)
+
+
+def _zip_members(zf: zipfile.ZipFile, shown: str) -> list[_Member]:
+    infos = zf.infolist()
+    if sum(i.file_size for i in infos) > MAX_BYTES:
+        raise _refuse(shown, infos[-1].filename, f"takes the archive past {MAX_BYTES} bytes")
+    members: list[_Member] = []
+    for info in infos:
+        name = _check_name(shown, info.filename)
+        mode = info.external_attr >> 16
+        kind = stat.S_IFMT(mode)
+        if kind == stat.S_IFLNK:
+            members.append(_Member(name, "link", zf.read(info).decode("utf-8", "replace")))
+        elif info.is_dir() or kind == stat.S_IFDIR:
+            members.append(_Member(name, "dir"))
+        elif kind in (0, stat.S_IFREG):
+            opener = _zip_reader(zf, info)
+            members.append(_Member(name, "file", executable=bool(mode & 0o111), read=opener))
+        else:
+            raise _refuse(shown, info.filename, "is a device file, FIFO or other special file")
+    return members
+
+
+def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], IO[bytes] | None]:
+    return lambda: zf.open(info)
+
+
+def _check_members(members: list[_Member], shown: str) -> None:
+    """Refuse, before anything is written, a member below a link, a name that is a link
+    and something else, and a link whose real target leaves or loops."""
+    links = {m.name: m.target for m in members if m.kind == "link"}
+    kinds: dict[str, str] = {}
+    for member in members:
+        if kinds.setdefault(member.name, member.kind) != member.kind and "link" in (
+            kinds[member.name],
+            member.kind,
+        ):
+            raise _refuse(shown, member.name, "is both a symlink and another member")
+        for above in _parents(member.name):
+            if above in links:
+                raise _refuse(shown, member.name, f"is written through the symlink {above!r}")
+        if member.kind == "link" and not _resolves_inside(links, member.name, shown):
+            raise _refuse(shown, member.name, f"is a symlink out ({member.target!r})")
+
+
+def _parents(name: str) -> Iterator[str]:
+    parts = name.split("/")
+    for end in range(1, len(parts)):
+        yield "/".join(parts[:end])
+
+
+def _resolves_inside(links: dict[str, str], name: str, shown: str) -> bool:
+    """Follow the link `name` through the archive's own links, component by component as
+    the kernel does (no realpath, no PATH_MAX): False when it leaves the top."""
+    if links[name].startswith("/"):
         return False
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-    return joined != ".." and not joined.startswith("../")
+    here = name.split("/")[:-1]
+    todo = collections.deque(links[name].split("/"))
+    hops = 0
+    while todo:
+        part = todo.popleft()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not here:
+                return False
+            here.pop()
+            continue
+        path = "/".join([*here, part])
+        if path not in links:
+            here.append(part)
+            continue
+        hops += 1
+        if hops > MAX_HOPS:
+            raise _refuse(shown, name, f"is a symlink loop or a chain of over {MAX_HOPS} links")
+        if links[path].startswith("/"):
+            return False
+        todo.extendleft(reversed(links[path].split("/")))
+    return True
 
 
-def _extract_tar(archive: Path, shown: str, into: Path) -> None:
-    with tarfile.open(archive, "r:*") as tar:
-        members = tar.getmembers()
-        total = 0
+def _write_all(members: list[_Member], into: Path, shown: str) -> None:
+    root = os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for member in members:  # links last: nothing is ever written through one
+            if member.kind != "link" and member.name:
+                _write_member(root, member, shown)
         for member in members:
-            _check_name(shown, member.name)
-            if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                raise _refuse(shown, member.name, "is a device file, FIFO or other special file")
-            if member.issym() and not _link_stays_inside(member.name, member.linkname):
-                raise _refuse(shown, member.name, f"is a symlink out ({member.linkname!r})")
-            if member.islnk() and not _link_name_inside(member.linkname):
-                raise _refuse(shown, member.name, f"is a hard link out ({member.linkname!r})")
-            total += member.size
-            if total > MAX_BYTES:
-                raise _refuse(shown, member.name, f"takes the archive past {MAX_BYTES} bytes")
-        if not hasattr(tarfile, "data_filter"):
-            raise SourceError("this Python has no safe tar extraction", "use Python >= 3.11.4")
-        try:
-            tar.extractall(into, members=members, filter="data")
-        except tarfile.FilterError as exc:
-            info = getattr(exc, "tarinfo", None)
-            name = info.name if isinstance(info, tarfile.TarInfo) else "?"
-            raise _refuse(shown, name, "leaves the extraction directory") from exc
+            if member.kind == "link":
+                parent, leaf = _open_parent(root, member.name, shown)
+                try:
+                    os.symlink(member.target, leaf, dir_fd=parent)
+                finally:
+                    os.close(parent)
+    finally:
+        os.close(root)
 
 
-def _extract_zip(archive: Path, shown: str, into: Path) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        if sum(i.file_size for i in infos) > MAX_BYTES:
-            raise _refuse(shown, infos[-1].filename, f"takes the archive past {MAX_BYTES} bytes")
-        links: list[tuple[str, str]] = []
-        for info in infos:
-            name = _check_name(shown, info.filename)
-            mode = info.external_attr >> 16
-            kind = stat.S_IFMT(mode)
-            if kind == stat.S_IFLNK:
-                target = zf.read(info).decode("utf-8", "replace")
-                if not _link_stays_inside(name, target):
-                    raise _refuse(shown, info.filename, f"is a symlink out ({target!r})")
-                links.append((name, target))
-            elif kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise _refuse(shown, info.filename, "is a device file, FIFO or other special file")
-        for info in infos:
-            _write_zip_member(zf, info, into, shown)
-        for name, target in links:  # links last, so no file is ever written through one
-            os.symlink(target, into / name)
+def _open_parent(root: int, name: str, shown: str) -> tuple[int, str]:
+    """An fd on the directory holding `name`, made as needed; never through a symlink."""
+    *dirs, leaf = name.split("/")
+    fd = os.dup(root)
+    try:
+        for part in dirs:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=fd)
+            try:
+                below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _refuse(
+                        shown, name, f"is written through a symlink or file {part!r}"
+                    ) from exc
+                raise
+            os.close(fd)
+            fd = below
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, leaf
 
 
-def _write_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, into: Path, shown: str) -> None:
-    name = _check_name(shown, info.filename)
-    if not name or stat.S_ISLNK(info.external_attr >> 16):
-        return
-    path = into / name
-    if info.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-    mode = 0o755 if (info.external_attr >> 16) & 0o111 else 0o644
-    with zf.open(info) as src, os.fdopen(os.open(path, flags, mode), "wb") as out:
-        shutil.copyfileobj(src, out, CHUNK)
+def _write_member(root: int, member: _Member, shown: str) -> None:
+    parent, leaf = _open_parent(root, member.name, shown)
+    try:
+        if member.kind == "dir":
+            try:
+                os.mkdir(leaf, 0o755, dir_fd=parent)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.stat(leaf, dir_fd=parent, follow_symlinks=False).st_mode):
+                    raise _refuse(shown, member.name, "is a directory and a file") from None
+            return
+        _write_file(parent, leaf, member, shown)
+    finally:
+        os.close(parent)
 
 
-def _check_links(into: Path, shown: str) -> None:
-    """Resolve every extracted symlink: a chain of in-tree links may still lead out."""
-    base = os.path.realpath(into)
-    for dirpath, dirnames, filenames in os.walk(into):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                real = os.path.realpath(path)
-                if os.path.commonpath([real, base]) != base:
-                    raise _refuse(shown, os.path.relpath(path, into), "resolves outside")
+def _write_file(parent: int, leaf: str, member: _Member, shown: str) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    mode = 0o755 if member.executable else 0o644
+    try:
+        fd = os.open(leaf, flags, mode, dir_fd=parent)
+    except FileExistsError:  # a later member of the same name replaces a regular file
+        if not stat.S_ISREG(os.stat(leaf, dir_fd=parent, follow_symlinks=False).st_mode):
+            raise _refuse(shown, member.name, "is a file and a directory") from None
+        os.unlink(leaf, dir_fd=parent)
+        fd = os.open(leaf, flags, mode, dir_fd=parent)
+    with os.fdopen(fd, "wb") as out:
+        source = member.read() if member.read else None
+        if source is not None:
+            with source:
+                shutil.copyfileobj(source, out, CHUNK)
 
 
 def _empty(into: Path) -> None:
