@@ -107,7 +107,7 @@ def _run_checkout(
     if (checkout.path / ".run-project-bundle").is_dir():  # a packed project: check its manifest
         from runner.bundles.platforms import check_project
 
-        check_project(checkout.path)
+        check_project(checkout.path, extracted=checkout.kind == "archive")
     spec = project.env
     if repeat is not None and repeat.lock_file is not None:  # built from the recorded lock
         spec = spec._replace(lock_file=repeat.lock_file)

@@ -82,6 +82,31 @@ def test_a_damaged_run_bundle_is_refused(tmp_path: Path) -> None:
     assert refused.code == 2 and "record.json is missing or differs" in refused.err
 
 
+@pytest.mark.parametrize("added", ["inputs/" + "0" * 64, "project/extra.py", "project/alias"])
+def test_a_member_not_listed_in_bundle_json_is_refused(tmp_path: Path, added: str) -> None:
+    repo = make_repo(tmp_path / "proj")
+    ok(cli(str(repo)))
+    bundle = tmp_path / "run.tar.gz"
+    ok(cli("runs", "export", last_record()["id"], "-o", str(bundle), "--with-inputs"))
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(bundle) as tar:
+        tar.extractall(unpacked, filter="data")
+    top = next(unpacked.iterdir())
+    extra = top / added
+    extra.parent.mkdir(exist_ok=True)
+    if added.endswith("alias"):
+        extra.symlink_to("../record.json")
+    else:
+        extra.write_text("open('CANARY', 'w')\n")
+    edited = tmp_path / "edited.tar.gz"
+    with tarfile.open(edited, "w:gz") as tar:
+        tar.add(top, arcname=top.name)
+    refused = cli("rerun", str(edited))
+    assert refused.code == 2, refused.text
+    assert f"{added} is not listed in bundle.json" in refused.err and "hint:" in refused.err
+    assert len(records()) == 1
+
+
 def test_pack_with_deps_runs_with_the_index_unreachable_in_a_fresh_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

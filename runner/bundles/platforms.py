@@ -48,6 +48,9 @@ def check(data: dict[str, Any], shown: str) -> None:
         )
 
 
-def check_project(path: Path) -> None:
-    """Called on a packed project before it runs: its manifest and files must be whole."""
-    check(read_manifest(path, path / PROJECT_DIR, "project", str(path)), str(path))
+def check_project(path: Path, extracted: bool) -> None:
+    """Called on a packed project before it runs: its manifest and files must be whole and,
+    when it was just extracted from its archive, hold nothing its manifest does not list (a
+    directory the user unpacked may have gained outputs since)."""
+    data = read_manifest(path, path / PROJECT_DIR, "project", str(path), sealed=extracted)
+    check(data, str(path))

@@ -3,8 +3,9 @@ the record, the uncommitted diff and untracked files, the environment lock, the 
 project tree at the run's commit and (`--with-inputs`) copies of its input files; `rerun
 run.tar.gz` repeats it against any store. Project bundles (`pack`) are in bundle_pack.py.
 
-Every bundle carries `bundle.json` (schemas/bundle.schema.json) listing each file's sha256;
-it is checked whenever a bundle is read, so a damaged or edited bundle is refused.
+Every bundle carries `bundle.json` (schemas/bundle.schema.json) listing each file's sha256
+and each symlink's target; it is checked whenever a bundle is read, so a damaged or edited
+bundle, or one with a member added that it does not list, is refused.
 """
 
 from __future__ import annotations
@@ -54,12 +55,16 @@ def manifest(
 def seal(top: Path, data: dict[str, Any], at: Path, output: Path) -> None:
     """Write bundle.json (at `at`, with every file's sha256) and tar `top` to `output`."""
     skip = at / MANIFEST
-    files = {}
+    files, links = {}, {}
     for path in sorted(top.rglob("*")):
-        if path.is_file() and not path.is_symlink() and path != skip:
-            files[path.relative_to(top).as_posix()] = sha256_file(path)
+        name = path.relative_to(top).as_posix()
+        if path.is_symlink():
+            links[name] = os.readlink(path)
+        elif path.is_file() and path != skip:
+            files[name] = sha256_file(path)
     at.mkdir(parents=True, exist_ok=True)
-    skip.write_text(json.dumps({**data, "files": files}, indent=2, sort_keys=True) + "\n")
+    sealed = {**data, "files": files, **({"links": links} if links else {})}
+    skip.write_text(json.dumps(sealed, indent=2, sort_keys=True) + "\n")
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
@@ -68,8 +73,11 @@ def seal(top: Path, data: dict[str, Any], at: Path, output: Path) -> None:
     os.replace(partial, output)  # a reader never sees half a bundle
 
 
-def read_manifest(top: Path, at: Path, kind: str, shown: str) -> dict[str, Any]:
-    """bundle.json checked against the schema and every file against its sha256."""
+def read_manifest(
+    top: Path, at: Path, kind: str, shown: str, sealed: bool = True
+) -> dict[str, Any]:
+    """bundle.json checked against the schema, every file against its sha256 and, when
+    `sealed` (the bundle was just extracted), every member against the list."""
     from runner.project.schemas import schema_errors
 
     try:
@@ -89,7 +97,25 @@ def read_manifest(top: Path, at: Path, kind: str, shown: str) -> dict[str, Any]:
         path = top / name
         if not path.is_file() or path.is_symlink() or sha256_file(path) != digest:
             raise BundleError(f"{shown}: {name} is missing or differs from {MANIFEST}", REMAKE)
+    if sealed:
+        _refuse_unlisted(top, at / MANIFEST, data, shown)
     return dict(data)
+
+
+def _refuse_unlisted(top: Path, own: Path, data: dict[str, Any], shown: str) -> None:
+    """A member the bundle does not list (a file, or a link, added after it was sealed) would
+    be used as if it were part of the run: refuse the bundle."""
+    links = data.get("links") or {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for entry in sorted(dirnames + filenames):
+            path = Path(dirpath, entry)
+            name = path.relative_to(top).as_posix()
+            if path.is_symlink():
+                listed = links.get(name) == os.readlink(path)
+            else:
+                listed = path.is_dir() or name in data["files"] or path == own
+            if not listed:
+                raise BundleError(f"{shown}: {name} is not listed in {MANIFEST}", REMAKE)
 
 
 REMAKE = "make the bundle again (`run-project runs export` or `run-project pack`)"
