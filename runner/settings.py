@@ -48,6 +48,12 @@ SETTINGS: dict[str, tuple[str, str | None, str]] = {
         "10GB",
         "most bytes of outputs one run may store (e.g. 500MB, 2GiB)",
     ),
+    "store_group": (
+        "RUN_PROJECT_STORE_GROUP",
+        None,
+        "group sharing the store (name or id): its directories 2770, files 0660; "
+        "unset: private to you (0700, 0600)",
+    ),
     "store_retry_seconds": (
         "RUN_PROJECT_STORE_RETRY_SECONDS",
         "300",

@@ -204,3 +204,65 @@ def test_case32_postgres_going_away_mid_run_loses_nothing(tmp_path: Path) -> Non
     finally:
         _pg_ctl("stop", "-m", "immediate", "-D", str(data))
         subprocess.run(["rm", "-rf", str(data)], check=False)
+
+
+def _mode(path: Path) -> int:
+    return os.stat(path).st_mode & 0o7777
+
+
+def test_private_outputs_stay_private_in_a_private_store(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", {"run.sh": """\
+        umask 077; echo secret > "$RUN_PROJECT_OUTPUT_DIR/private.txt"
+        umask 022; echo public > "$RUN_PROJECT_OUTPUT_DIR/public.txt"
+        """})  # fmt: skip
+    result = cli(str(project), "-e", "run.sh", timeout=60)
+    assert result.code == 0, result.text
+    record = last_record()
+    store = tmp_path / "store"
+    run_dir = store / "artifacts" / record["id"]
+    assert _mode(run_dir / "outputs" / "private.txt") & 0o077 == 0  # never wider than 0600
+    assert _mode(run_dir / "outputs" / "public.txt") & 0o222 == 0  # read-only, as before
+    for directory in (store, store / "artifacts", store / "artifacts" / "objects", run_dir):
+        assert _mode(directory) == 0o700, directory
+    assert _mode(store / "runs.db") == 0o600
+
+
+def test_a_team_store_group_shares_the_store_with_that_group(tmp_path: Path) -> None:
+    import grp
+
+    group = grp.getgrgid(os.getgid()).gr_name
+    project = make_project(tmp_path / "p", {"run.sh": "echo x > out.txt\n"})
+    result = cli(str(project), "-e", "run.sh", env={"RUN_PROJECT_STORE_GROUP": group})
+    assert result.code == 0, result.text
+    store = tmp_path / "store"
+    run_dir = store / "artifacts" / last_record()["id"]
+    for directory in (store, store / "artifacts", run_dir):
+        assert _mode(directory) == 0o2770 and os.stat(directory).st_gid == os.getgid()
+    assert _mode(store / "runs.db") == 0o660
+    unknown = cli(str(project), "-e", "run.sh", env={"RUN_PROJECT_STORE_GROUP": "no-such-grp"})
+    assert unknown.code == 2 and "no-such-grp" in unknown.err and "hint:" in unknown.err
+
+
+def test_an_output_hardlinked_to_a_file_elsewhere_is_hashed_not_copied(tmp_path: Path) -> None:
+    secret = tmp_path / "elsewhere" / "shadow"
+    secret.parent.mkdir()
+    secret.write_bytes(b"root:$6$canary-hash:19000::::::\n")
+    secret.chmod(0o600)
+    project = make_project(tmp_path / "p", {"run.sh": f"""\
+        ln {secret} "$RUN_PROJECT_OUTPUT_DIR/shadow"
+        ln {secret} shadow_here
+        echo fine > ok.txt
+        """})  # fmt: skip
+    result = cli(str(project), "-e", "run.sh", timeout=60)
+    assert result.code == 0, result.text
+    record = last_record()
+    import hashlib
+
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+    linked = [o for o in record["outputs"] if o["sha256"] == digest]
+    assert {o["name"] for o in linked} == {"outputs/shadow", "workdir/shadow_here"}
+    assert all(o["stored"] is False for o in linked)
+    assert "hard link" in "\n".join(record["capture"]["warnings"]) and "hard link" in result.err
+    assert not _objects_hold(tmp_path / "store", b"canary-hash")
+    assert secret.read_bytes().startswith(b"root:") and _mode(secret) == 0o600
+    assert schema_errors("run-record", record) == []

@@ -4,6 +4,10 @@ Each distinct content is stored once as `<artifacts>/objects/<aa>/<sha256>` (rea
 each run sees its files as `<artifacts>/<run id>/<name>` hard links to those objects (a copy
 where the filesystem refuses links). Objects are written to a temporary file and renamed into
 place, so a crash or a full disk never leaves a half-written object under its final name.
+
+An object is never more readable than any file it was stored from (a `0600` output is stored
+`0400`), and the store's directories are private (`0700`), or shared with the group named by
+the `store_group` setting (`2770`): docs/security.md#outputs-artifacts-and-the-store.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
+from functools import cache
 from pathlib import Path, PurePosixPath
 
+from runner import settings
 from runner.errors import StoreError
 
 CHUNK = 1 << 20
@@ -22,6 +29,58 @@ CHUNK = 1 << 20
 
 class ArtifactError(StoreError):
     """An artifact cannot be stored (over the limit, disk full, refused name)."""
+
+
+@cache
+def store_group() -> int | None:
+    """The group id of the `store_group` setting; None: the store is private to its owner."""
+    import grp  # only a team store pays for it
+
+    name = settings.get("store_group")
+    if not name:
+        return None
+    try:
+        return int(name) if name.isdigit() else grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise StoreError(
+            f"setting store_group = {name!r} names no group on this machine",
+            "set RUN_PROJECT_STORE_GROUP to an existing group (see `getent group`), "
+            "or unset it for a store private to you",
+        ) from None
+
+
+def private_dirs(path: Path) -> None:
+    """`mkdir -p path`, each directory made here private: 0700, or 2770 and the store group
+    (setgid, so what is made inside joins the group too)."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+            share(directory, 0o700)
+
+
+def share(path: Path, private_mode: int) -> None:
+    """Give `path` (made by run-project) its private mode, or with a store group the group's
+    rights too (`rw` for files, `rwx` and setgid for directories)."""
+    group = store_group()
+    if group is None:
+        os.chmod(path, private_mode)
+        return
+    os.chown(path, -1, group)
+    widened = private_mode | (private_mode & 0o700) >> 3
+    os.chmod(path, widened | (stat.S_ISGID if path.is_dir() else 0))
+
+
+def private_file(path: Path) -> None:
+    """Create `path` empty, 0600 (0660 with a store group), unless it exists."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return
+    share(path, 0o600)
 
 
 def check_name(name: str) -> str:
@@ -54,9 +113,11 @@ class ObjectStore:
 
     def put(self, source: Path, expected: str | None = None) -> str:
         """Store `source`'s bytes (copied while hashed); returns the digest of what was stored."""
+        mode = _stored_mode(source)
         if expected and self.path_of(expected).is_file():
+            _narrow(self.path_of(expected), mode)
             return expected
-        self.objects.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.objects)
         import tempfile  # only a run with outputs to store pays for it
 
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.objects)
@@ -64,10 +125,11 @@ class ObjectStore:
         try:
             digest = _copy_hashing(source, fd)
             final = self.path_of(digest)
-            final.parent.mkdir(exist_ok=True)
-            os.chmod(tmp, 0o444)
+            private_dirs(final.parent)
+            os.chmod(tmp, mode)
             if final.exists():
                 tmp.unlink()
+                _narrow(final, mode)
             else:
                 os.replace(tmp, final)
         except OSError as exc:
@@ -78,7 +140,7 @@ class ObjectStore:
 
     def link(self, sha256: str, dest: Path) -> None:
         """Make `dest` show the object (hard link; a copy across filesystems)."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(dest.parent)
         tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -87,11 +149,25 @@ class ObjectStore:
                 os.link(self.path_of(sha256), tmp)
             except OSError:
                 shutil.copyfile(self.path_of(sha256), tmp)
+                shutil.copymode(self.path_of(sha256), tmp)
             os.replace(tmp, dest)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise _storage_error(dest, exc) from exc
+
+
+def _stored_mode(source: Path) -> int:
+    """Read-only, and never readable by anyone the source is not readable by."""
+    return stat.S_IMODE(os.lstat(source).st_mode) & 0o444 | 0o400
+
+
+def _narrow(stored: Path, mode: int) -> None:
+    """The same content stored again from a less readable file: the object (and so every
+    run's link to it) becomes as private as the most private of its sources."""
+    current = stat.S_IMODE(os.stat(stored).st_mode)
+    if current & ~mode:
+        os.chmod(stored, current & mode)
 
 
 def _copy_hashing(source: Path, fd: int) -> str:

@@ -6,10 +6,13 @@ inputs named up front are hashed: parameters of type `path` and the entry point'
 `RUN_PROJECT_OUTPUT_DIR`, declared `outputs:`, files Python code opened for writing and files
 logged with `log_artifact` are outputs; files Python code opened for reading are inputs.
 Symlinks are never followed and special files are never read: they are named in a warning.
+An output with another hard link outside the run's own directories (the working directory,
+the output dir) is hashed but not copied, also with a warning: its content is not the run's.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import glob
 import os
@@ -67,6 +70,7 @@ class Capture:
         self.objects = ObjectStore(plan.artifacts_root)
         self.result = Captured()
         self.snapshot: dict[str, Stamp] = {}
+        self.links_inside: collections.Counter[tuple[int, int]] = collections.Counter()
         roots = [
             os.path.realpath(p) + os.sep
             for p in (plan.run_dir, plan.artifacts_root, *plan.excluded)
@@ -148,6 +152,7 @@ class Capture:
     def _workdir_changes(self, candidates: dict[str, tuple[Path, str, str]]) -> None:
         root = self.plan.workdir
         for path, st in self._walk(root):
+            self._count_link(st)
             if self.snapshot.get(str(path)) != _stamp(st):
                 rel = path.relative_to(root).as_posix()
                 self._offer(candidates, path, "workdir", f"workdir/{rel}", st)
@@ -157,12 +162,14 @@ class Capture:
         # the working dir back into run_dir/workdir/ (backends/results.py): outputs too.
         root = self.plan.run_dir / "workdir"
         for path, st in walk(root) if root.is_dir() else []:
+            self._count_link(st)
             rel = path.relative_to(root).as_posix()
             self._offer(candidates, path, "workdir", f"workdir/{rel}", st, inside_run=True)
 
     def _output_dir(self, candidates: dict[str, tuple[Path, str, str]]) -> None:
         root = self.plan.output_dir
         for path, st in walk(root) if root.is_dir() else []:
+            self._count_link(st)
             rel = path.relative_to(root).as_posix()
             self._offer(candidates, path, "output_dir", f"outputs/{rel}", st, inside_run=True)
 
@@ -224,9 +231,27 @@ class Capture:
                 "working directory and RUN_PROJECT_OUTPUT_DIR",
             )
 
+    def _count_link(self, st: os.stat_result) -> None:
+        if st.st_nlink > 1:
+            self.links_inside[(st.st_dev, st.st_ino)] += 1
+
+    def _linked_elsewhere(self, st: os.stat_result) -> bool:
+        """More hard links than the run's directories hold: the file lives elsewhere too
+        (a link to /etc/shadow is not the run's to copy into the store)."""
+        return st.st_nlink > 1 and st.st_nlink > self.links_inside[(st.st_dev, st.st_ino)]
+
     def _store(self, path: Path, name: str, source: str) -> None:
         st = os.lstat(path)
         expected = self.hashes.file(path, st)
+        if self._linked_elsewhere(st):
+            self._warn(f"output {path} is a hard link to a file outside the run's directories; "
+                       "hashed, not copied")  # fmt: skip
+            if source == "output_dir":  # the output dir is inside the store: no link stays
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            entry = {"path": str(path), "name": name, "sha256": expected, "size": st.st_size}
+            self.result.outputs.append({**entry, "source": source, "stored": False})
+            return
         digest = self.objects.put(path, expected)
         self.objects.link(digest, self.plan.run_dir / name)
         self.result.stored_bytes += st.st_size

@@ -23,6 +23,7 @@ from runner import settings
 from runner.errors import RunnerError, StoreError
 from runner.pids import pid_alive
 from runner.tracking import migrations, runindex
+from runner.tracking.artifacts import private_dirs, private_file
 from runner.tracking.db import Database, SQLiteDatabase, redact
 from runner.tracking.record import ACTIVE, iso
 from runner.tracking.tables import TablesMixin
@@ -149,7 +150,7 @@ class Store(TablesMixin):
     def create_run(self, record: dict[str, Any]) -> None:
         """Insert a new run record (before any slow step, so every failure can be recorded)."""
         try:
-            self.artifact_dir(record["id"]).mkdir(parents=True, exist_ok=True)
+            private_dirs(self.artifact_dir(record["id"]))
         except OSError as exc:
             raise self._error(exc) from exc
         text = json.dumps(record)
@@ -356,6 +357,8 @@ class SQLiteStore(Store):
         return os.access(self.root, os.W_OK)
 
     def _prepare(self, write: bool) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.root)
         if write and not os.access(self.root, os.W_OK):  # also true for root on a read-only mount
             raise PermissionError(f"cannot write to {self.root}")
+        if write:
+            private_file(self.db_path)  # SQLite gives its -wal and -shm files the same mode
