@@ -190,6 +190,7 @@ def _execute(
             inputs = tracker.before(env.env_dir)
             child_env = tracker.child_env(_child_env(run_id, run_dir))
             launch = kind.command(env.env_dir, bound.argv, child_env)
+            tracker.foreign_view(launch.view, remote=backend.name != "local")
             record.running(
                 inputs,
                 env.to_record(),

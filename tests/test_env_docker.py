@@ -474,3 +474,31 @@ def test_a_container_left_by_a_runner_killed_with_9_is_removed_by_envs_gc(
             proc.kill()
         for container in docker("ps", "-aq", "--filter", label).split():
             subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+
+
+def test_event_paths_from_a_container_read_no_host_file(tmp_path: Path, base_image: str) -> None:
+    secret = tmp_path / "host" / "shadow"
+    secret.parent.mkdir()
+    secret.write_text("root:$6$canary-secret:19000::::::\n")
+    gitconfig = tmp_path / "host" / ".gitconfig"
+    gitconfig.write_text("[user]\n  name = canary-config\n")
+    events = [
+        {"type": "artifact", "path": str(secret), "name": "shadow"},
+        {"type": "artifact", "path": "/project/../" + str(secret), "name": "shadow2"},
+        {"type": "open", "path": str(gitconfig), "mode": "r"},
+        {"type": "artifact", "path": "/run-project/outputs/ok.txt", "name": "ok.txt"},
+    ]
+    lines = "\n".join(f"echo '{json.dumps(e)}' >> \"$RUN_PROJECT_EVENTS\"" for e in events)
+    script = f'echo fine > "$RUN_PROJECT_OUTPUT_DIR/ok.txt"\n{lines}\n'
+    project = docker_project(tmp_path / "p", base_image, **{"run.sh": script})
+    result = cli(str(project), "-e", "script", timeout=300)
+    assert result.code == 0, result.text
+    record = last_record()
+    warnings = "\n".join(record["capture"]["warnings"])
+    for refused in (str(secret), str(gitconfig)):
+        assert f"event path {refused}" in warnings, warnings
+    assert str(gitconfig) not in [i["path"] for i in record["inputs"]]
+    names = {o["name"] for o in record["outputs"]}
+    assert "logged/ok.txt" in names and not any("shadow" in n for n in names), names
+    stored = [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert not any(b"canary-secret" in p.read_bytes() for p in stored)

@@ -265,3 +265,23 @@ def test_the_injected_client_adds_no_heavy_imports_to_a_python_start(tmp_path: P
 
     bare = subprocess.run(["python", str(tmp_path / "probe.py")], capture_output=True, text=True)
     assert result.out.split() == bare.stdout.split(), (result.out, bare.stdout)
+
+
+def test_event_paths_of_a_container_or_cluster_job_map_only_into_the_run(tmp_path: Path) -> None:
+    from runner.tracking.foreign import ForeignView
+
+    work, run_dir = tmp_path / "work", tmp_path / "run"
+    (work / "data").mkdir(parents=True)
+    (work / "out").symlink_to(tmp_path)  # a link in the working copy leading out
+    view = ForeignView.of({"/project": "workdir", "/run-project/outputs": "outputs"},
+                          work, run_dir / "outputs", run_dir)  # fmt: skip
+    assert view.local("/project/data/a.csv") == work / "data" / "a.csv"
+    assert view.local("data/a.csv") == work / "data" / "a.csv"
+    assert view.local("/run-project/outputs/m.bin") == run_dir / "outputs" / "m.bin"
+    assert view.local(str(work / "data" / "a.csv")) == work / "data" / "a.csv"
+    for refused in ("/etc/shadow", "/root/.gitconfig", "/project/../etc/shadow", "../../x",
+                    "/project/out/secret", "/run-project/events.jsonl", "/"):  # fmt: skip
+        assert view.local(refused) is None, refused
+    remote = ForeignView.of({}, work, run_dir / "outputs", run_dir)  # Slurm, Ray: host paths
+    assert remote.local(str(run_dir / "workdir" / "m.bin")) == run_dir / "workdir" / "m.bin"
+    assert remote.local("/tmp/run-project-job-1/outputs/m.bin") is None

@@ -189,8 +189,9 @@ def _localise_events(path: Path, manifest: dict[str, Any], staging: Path, workdi
 
     A file read in the cluster's working dir is the same file in the local checkout (it was
     shipped from there); a file written there or in the output dir came back under run_dir.
-    A path elsewhere on the cluster has no copy here: its event is dropped rather than let
-    a different local file of the same name be hashed as the run's input.
+    A path elsewhere on the cluster has no copy here: its event keeps the cluster's path,
+    which capture refuses and names in a warning (tracking/foreign.py), rather than let a
+    different local file of the same name be hashed as the run's input.
     """
     remote = {"workdir": str(manifest.get("workdir") or ""),
               "outputs": str(manifest.get("outputs") or "")}  # fmt: skip
@@ -204,9 +205,8 @@ def _localise_events(path: Path, manifest: dict[str, Any], staging: Path, workdi
             continue
         if isinstance(event, dict) and event.get("type") in ("open", "artifact"):
             local = _local_path(str(event.get("path", "")), remote, staging, run_dir, workdir)
-            if local is None:
-                continue
-            event["path"] = local
+            if local is not None:
+                event["path"] = local
         lines.append(json.dumps(event))
     path.write_text("".join(line + "\n" for line in lines))
 

@@ -37,6 +37,10 @@ class Launch(NamedTuple):
     env: Mapping[str, str]
     #: Called once the command has ended, however it ended (docker: remove the container).
     cleanup: Callable[[], None] | None = None
+    #: Set when the command does not see this machine's files (a container): where it sees
+    #: the run's directories, {its path: "workdir" | "outputs"}. Paths in its events are
+    #: read only inside those (tracking/foreign.py).
+    view: Mapping[str, str] | None = None
 
 
 class KindOptions(TypedDict, total=False):

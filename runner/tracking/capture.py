@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from runner import settings
 from runner.errors import RunnerError
 from runner.tracking.artifacts import ArtifactError, ObjectStore, check_name, parse_size
+from runner.tracking.foreign import ForeignView
 from runner.tracking.hashing import HashCache, walk
 
 # Never inputs or outputs: version control, caches and environments inside the working dir.
@@ -71,6 +72,7 @@ class Capture:
         self.result = Captured()
         self.snapshot: dict[str, Stamp] = {}
         self.links_inside: collections.Counter[tuple[int, int]] = collections.Counter()
+        self.view: ForeignView | None = None  # set when the command saw other paths
         roots = [
             os.path.realpath(p) + os.sep
             for p in (plan.run_dir, plan.artifacts_root, *plan.excluded)
@@ -94,6 +96,8 @@ class Capture:
 
     def after(self, opened: dict[str, set[str]], logged: list[tuple[str, str]]) -> Captured:
         """Find, hash and store the outputs; hash the files read; returns everything found."""
+        if self.view is not None:
+            opened, logged = self._localised(self.view, opened, logged)
         candidates: dict[str, tuple[Path, str, str]] = {}  # abs path → (path, name, source)
         self._workdir_changes(candidates)
         self._returned_workdir(candidates)
@@ -116,6 +120,31 @@ class Capture:
                 self._add_input(Path(raw), "opened")
         self.hashes.flush()
         return self.result
+
+    def _localised(
+        self, view: ForeignView, opened: dict[str, set[str]], logged: list[tuple[str, str]]
+    ) -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
+        """Event paths from a container or a cluster node, mapped to this machine's copies;
+        a path outside the run's shared directories is refused with a warning."""
+        mapped: dict[str, set[str]] = {}
+        for raw, modes in opened.items():
+            local = view.local(raw)
+            if local is None:
+                self._refuse_foreign(raw, "opened")
+            else:
+                mapped.setdefault(str(local), set()).update(modes)
+        kept = []
+        for raw, name in logged:
+            local = view.local(raw)
+            if local is None:
+                self._refuse_foreign(raw, "logged")
+            else:
+                kept.append((str(local), name))
+        return mapped, kept
+
+    def _refuse_foreign(self, raw: str, what: str) -> None:
+        self._warn(f"event path {raw} ({what}) is outside the directories the run shares with "
+                   "its container or cluster job; refused, nothing read")  # fmt: skip
 
     # -- inputs ---------------------------------------------------------------------------
     def _add_input(self, path: Path, source: str, param: str | None = None) -> None:

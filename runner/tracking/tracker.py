@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from runner.tracking import events, lineage
 from runner.tracking.artifacts import ArtifactError
 from runner.tracking.capture import Capture, CapturePlan
 from runner.tracking.client import client_dir
+from runner.tracking.foreign import ForeignView
 from runner.tracking.run_record import RunRecord
 
 
@@ -36,6 +37,15 @@ class Tracker:
             self.plan = self.plan._replace(excluded=(*self.plan.excluded, env_dir))
         self.capture = Capture(self.plan)
         return self.capture.before()
+
+    def foreign_view(self, view: Mapping[str, str] | None, remote: bool) -> None:
+        """The command runs in a container (`view`: its paths of the run's directories) or on
+        a cluster node (`remote`): paths in its events are read only inside those."""
+        assert self.capture is not None, "before() was not called"
+        if view is None and not remote:
+            return
+        plan = self.plan
+        self.capture.view = ForeignView.of(view or {}, plan.workdir, plan.output_dir, plan.run_dir)
 
     def child_env(self, env: dict[str, str]) -> dict[str, str]:
         """The child's environment with the client (and its sitecustomize) importable."""

@@ -129,7 +129,8 @@ class DockerEnv(KindDefaults):
         # --allow-host-env passes through by name); the container only gets those named.
         client_env = {**env, **docker_cli.client_env()}
         return Launch(argv=tuple(run_args), env=client_env,
-                      cleanup=lambda: docker_cli.remove_container(name))  # fmt: skip
+                      cleanup=lambda: docker_cli.remove_container(name),
+                      view=docker_run.CONTAINER_VIEW)  # fmt: skip
 
     def inventory(self) -> list[EnvRow]:
         """Images built by run-project (labelled as ours; never anyone else's)."""

@@ -15,16 +15,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from runner.envs.docker import cli as docker_cli
 from runner.errors import EnvError
 from runner.project.manifest import EnvSpec
+from runner.tracking.foreign import OUTPUTS, WORKDIR
 
 CONTAINER_DIR = "/run-project"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ARG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 RUN_VARIABLES = ("RUN_PROJECT_RUN_ID", "RUN_PROJECT_EVENTS", "RUN_PROJECT_OUTPUT_DIR")
+# Where the container sees the run's directories (the project is copied into the image).
+CONTAINER_VIEW = MappingProxyType({"/project": WORKDIR, f"{CONTAINER_DIR}/outputs": OUTPUTS})
 
 
 @dataclass(frozen=True)
