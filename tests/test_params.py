@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -137,11 +138,28 @@ def test_value_with_invalid_utf8_is_refused(tmp_path: Path) -> None:
     assert b"not valid UTF-8" in proc.stderr
 
 
-def test_value_with_nul_or_over_a_megabyte_is_refused() -> None:
+def test_value_with_nul_or_over_the_kernels_argument_limit_is_refused() -> None:
     with pytest.raises(ParamError, match="NUL"):
         check_raw_value("msg", "a\x00b")
-    with pytest.raises(ParamError, match="limit is 1048576"):
-        check_raw_value("msg", "x" * (1024 * 1024 + 1))
+    with pytest.raises(ParamError, match="limit is 131071"):
+        check_raw_value("msg", "x" * 128 * 1024)
+    check_raw_value("msg", "x" * (128 * 1024 - 1))
+
+
+@pytest.mark.parametrize("default", ["a\\0b", "x" * 140_000])
+def test_manifest_default_with_nul_or_over_128_kib_is_a_clean_error(
+    tmp_path: Path, default: str
+) -> None:
+    project = make_project(tmp_path / "p", {"MLproject": f"""\
+        entry_points:
+          main:
+            parameters: {{msg: {{type: string, default: "{default}"}}}}
+            command: "python -c pass {{msg}}"
+        """})  # fmt: skip
+    result = cli(str(project))
+    assert result.code == 2, result.text
+    assert "parameter 'msg'" in result.err and "hint:" in result.err
+    assert "internal error" not in result.err and not records()
 
 
 @pytest.mark.parametrize(
@@ -152,6 +170,12 @@ def test_value_with_nul_or_over_a_megabyte_is_refused() -> None:
         ("uri", "file:///home/u/.aws/credentials"),
         ("uri", "http://169.254.169.254/latest/meta-data/"),
         ("uri", "http://127.0.0.1:8080/admin"),
+        ("uri", "http://2852039166/latest/meta-data/"),
+        ("uri", "http://0xa9fea9fe/latest/meta-data/"),
+        ("uri", "http://0251.0376.0251.0376/"),
+        ("uri", "http://127.1/admin"),
+        ("uri", "http://[::ffff:169.254.169.254]/"),
+        ("uri", f"http://{socket.gethostname()}:8080/"),  # a name resolving to this machine
     ],
 )
 def test_manifest_defaults_may_not_leave_the_project(

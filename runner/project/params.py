@@ -8,6 +8,7 @@ goes through `bash -c`, and then each value is exactly one `shlex.quote`d word.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import os
@@ -21,7 +22,9 @@ from urllib.parse import urlsplit
 from runner.errors import ManifestError, ParamError
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-MAX_VALUE_BYTES = 1024 * 1024
+# Linux's MAX_ARG_STRLEN (32 pages, its NUL included): a longer value cannot be one argument
+# of the command, so exec would fail with E2BIG after the run was recorded.
+MAX_VALUE_BYTES = 128 * 1024 - 1
 TYPE_ALIASES = {
     "string": "string",
     "str": "string",
@@ -107,7 +110,7 @@ def check_name(name: str) -> None:
 
 
 def check_raw_value(name: str, value: str) -> None:
-    """Refuse values no program can receive intact: NUL, invalid UTF-8, over 1 MiB."""
+    """Refuse values no program can receive intact: NUL, invalid UTF-8, over 128 KiB."""
     if "\x00" in value:
         raise ParamError(f"value of parameter '{name}' contains a NUL byte", "remove it")
     try:
@@ -209,13 +212,63 @@ def _inside_project(name: str, raw: str, path: Path, base: Path) -> None:
 
 
 def _is_internal_host(host: str) -> bool:
-    if host in ("localhost", "metadata", "metadata.google.internal") or host.endswith(".local"):
-        return True
-    try:
-        addr = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
+    """This machine, its network or a metadata service, however spelled: `127.1`,
+    `2852039166`, `0xa9fea9fe`, `[::ffff:169.254.169.254]`, or a name resolving there."""
+    host = host.strip("[]").rstrip(".").lower()
+    if not host:
         return False
-    return addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved
+    if host in ("localhost", "metadata", "metadata.google.internal") or host.endswith(
+        (".local", ".localhost", ".internal")
+    ):
+        return True
+    literal = _literal_address(host)
+    addresses = [literal] if literal is not None else _resolved(host)
+    return any(_is_internal_address(addr) for addr in addresses)
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address written as one: also the forms inet_aton reads (what curl, requests and
+    the C library accept), `127.1`, `2852039166`, `0xa9fea9fe`, `0251.0376.0251.0376`."""
+    import socket  # only URI defaults pay for it
+
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[0-9a-fx.]+", host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _resolved(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """What a name resolves to now; a name that does not resolve reaches nothing."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return []
+    found = []
+    for info in infos:
+        with contextlib.suppress(ValueError):
+            found.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
+    return found
+
+
+def _is_internal_address(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return (
+        addr.is_private
+        or addr.is_loopback
+        or addr.is_link_local
+        or addr.is_reserved
+        or addr.is_unspecified
+        or addr.is_multicast
+    )
 
 
 _CONVERTERS = {
@@ -255,6 +308,7 @@ def bind(
             typed[name] = {"type": spec.type, "value": value, "source": "cli"}
         else:
             assert spec.default is not None
+            check_raw_value(name, spec.default)  # a manifest's default, checked like -P
             value = convert(spec, spec.default, project_dir, from_manifest=True)
             typed[name] = {"type": spec.type, "value": value, "source": "default"}
     extras = {n: v for n, v in given.items() if n not in specs}
