@@ -238,6 +238,13 @@ OUTSIDE = "SECRET-CANARY-4\n"
         ({"MLproject": "conda_env: ../outside.yaml\nentry_points: {main: {command: 'true'}}\n"},
          "../outside.yaml"),
         ({"requirements.txt": "-r link.yaml\n", "t.py": ""}, "link.yaml"),
+        ({"MLproject": "python_env: env.yaml\nentry_points: {main: {command: 'true'}}\n",
+          "env.yaml": "dependencies: ['pkg @ file:///etc']\n"}, "file:///etc"),
+        ({"MLproject": "python_env: env.yaml\nentry_points: {main: {command: 'true'}}\n",
+          "env.yaml": "dependencies: ['-e /etc']\n"}, "/etc"),
+        ({"requirements.txt": "-e ../\n", "t.py": ""}, "../"),
+        ({"requirements.txt": "six\npkg@file:%2E%2E/%2E%2E\n", "t.py": ""}, "file:%2E%2E/%2E%2E"),
+        ({"requirements.txt": "--editable=/etc\n", "t.py": ""}, "/etc"),
     ],
 )  # fmt: skip
 def test_env_files_that_leave_the_project_are_refused(

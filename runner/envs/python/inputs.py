@@ -6,7 +6,9 @@
 A project's own `pylock.toml` (PEP 751) or `uv.lock` wins over 1-3 for the packages: it is
 installed exactly. Every file read (and every file a `-r`/`-c` line names, recursively) is
 kept with its bytes, so the cache key changes when any of them changes. No file outside the
-project is read: paths that leave it, directly or through a symlink, are refused.
+project is read: paths that leave it, directly or through a symlink, are refused, and so are
+requirements naming a local package outside it (`pkg @ file:///...`, `-e /abs`, `../pkg`),
+which uv would build by running its build backend.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from runner.project.manifest import EnvSpec
 
 PYTHON_ENV_KEYS = ("python", "build_dependencies", "dependencies")
 _INCLUDE = re.compile(r"^\s*(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(\S+)\s*$")
+_EDITABLE = re.compile(r"^(?:-e|--editable)(?:\s*=\s*|\s+)(\S+)")
+_FILE_REFERENCE = re.compile(r"@\s*(file:\S+)")
 
 
 def has_python_files(project: Path) -> bool:
@@ -125,6 +129,7 @@ def _expand_lines(project: Path, base: Path, lines: list[str], inputs: PythonInp
     for line in lines:
         match = _INCLUDE.match(line)
         if match is None:
+            _check_local_package(project, base, line)
             out.append(line)
             continue
         flag, name = match.groups()
@@ -146,6 +151,39 @@ def _record_file(project: Path, path: Path, inputs: PythonInputs, depth: int) ->
         if match is not None:
             nested = inside(project, match.group(2), f"requirement file ({rel})", path.parent)
             _record_file(project, nested, inputs, depth + 1)
+        else:
+            _check_local_package(project, path.parent, line)
+
+
+def _check_local_package(project: Path, base: Path, line: str) -> None:
+    """A requirement naming a local directory or archive must name one inside the project."""
+    text = line.split(" #", 1)[0].strip()
+    editable = _EDITABLE.match(text)
+    reference = _FILE_REFERENCE.search(text)
+    if editable:
+        target = editable.group(1)
+    elif reference:
+        target = reference.group(1)
+    elif text.startswith((".", "/", "~", "file:")):
+        target = text.split(";", 1)[0].split()[0]
+    else:
+        return  # a name from the index, or a remote URL
+    if target.startswith("file:"):
+        from urllib.parse import unquote, urlsplit  # only local-package lines pay for it
+
+        local = unquote(urlsplit(target).path)
+    elif "://" in target or "+" in target.split("/", 1)[0]:
+        return  # -e git+https://..., a remote URL
+    else:
+        local = os.path.expanduser(target)
+    root = os.path.realpath(project)
+    real = os.path.realpath(os.path.join(base, local))
+    if os.path.commonpath([real, root]) != root:
+        raise ManifestError(
+            f"requirement path {target!r} leaves the project directory {project}",
+            "name a file inside the project (no '..', absolute paths or symlinks out) as the "
+            "local package, or a package from the index",
+        )
 
 
 def _add_lock(project: Path, inputs: PythonInputs, recorded: Path | None = None) -> None:
