@@ -70,12 +70,20 @@ def test_option_looking_urls_and_revisions_are_refused(
         "ssh://git@-oProxyCommand=touch {c}/x",
         "git+ssh://-oProxyCommand=touch%20{c}/x",
         "-oProxyCommand=touch {c}:x",
+        "ssh://%2DoProxyCommand=touch%20{c}/x",
+        "ssh://git@%2doProxyCommand=touch%20{c}/x",
+        "ssh://%2DoProxyCommand=touch%20{c}@host/x",
+        "git+ssh://host/%2Dx",
+        "ssh://host%0A-oProxyCommand=x/x",
     ],
 )
-def test_ssh_hosts_that_look_like_options_are_refused(canary: Path, url: str) -> None:
+def test_ssh_hosts_that_look_like_options_are_refused(
+    canary: Path, url: str, tmp_path: Path
+) -> None:
     result = cli("--", url.format(c=canary))
     assert result.code == 2 and ("invalid host" in result.err or "option" in result.err)
     assert not canary.exists()
+    assert not (tmp_path / "cache" / "git").exists()  # refused before any git command
 
 
 def _tree_with(repo: Path, entries: list[tuple[str, str, str]]) -> None:

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from runner.errors import SourceError
 
@@ -97,12 +97,15 @@ def _check_url(url: str) -> None:
     except ValueError as exc:
         raise SourceError(f"project location {redact(url)!r} is not a valid URL: {exc}",
                           SAFE_SCHEMES_HINT) from exc  # fmt: skip
+    # Decoded first: `ssh://%2DoProxyCommand=...` reaches ssh as `-oProxyCommand=...`.
+    netloc, path = unquote(parts.netloc), unquote(parts.path)
     if scheme != "file":
-        netloc = parts.netloc.rsplit("@", 1)[-1]
-        _check_host(netloc, url)
-        if "@" in parts.netloc and parts.netloc.startswith("-"):
-            _check_host(parts.netloc, url)
-    if parts.path.startswith("-") or parts.path.lstrip("/").startswith("-"):
+        _check_host(netloc.rsplit("@", 1)[-1], url)
+        if "@" in netloc and netloc.startswith("-"):
+            _check_host(netloc, url)
+        if CONTROL_RE.search(netloc):
+            _check_host(" ", url)
+    if path.startswith("-") or path.lstrip("/").startswith("-"):
         raise SourceError(
             f"project location {redact(url)!r} has a path that looks like an option",
             "check the URL",
