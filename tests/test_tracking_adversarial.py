@@ -266,3 +266,26 @@ def test_an_output_hardlinked_to_a_file_elsewhere_is_hashed_not_copied(tmp_path:
     assert not _objects_hold(tmp_path / "store", b"canary-hash")
     assert secret.read_bytes().startswith(b"root:") and _mode(secret) == 0o600
     assert schema_errors("run-record", record) == []
+
+
+def test_a_sparse_output_is_stored_sparse_and_counted_by_its_real_blocks(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", {"run.sh": """\
+        truncate -s 64M "$RUN_PROJECT_OUTPUT_DIR/sparse.bin"
+        printf 'end' >> "$RUN_PROJECT_OUTPUT_DIR/sparse.bin"
+        """})  # fmt: skip
+    result = cli(str(project), "-e", "run.sh", env={"RUN_PROJECT_ARTIFACT_LIMIT": "10MB"})
+    assert result.code == 0, result.text  # 64 MiB long, a few KB on disk: under the limit
+    record = last_record()
+    (output,) = record["outputs"]
+    assert output["size"] == 64 * 1024 * 1024 + 3
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(bytes(64 * 1024 * 1024))
+    digest.update(b"end")
+    assert output["sha256"] == digest.hexdigest()
+    stored = tmp_path / "store" / "artifacts" / record["id"] / "outputs" / "sparse.bin"
+    assert os.stat(stored).st_blocks * 512 < 1024 * 1024  # holes kept
+    with open(stored, "rb") as handle:
+        handle.seek(64 * 1024 * 1024)
+        assert handle.read() == b"end"

@@ -20,6 +20,7 @@ import shutil
 import stat
 from functools import cache
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from runner import settings
 from runner.errors import StoreError
@@ -171,17 +172,69 @@ def _narrow(stored: Path, mode: int) -> None:
 
 
 def _copy_hashing(source: Path, fd: int) -> str:
+    """Copy and hash; holes of a sparse file (and blocks of zeros) stay holes in the copy,
+    so a 2 GB sparse output takes the disk it really takes."""
     digest = hashlib.sha256()
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     src = os.open(source, flags)
     try:
         with os.fdopen(fd, "wb") as out:
-            while chunk := os.read(src, CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
+            for offset, length in _extents(src):
+                if offset is None:  # a hole: zeros to the hash, a seek in the copy
+                    _hash_zeros(digest, length)
+                    out.seek(length, os.SEEK_CUR)
+                    continue
+                _copy_extent(src, offset, length, digest, out)
+            out.truncate()
     finally:
         os.close(src)
     return digest.hexdigest()
+
+
+def _extents(fd: int) -> list[tuple[int | None, int]]:
+    """(offset, length) of each data extent in order, with (None, length) for each hole."""
+    size = os.fstat(fd).st_size
+    if not hasattr(os, "SEEK_DATA"):
+        return [(0, size)]
+    extents: list[tuple[int | None, int]] = []
+    position = 0
+    while position < size:
+        try:
+            data = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError:  # no data after position (ENXIO), or no SEEK_DATA here
+            data = size
+        if data > position:
+            extents.append((None, data - position))
+        if data >= size:
+            break
+        end = os.lseek(fd, data, os.SEEK_HOLE)
+        extents.append((data, end - data))
+        position = end
+    os.lseek(fd, 0, os.SEEK_SET)
+    return extents
+
+
+_ZEROS = bytes(CHUNK)
+
+
+def _hash_zeros(digest: Any, length: int) -> None:
+    while length > 0:
+        digest.update(_ZEROS[: min(length, CHUNK)])
+        length -= CHUNK
+
+
+def _copy_extent(src: int, offset: int, length: int, digest: Any, out: Any) -> None:
+    os.lseek(src, offset, os.SEEK_SET)
+    while length > 0:
+        chunk = os.read(src, min(length, CHUNK))
+        if not chunk:
+            break  # the file shrank meanwhile
+        digest.update(chunk)
+        if chunk == _ZEROS[: len(chunk)]:
+            out.seek(len(chunk), os.SEEK_CUR)  # zeros written as data: a hole in the copy
+        else:
+            out.write(chunk)
+        length -= len(chunk)
 
 
 def _storage_error(path: Path, exc: OSError) -> ArtifactError:

@@ -338,7 +338,9 @@ def _stamp(st: os.stat_result) -> Stamp:
 
 
 def _size(path: Path) -> int:
+    """The disk an output takes once stored: its real blocks (a sparse file keeps its holes)."""
     try:
-        return os.lstat(path).st_size
+        st = os.lstat(path)
     except OSError:
         return 0
+    return min(st.st_size, st.st_blocks * 512)
