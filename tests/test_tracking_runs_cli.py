@@ -164,3 +164,29 @@ def test_compare_and_diff_show_environment_packages(tmp_path: Path, uv_cache: Pa
     assert re.search(r"^\*\s+package\.six\s+1\.16\.0\s+1\.17\.0$", table.out, re.M), table.out
     diff = cli("runs", "diff", *ids)
     assert "six" in diff.out and "1.16.0" in diff.out and "1.17.0" in diff.out, diff.out
+
+
+@pytest.mark.parametrize(
+    "verb", [["runs", "list"], ["runs", "show", "ID"], ["runs", "list", "--json"]]
+)
+def test_a_reader_that_closed_the_pipe_ends_the_listing_quietly(
+    tmp_path: Path, verb: list[str]
+) -> None:
+    """`runs list | head -c 1`: a reader gone before the output is written (the pipe's read
+    end closed before the command starts, so the write fails every time)."""
+    import os
+    import subprocess
+    import sys
+
+    project = make_project(tmp_path / "p", {"run.sh": "echo hi\n"})
+    assert cli(str(project), "-e", "run.sh").code == 0
+    args = [last_record()["id"] if a == "ID" else a for a in verb]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "runner", *args], stdout=write_end,
+                              stderr=subprocess.PIPE, env=env, timeout=60)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.stderr == b"" and proc.returncode == 0, proc.stderr.decode()

@@ -41,7 +41,7 @@ def _main(args: list[str]) -> int:
 
         raise_on_signals()
         if args and args[0] in VERBS:
-            return _verb(args)
+            return _verb_to_a_reader(args)
         return _run(args)
     except RunnerError as exc:
         _print_error(exc)
@@ -53,6 +53,22 @@ def _main(args: list[str]) -> int:
         if getattr(exc, "signum", None):  # execute.Interrupted outside a run
             return 128 + int(exc.signum)  # type: ignore[attr-defined]
         return _report_bug(exc)
+
+
+def _verb_to_a_reader(args: list[str]) -> int:
+    """A verb whose reader stopped reading (`runs list | head -1`) ends quietly with 0, as
+    nothing went wrong here: the reader had what it wanted. (git and ls die of SIGPIPE, 141;
+    a script with `set -o pipefail` would take that for a failure.)"""
+    try:
+        code = _verb(args)
+        sys.stdout.flush()  # a pipe closed early shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and print "Exception ignored ...".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
 
 
 def _print_error(exc: RunnerError) -> None:
