@@ -67,6 +67,10 @@ RESTRICTED = {
     "backticks": ("python3 rec.py `echo {v}`", "backtick"),
     "eval": ("eval python3 rec.py {v}", "the arguments of eval"),
     "ansi-c string": ("python3 rec.py $'{v}'", "$'...'"),
+    "builtin let": ("builtin let x={v}; python3 rec.py", "the arguments of let"),
+    "command eval": ("command -p eval python3 rec.py {v}", "the arguments of eval"),
+    "alias": ("alias a={v}; python3 rec.py", "the arguments of alias"),
+    "builtin declare -i": ("builtin declare -i n; n={v}; python3 rec.py", "declare"),
 }
 
 
@@ -202,6 +206,20 @@ def test_undeclared_value_after_a_final_comment_is_refused(tmp_path: Path) -> No
     with pytest.raises(ParamError) as err:
         _bind("python3 rec.py && true # done", {}, {"extra": "x\ntouch C"}, tmp_path)
     assert "'extra'" in err.value.message and "a comment" in err.value.message
+
+
+def test_undeclared_value_after_a_closing_keyword_leaves_placeholders_alone(
+    tmp_path: Path,
+) -> None:
+    """`done --extra 'v'` is a syntax error of its own; it must not make {msg} look unparsed."""
+    template = "for f in a; do python3 rec.py {msg}; done"
+    with pytest.raises(ParamError) as err:
+        _bind(template, {"msg": "string"}, {"msg": "x", "extra": "y"}, tmp_path)
+    assert "'extra'" in err.value.message and "{msg}" not in err.value.message
+    assert _run(_bind(template, {"msg": "string"}, {"msg": "x"}, tmp_path), tmp_path) == {
+        "argv": ["x"],
+        "stdin": None,
+    }
 
 
 @pytest.mark.parametrize("template", ["python3 rec.py \\{v} | cat", 'python3 rec.py "\\{v}" | cat'])

@@ -64,22 +64,21 @@ Pieces = Sequence[tuple[str, str | None]]
 
 def render(pieces: Pieces, values: Mapping[str, Value], extras: Mapping[str, str]) -> str:
     """The script for `bash -c`, each value quoted for its place; extras as `--k 'v'`."""
-    script, slots = _parse(pieces, tail=bool(extras))
+    script, slots = _parse(pieces)
+    if extras:
+        _check_extras(_end_slot(script), extras)
     out = bytearray()
     done = 0
     for slot in slots:
-        if slot.name == EXTRAS:
-            _check_extras(slot, extras)
-            continue
         out += script[done : slot.start] + _quoted(slot, values[slot.name]).encode()
         done = slot.end
-    text = (out + script[done : len(script) - _tail_length(slots)]).decode()
+    text = (out + script[done:]).decode()
     return text + "".join(f" --{key} {_single_word(value)}" for key, value in extras.items())
 
 
 def problems(pieces: Pieces, types: Mapping[str, str]) -> list[str]:
     """What `render` would refuse for these declared types, as messages (for a warning)."""
-    _, slots = _parse(pieces, tail=False)
+    _, slots = _parse(pieces)
     found = []
     for slot in slots:
         error = _refusal(slot, types.get(slot.name, "string"))
@@ -135,34 +134,42 @@ def _single_word(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def _tail_length(slots: list[Slot]) -> int:
-    last = slots[-1] if slots else None
-    return last.end - last.start + 1 if last is not None and last.name == EXTRAS else 0
-
-
-def _parse(pieces: Pieces, tail: bool) -> tuple[bytes, list[Slot]]:
+def _parse(pieces: Pieces) -> tuple[bytes, list[Slot]]:
     """The template with each placeholder replaced by a unique marker word, and the slots.
 
     A marker is letters and digits, so it parses as a word, a variable name or string content
     wherever the placeholder stands, and the value's quoting keeps that structure."""
-    mark = "RPSLOT"
-    while mark in "".join(text for text, _ in pieces):
-        mark += "X"
+    mark = _marker("".join(text for text, _ in pieces))
     script = bytearray()
     spans: list[tuple[str, int, int]] = []
     for index, (text, name) in enumerate(pieces):
         script += text.encode()
         if name is not None:
-            spans.append((name, len(script), len(script) + len(f"{mark}{index}{mark}")))
-            script += f"{mark}{index}{mark}".encode()
-    if tail:
-        script += b" "
-        spans.append((EXTRAS, len(script), len(script) + len(mark)))
-        script += mark.encode()
-    tree = _parser().parse(bytes(script))
+            word = f"{mark}{index}{mark}".encode()
+            spans.append((name, len(script), len(script) + len(word)))
+            script += word
+    return bytes(script), _slots(bytes(script), spans)
+
+
+def _end_slot(script: bytes) -> Slot:
+    """The place where extras are appended: after the script's last word, on its last line
+    (parsed on its own: a marker after `esac` or `done` is an error that must not make every
+    placeholder look unparseable)."""
+    mark = _marker(script.decode()).encode()
+    return _slots(script + b" " + mark, [(EXTRAS, len(script) + 1, len(script) + 1 + len(mark))])[0]
+
+
+def _marker(text: str) -> str:
+    mark = "RPSLOT"
+    while mark in text:
+        mark += "X"
+    return mark
+
+
+def _slots(script: bytes, spans: list[tuple[str, int, int]]) -> list[Slot]:
+    tree = _parser().parse(script)
     typed = _declares_typed_variables(tree.root_node)
-    slots = [_slot(tree.root_node, bytes(script), span, typed) for span in spans]
-    return bytes(script), slots
+    return [_slot(tree.root_node, script, span, typed) for span in spans]
 
 
 @functools.cache
@@ -228,7 +235,9 @@ def _restricted(chain: list[Node]) -> str | None:
     return None
 
 
-EVALUATING_COMMANDS = frozenset({"let", "eval", "trap"})
+# Commands that evaluate their arguments as code or arithmetic (`alias` text runs when used).
+EVALUATING_COMMANDS = frozenset({"let", "eval", "trap", "alias"})
+DECLARING_COMMANDS = frozenset({"declare", "typeset", "local", "readonly", "export"})
 PLACES = {
     "arithmetic_expansion": "an arithmetic expression",
     "c_style_for_statement": "an arithmetic expression (a c-style for)",
@@ -260,12 +269,23 @@ def _evaluates(node: Node, child: Node | None) -> str | None:
         return "a case pattern"
     if kind == "declaration_command" and _has_options(node):
         return "a declare, typeset or local with options"
-    if kind == "command":
-        command = node.child_by_field_name("name")
-        word = command.text.decode() if command is not None and command.text else ""
-        if word in EVALUATING_COMMANDS and child is not command:
+    if kind == "command" and child is not node.child_by_field_name("name"):
+        word = _command_word(node)
+        if word in EVALUATING_COMMANDS:
             return f"the arguments of {word}"
+        if word in DECLARING_COMMANDS and _has_options(node):
+            return "a declare, typeset or local with options"
     return None
+
+
+def _command_word(node: Node) -> str:
+    """The command a `command` node runs, seen through `builtin` and `command` prefixes."""
+    words = [node.child_by_field_name("name")]
+    words += [each for each in node.children_by_field_name("argument")]
+    texts = [w.text.decode() for w in words if w is not None and w.text is not None]
+    while len(texts) > 1 and texts[0] in ("builtin", "command"):
+        texts = [t for t in texts[1:] if not t.startswith("-")] or [""]
+    return texts[0] if texts else ""
 
 
 def _field_of(node: Node, child: Node) -> str | None:
@@ -277,8 +297,8 @@ def _field_of(node: Node, child: Node) -> str | None:
 
 def _has_options(node: Node) -> bool:
     return any(
-        each.type == "word" and each.text is not None and each.text[:1] in (b"-", b"+")
-        for each in node.children
+        each.text is not None and each.text[:1] in (b"-", b"+")
+        for each in [*node.children, *node.children_by_field_name("argument")]
     )
 
 
@@ -288,9 +308,11 @@ def _declares_typed_variables(root: Node) -> bool:
     stack = [root]
     while stack:
         node = stack.pop()
-        if node.type == "declaration_command" and any(
-            each.type == "word"
-            and each.text is not None
+        declares = node.type == "declaration_command" or (
+            node.type == "command" and _command_word(node) in DECLARING_COMMANDS
+        )
+        if declares and any(
+            each.text is not None
             and each.text[:1] in (b"-", b"+")
             and (b"i" in each.text or b"n" in each.text)
             for each in node.children
