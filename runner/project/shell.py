@@ -104,7 +104,7 @@ def _refusal(slot: Slot, declared: str) -> ManifestError | None:
     name = "{" + slot.name + "}"
     if slot.never:
         return ManifestError(
-            f"command line {slot.line}: {name} stands {slot.where}, where no value can be "
+            f"command, line {slot.line}: {name} stands {slot.where}, where no value can be "
             "placed safely",
             "write ${name} for a variable followed by a placeholder, and do not put a "
             "placeholder right after a backslash",
@@ -112,10 +112,10 @@ def _refusal(slot: Slot, declared: str) -> ManifestError | None:
     if slot.quoting or declared in NUMERIC_TYPES:
         return None
     return ManifestError(
-        f"command line {slot.line}: {name} is a {declared} parameter inside {slot.where}, "
+        f"command, line {slot.line}: {name} is a {declared} parameter inside {slot.where}, "
         "where only int, float or bool values may go (bash evaluates text there)",
         f"declare '{slot.name}' as int, float or bool, or move {name} into a plain word or "
-        'quotes, e.g. pass it as an argument or set a variable: `X={name}` then use "$X"',
+        f'quotes, e.g. pass it as an argument or set a variable: `X={name}` then use "$X"',
     )
 
 
