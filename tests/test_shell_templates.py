@@ -264,3 +264,43 @@ def test_a_problem_in_another_entry_point_is_a_warning(tmp_path: Path) -> None:
     assert "entry point 'other'" in result.err and "a heredoc" in result.err
     refused = cli(str(project), "-e", "other", "-P", "msg=hi")
     assert refused.code == 2 and "a heredoc" in refused.err and "Traceback" not in refused.text
+
+
+# Pieces of bash a template may be built from, including broken ones: whatever the parse makes
+# of a random template, a value either is refused or runs nothing.
+FRAGMENTS = ["echo", " ", "'", '"', "$(", ")", "`", "\n", "#", "<<EOF\n", "\nEOF\n", "<<'EOF'\n",
+             "$((", "))", "[[", "]]", "[", "]", "${", "}", "x", ";", "|", "&&", "case ", " in ",
+             ";;", " esac", "\\", "=", "a[", "let ", "declare -i ", "$'", "(", "{", " <<< ",
+             "for ((", "do ", "done", "$x"]  # fmt: skip
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fragments=st.lists(st.sampled_from(FRAGMENTS), max_size=14),
+    at=st.integers(0, 14),
+    kind=st.sampled_from(["string", "int"]),
+)
+def test_property_random_templates_never_run_a_value(
+    tmp_path: Path, fragments: list[str], at: int, kind: str
+) -> None:
+    canary = tmp_path / "CANARY"
+    hostile = f"a[$(touch {canary})]'\"`touch {canary}`\nEOF\ntouch {canary} #"
+    text = "".join(fragments[:at]) + "\0" + "".join(fragments[at:])
+    template = text.replace("{", "{{").replace("}", "}}").replace("\0", "{msg}")
+    specs = {"msg": ParamSpec("msg", kind, None)}
+    try:
+        bound = bind(
+            template, specs, {"msg": "7" if kind == "int" else hostile}, tmp_path, tmp_path
+        )
+    except (ManifestError, ParamError):
+        return
+    if not bound.shell:  # plain templates: test_params.py
+        return
+    subprocess.run(
+        bound.argv, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "x": "1"},
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert not canary.exists(), bound.argv
