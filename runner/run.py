@@ -104,6 +104,8 @@ def _run_checkout(
     project = manifest.load_project(checkout.path)
     entry = project.entry_point(request.entry_point)
     bound = params.bind(entry.command, entry.params, request.params, checkout.path, _cwd(request))
+    for problem in project.problems_beside(entry.name):
+        progress.warn(problem)
     if (checkout.path / ".run-project-bundle").is_dir():  # a packed project: check its manifest
         from runner.bundles.platforms import check_project
 

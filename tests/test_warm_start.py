@@ -87,8 +87,20 @@ def test_warm_local_run_imports_no_yaml_toml_or_jsonschema(tmp_path: Path) -> No
     # of a warm start's instructions; records on the warm path are NamedTuples or classes.
     assert {"dataclasses", "runner.envs.docker.run", "runner.envs.python.inputs", "platform",
             "socket", "runner.sources.mirror", "runner.sources.workcopy"}.isdisjoint(imported)  # fmt: skip
+    # The bash parser loads only for a template with shell syntax.
+    assert {"runner.project.shell", "tree_sitter", "tree_sitter_bash"}.isdisjoint(imported)
     assert "runner.run" in imported  # the profile really was taken
     assert os.environ.get("RUN_PROJECT_CACHE")
+
+
+def test_a_shell_template_loads_the_bash_parser(tmp_path: Path) -> None:
+    shell = MANIFEST.replace('"python -c pass"', '"python -c pass && true"')
+    project = make_project(tmp_path / "p", {"MLproject": shell})
+    env = {"PYTHONPROFILEIMPORTTIME": "1", "RUN_PROJECT_CHECK_RECORDS": ""}
+    result = cli(str(project), "-q", env=env)
+    assert result.code == 0, result.text
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.err.splitlines()}
+    assert {"runner.project.shell", "tree_sitter_bash"} <= imported
 
 
 def test_probed_interpreter_is_remembered_by_binary_identity(tmp_path: Path) -> None:

@@ -71,6 +71,17 @@ class Project(NamedTuple):
             f"declared entry points: {declared}; or name a .py/.sh file inside the project",
         )
 
+    def problems_beside(self, name: str) -> list[str]:
+        """What running each other entry point would refuse. Only the entry point being run
+        is checked strictly: MLflow runs one entry point of a project whose others it would
+        refuse, so for these the caller warns."""
+        return [
+            f"entry point '{other}' (not run): {problem}"
+            for other, entry in self.entry_points.items()
+            if other != name
+            for problem in params.shell_problems(entry.command, entry.params)
+        ]
+
 
 def load_project(path: Path) -> Project:
     """Read the project at `path`: its MLproject if there is one, else an empty project."""
@@ -204,7 +215,7 @@ def _entry_point(name: str, data: dict[str, Any], doc: yamlsafe.Document) -> Ent
     for pname, pdata in (data.get("parameters") or {}).items():
         specs[pname] = _param_spec(name, pname, pdata, doc)
     where = doc.where(("entry_points", name, "command"))
-    used = params.template_placeholders(data["command"], where)
+    used = params.template_placeholders(data["command"])
     undeclared = sorted(used - set(specs))
     if undeclared:
         raise ManifestError(

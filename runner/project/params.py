@@ -3,7 +3,8 @@
 Values are converted to their declared type before anything else happens. A command template
 is split with `shlex` first and each `{name}` is replaced inside its own argv element, so no
 value can become two arguments or shell code. Only a template that itself uses shell syntax
-goes through `bash -c`, and then each value is exactly one `shlex.quote`d word.
+goes through `bash -c`; then `runner.project.shell` parses it and quotes each value for the
+place it stands (docs/manifest.md, "Commands run without a shell").
 """
 
 from __future__ import annotations
@@ -66,38 +67,18 @@ def is_shell_template(template: str) -> bool:
     return bool(SHELL_SYNTAX_RE.search(masked))
 
 
-def template_placeholders(template: str, where: str) -> set[str]:
-    """The parameter names a template uses; refuses a placeholder inside quotes in shell ones."""
-    names = {m.group(1) for m in PLACEHOLDER_RE.finditer(template) if m.group(1)}
-    if is_shell_template(template):
-        for name in _quoted_placeholders(template):
-            raise ManifestError(
-                f"{where}: placeholder {{{name}}} is inside quotes in a command that uses shell "
-                "syntax, where a value could break out of the quotes",
-                f"remove the quotes around {{{name}}}: run-project quotes every value itself",
-            )
-    return names
+def template_placeholders(template: str) -> set[str]:
+    """The parameter names a template uses."""
+    return {m.group(1) for m in PLACEHOLDER_RE.finditer(template) if m.group(1)}
 
 
-def _quoted_placeholders(template: str) -> list[str]:
-    found: list[str] = []
-    quote = ""
-    i = 0
-    while i < len(template):
-        char = template[i]
-        if char == "\\" and quote != "'":
-            i += 2
-            continue
-        match = PLACEHOLDER_RE.match(template, i)
-        if match:
-            if match.group(1) and quote:
-                found.append(match.group(1))
-            i = match.end()
-            continue
-        if char in "'\"" and quote in ("", char):
-            quote = "" if quote else char
-        i += 1
-    return found
+def shell_problems(template: str, specs: Mapping[str, ParamSpec]) -> list[str]:
+    """What running this template would refuse for its declared types (none for a plain one)."""
+    if not is_shell_template(template):
+        return []
+    from runner.project import shell
+
+    return shell.problems(_pieces(template), {name: spec.type for name, spec in specs.items()})
 
 
 def check_name(name: str) -> None:
@@ -321,11 +302,16 @@ def render(
     template: str, typed: Mapping[str, Mapping[str, Any]], extras: Mapping[str, str]
 ) -> BoundCommand:
     """The argv for `template` with typed values substituted; extras appended as `--k v`."""
-    values = {name: format_value(entry["value"]) for name, entry in typed.items()}
     if is_shell_template(template):
-        script = PLACEHOLDER_RE.sub(lambda m: _shell_sub(m, values), template)
-        script += "".join(f" --{k} {shlex.quote(v)}" for k, v in extras.items())
+        from runner.project import shell
+
+        typed_values = {
+            name: shell.Value(format_value(entry["value"]), entry["type"])
+            for name, entry in typed.items()
+        }
+        script = shell.render(_pieces(template), typed_values, extras)
         return BoundCommand(("bash", "-c", script), True, {k: dict(v) for k, v in typed.items()})
+    values = {name: format_value(entry["value"]) for name, entry in typed.items()}
     try:
         tokens = shlex.split(template)
     except ValueError as exc:
@@ -352,8 +338,17 @@ def _plain_sub(match: re.Match[str], values: Mapping[str, str]) -> str:
     return values[match.group(1)]
 
 
-def _shell_sub(match: re.Match[str], values: Mapping[str, str]) -> str:
-    text = match.group(0)
-    if text in ("{{", "}}"):
-        return text[0]
-    return shlex.quote(values[match.group(1)])
+def _pieces(template: str) -> list[tuple[str, str | None]]:
+    """The template cut at its placeholders: (literal text, name), with `{{ }}` made literal."""
+    pieces: list[tuple[str, str | None]] = []
+    text, done = "", 0
+    for match in PLACEHOLDER_RE.finditer(template):
+        text += template[done : match.start()]
+        done = match.end()
+        if match.group(1):
+            pieces.append((text, match.group(1)))
+            text = ""
+        else:
+            text += match.group(0)[0]
+    pieces.append((text + template[done:], None))
+    return pieces
