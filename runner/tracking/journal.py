@@ -178,22 +178,24 @@ def replay(store: Target) -> list[Replayed]:
     """Apply every journal of `store` no live runner holds; delete each once applied."""
     done = []
     for path in pending(store.label):
-        run_id = path.name[: -len(SUFFIX)]
         with taken(path) as fd:
-            if fd is None:
-                done.append(Replayed(run_id, path, Applied(0, 0), 0, True, None))
-                continue
-            counter = _Torn()
-            try:
-                applied = store.apply_entries(run_id, read_entries(path, counter))
-            except RunnerError as exc:
-                done.append(Replayed(run_id, path, Applied(0, 0), counter.count, False, None,
-                                     exc.message.splitlines()[0]))  # fmt: skip
-                continue
-            path.unlink()  # every entry is in the store now
-        status = store.status_of(run_id)
-        done.append(Replayed(run_id, path, applied, counter.count, False, status))
+            if fd is not None:
+                done.append(_replay_one(store, path))
+            elif path.exists():  # not vanished: another process holds it
+                done.append(Replayed(path.stem, path, Applied(0, 0), 0, True, None))
     return done
+
+
+def _replay_one(store: Target, path: Path) -> Replayed:
+    """Apply one locked journal; deleted once every entry is in the store."""
+    run_id, torn = path.stem, _Torn()
+    try:
+        applied = store.apply_entries(run_id, read_entries(path, torn))
+    except RunnerError as exc:
+        why = exc.message.splitlines()[0] if exc.message else "refused"
+        return Replayed(run_id, path, Applied(0, 0), torn.count, False, None, why)
+    path.unlink()
+    return Replayed(run_id, path, applied, torn.count, False, store.status_of(run_id))
 
 
 class _Torn:
@@ -220,7 +222,8 @@ def read_entries(path: Path, torn: _Torn | None = None) -> Iterator[dict[str, An
 
 @contextlib.contextmanager
 def taken(path: Path) -> Iterator[int | None]:
-    """The journal's file locked for this process, or None if a live runner holds it."""
+    """The journal's file locked for this process, or None if another process holds it (its
+    live runner, or a replay) or it is gone (a replay applied it just now)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:

@@ -150,6 +150,11 @@ class RunRecord:
     def heartbeat_seconds(self) -> float:
         return float(self._doc["runner"]["heartbeat_seconds"])
 
+    @property
+    def store_away(self) -> bool:
+        """Whether the store stopped answering during this run (the journal keeps it all)."""
+        return self._away is not None
+
     def document(self) -> dict[str, Any]:
         """The record as last written (a copy at the top level)."""
         return dict(self._doc)

@@ -246,7 +246,7 @@ class Store(TablesMixin):
     def replay_journals(self) -> list[Replayed]:
         """Apply every pending journal of this store (journal.replay); cheap when there is
         none: one directory listing."""
-        if not self.writable():
+        if self.exists() and not self.writable():
             return []
         return journal.replay(self)
 
@@ -261,12 +261,10 @@ class Store(TablesMixin):
 
     def sweep_lost(self) -> int:
         """Close runs whose runner died (same host, pid gone) or stopped beating: LOST."""
-        if not self.writable():
-            return 0
         for replayed in self.replay_journals():  # a finished run's journal beats LOST
             if replayed.torn or replayed.error:
                 print(f"warning: {replayed.describe()}", file=sys.stderr)
-        if not self.exists():
+        if not self.exists() or not self.writable():
             return 0
         with self._reading() as db:
             rows = db.execute(
