@@ -101,7 +101,7 @@ class Journal:
             written = os.write(self._fd, line)
             if written != len(line):
                 raise OSError(f"short write to {self.path}")
-            os.fsync(self._fd)
+            os.fdatasync(self._fd)  # the data and the new size: all a replay reads
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._size)
