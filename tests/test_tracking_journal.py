@@ -294,3 +294,32 @@ def test_a_log_file_on_a_full_disk_is_reported_once_and_the_terminal_gets_everyt
     assert "Traceback" not in result.err
     store = open_store(str(tmp_path / "store"), env["RUN_PROJECT_ARTIFACTS"])
     assert store.list_runs()[0]["status"] == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_run_writes_to_its_store_again_once_it_is_back(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    with own_postgres() as server:
+        env = {"RUN_PROJECT_STORE": server.url, "RUN_PROJECT_STORE_RETRY_SECONDS": "2"}
+        running = _start(str(project), "-P", "n=40", "-P", "pause=0.5", env=env)
+        _until_output(running, "step 2")
+        server.stop("immediate")
+        err: list[str] = []
+        reader = threading.Thread(target=lambda: err.extend(running.stderr or []))
+        reader.start()
+        deadline = time.monotonic() + 60
+        while not any("stopped answering" in line for line in err):
+            assert time.monotonic() < deadline and running.poll() is None, err
+            time.sleep(0.1)
+        server.start()
+        assert running.stdout is not None
+        assert "step 39" in running.stdout.read()
+        assert running.wait(timeout=60) == 0, err
+        reader.join()
+        assert any("answers again" in line for line in err), err
+        store = open_store(server.url)
+        assert pending(store.label) == []  # no sync needed: the run wrote it all itself
+        (record,) = store.list_runs()
+        assert (record["status"], record["exit_code"]) == ("FINISHED", 0)
+        assert _steps(store, record["id"]) == list(range(40))
+        store.close()

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 CHECK_RECORDS = "RUN_PROJECT_CHECK_RECORDS"
 EVENTS_SECONDS = 1.0  # how often a running run's events are read into the store
+RETRY_AWAY_SECONDS = 10.0  # how often a run tries again a store that stopped answering
 
 # The steps of a record owned by this process; a loaded record of another runner is FOREIGN.
 NEW, STARTING, RUNNING, CLOSED, FOREIGN = "new", "starting", "running", "closed", "foreign"
@@ -76,6 +77,7 @@ class RunRecord:
         self._applying = threading.Lock()  # entries reach the store in journal order
         self._away: str | None = None  # why the store stopped answering: journal only
         self._journal_failed = False
+        self._next_try = 0.0  # when to try a store that went away again (monotonic)
 
     @classmethod
     def new(
@@ -322,8 +324,9 @@ class RunRecord:
 
     def _journal_entry(self, op: str, body: dict[str, Any], *, points: int = 0) -> None:
         """Append one entry durably and queue it for the store, in order."""
-        assert self._journal is not None, "journal entries are written between create and close"
         with self._lock:
+            if self._journal is None:  # a late events tick after the close: the record is final
+                return
             try:
                 entry = self._journal.append(op, body, points=points)
             except OSError as exc:
@@ -336,6 +339,8 @@ class RunRecord:
         """Write the queued entries to the store, in journal order. A store that refuses is
         given up for the rest of the run (the journal keeps everything); `strict` raises."""
         with self._applying:
+            if self._away is not None and time.monotonic() >= self._next_try:
+                self._come_back()
             with self._lock:
                 batch, self._queue = self._queue, []
             if not batch or self._away is not None:
@@ -347,10 +352,36 @@ class RunRecord:
                     raise
                 self._went_away(exc)
 
+    def _come_back(self) -> bool:
+        """Try the store again without waiting, from the journal file (hold `_applying`):
+        whether it took every entry so far. Entries appended from now on are queued (they
+        are also in the file read below: the store applies each once)."""
+        journal, reason = self._journal, self._away
+        if journal is None or reason is None:
+            return False
+        self._next_try = time.monotonic() + RETRY_AWAY_SECONDS
+        with self._lock:
+            self._away = None
+        quick = self._store.reopen()
+        quick.db.reconnect_seconds = 0
+        try:
+            quick.apply_entries(self.id, read_entries(journal.path))
+        except RunnerError:
+            with self._lock:
+                self._away = reason
+                self._queue.clear()
+            return False
+        finally:
+            quick.close()
+        print(f"run-project: the run store answers again; run {self.id[:8]} writes to it again",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return True
+
     def _went_away(self, exc: RunnerError) -> None:
         with self._lock:
             self._away = exc.message.splitlines()[0] if exc.message else "no answer"
             self._queue.clear()
+        self._next_try = time.monotonic() + RETRY_AWAY_SECONDS
         where = self._journal.path if self._journal else "its run directory"
         print(
             f"run-project: the run store {self._store.label} stopped answering ({self._away}); "
@@ -377,26 +408,14 @@ class RunRecord:
         journal = self._journal
         if journal is None:
             return
-        self._journal = None
-        if self._away is None:  # every entry reached the store
+        with self._applying:
+            back = self._away is None or (not self._journal_failed and self._come_back())
+            self._journal = None  # late writes (a rerun's verdict) go to the store directly
+        if back:  # every entry is in the store
             journal.remove()
-            return
-        if not self._journal_failed:
-            quick = self._store.reopen()
-            quick.db.reconnect_seconds = 0
-            try:
-                quick.apply_entries(self.id, read_entries(journal.path))
-            except RunnerError:
-                journal.close()
-                self._say_unjournaled(journal)
-                return
-            finally:
-                quick.close()
-            journal.remove()
-            print(f"run-project: the run store answers again; run {self.id[:8]} is in it",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            return
-        journal.close()
+        else:
+            journal.close()
+            self._say_unjournaled(journal)
 
     def _say_unjournaled(self, journal: Journal) -> None:
         if journal.dropped_points:
