@@ -379,7 +379,8 @@ class RunRecord:
 
     def _went_away(self, exc: RunnerError) -> None:
         with self._lock:
-            self._away = exc.message.splitlines()[0] if exc.message else "no answer"
+            first = exc.message.splitlines()[0] if exc.message else "no answer"
+            self._away = first.removeprefix(f"run store {self._store.label}: ")
             self._queue.clear()
         self._next_try = time.monotonic() + RETRY_AWAY_SECONDS
         where = self._journal.path if self._journal else "its run directory"
