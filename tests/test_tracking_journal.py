@@ -323,3 +323,17 @@ def test_a_run_writes_to_its_store_again_once_it_is_back(tmp_path: Path) -> None
         assert (record["status"], record["exit_code"]) == ("FINISHED", 0)
         assert _steps(store, record["id"]) == list(range(40))
         store.close()
+
+
+def test_a_run_whose_journal_cannot_be_written_still_records_everything(
+    tmp_path: Path, read_only_dir: Path
+) -> None:
+    project = _project(tmp_path)
+    result = cli(
+        str(project), "-P", "n=3", "-P", "pause=0", env={"XDG_STATE_HOME": str(read_only_dir)}
+    )
+    assert result.code == 0, result.err
+    assert result.err.count("cannot write the journal") == 1, result.err
+    store = open_store(str(tmp_path / "store"))
+    (record,) = store.list_runs()
+    assert record["status"] == "FINISHED" and _steps(store, record["id"]) == [0, 1, 2]

@@ -86,6 +86,12 @@ class Journal:
         _sync_dir(folder)
         return cls(path, fd, limit_bytes())
 
+    @classmethod
+    def unbacked(cls, store_label: str, run_id: str) -> Journal:
+        """A journal whose file could not be made: every append fails, so each entry goes
+        to the store only (RunRecord says so once)."""
+        return cls(journals_dir(store_label) / (run_id + SUFFIX), -1, DEFAULT_LIMIT)
+
     def append(self, op: str, body: dict[str, Any], *, points: int = 0) -> dict[str, Any]:
         """Write the next entry durably and return it. Metric points past the bound are not
         written (counted in `dropped_points`); the entry still goes to the store.
@@ -98,6 +104,8 @@ class Journal:
         entry = {"seq": self.seq + 1, "t": time.time(), "op": op, **body}
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         try:
+            if self._fd < 0:
+                raise OSError(f"{self.path} could not be created")
             written = os.write(self._fd, line)
             if written != len(line):
                 raise OSError(f"short write to {self.path}")
@@ -118,8 +126,9 @@ class Journal:
 
     def remove(self) -> None:
         """Delete the journal (every entry is in the store), then let go of it."""
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
         self.close()
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ against the schema; see `_check`. A real run never imports jsonschema.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
 import threading
@@ -170,7 +171,11 @@ class RunRecord:
             if replayed.torn or replayed.error:
                 print(f"warning: {replayed.describe()}", file=sys.stderr)
         self._store.make_run_dir(self.id)
-        self._journal = Journal.start(self._store.label, self.id)
+        try:
+            self._journal = Journal.start(self._store.label, self.id)
+        except OSError as exc:  # no state directory: the store alone, as before journals
+            self._journal = Journal.unbacked(self._store.label, self.id)
+            self._say_journal_failed(exc)
         self._journal_entry("create", {"record": self._doc})
         try:  # a run that cannot be recorded at all does not start
             self._apply(self._store, strict=True)
@@ -274,7 +279,8 @@ class RunRecord:
         def tick() -> None:
             with reader.lock:  # journaled here; the store write below does not hold the reader
                 if self._journal_events(reader) and self._state == RUNNING:
-                    self._journal_update(reader.summary())  # `runs show` sees progress
+                    # A copy: the store write below runs while the reader goes on counting.
+                    self._journal_update(copy.deepcopy(reader.summary()))  # for `runs show`
             self._apply(mine)
 
         with every(interval, tick, name="events", join_seconds=30, done=mine.close):
