@@ -34,7 +34,7 @@ class PgInstance:
 
 def _as_postgres(*argv: str) -> None:
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    program = shutil.which(argv[0]) or argv[0]
+    program = _binary(argv[0]) or argv[0]
     proc = subprocess.run([*prefix, program, *argv[1:]], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:1])} failed: {proc.stdout}{proc.stderr}")
@@ -43,7 +43,7 @@ def _as_postgres(*argv: str) -> None:
 @contextlib.contextmanager
 def own_postgres() -> Iterator[PgInstance]:
     """A running cluster of this test's own; stopped and removed afterwards."""
-    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
+    if not _binary("initdb") or not _binary("pg_ctl"):
         require(
             "postgres-binaries", "initdb and pg_ctl are not on PATH (apt-get install postgresql)"
         )
@@ -67,6 +67,16 @@ def own_postgres() -> Iterator[PgInstance]:
         with contextlib.suppress(RuntimeError):
             instance.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _binary(name: str) -> str | None:
+    """A PostgreSQL program: on PATH, else where Debian's postgresql package puts it."""
+    found = shutil.which(name)
+    if found:
+        return found
+    found_all = Path("/usr/lib/postgresql").glob(f"*/bin/{name}")
+    versions = sorted(found_all, key=lambda p: float(p.parent.parent.name.split("-")[0] or 0))
+    return str(versions[-1]) if versions else None
 
 
 def _free_port() -> int:
