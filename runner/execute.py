@@ -7,6 +7,7 @@ child exits by itself, anything it left running in its group is stopped the same
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,7 +56,8 @@ def run_child(
     grace_seconds: float,
 ) -> Outcome:
     """Run argv to completion, teeing its output into `log_dir/{stdout,stderr}.log`."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # a full disk: the tee reports the logs it cannot write
+        log_dir.mkdir(parents=True, exist_ok=True)
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -86,24 +88,70 @@ def run_child(
 
 
 def _tee(pipe: IO[bytes] | None, path: Path, terminal: IO[str]) -> threading.Thread:
+    """Copy the child's output to the terminal and the log file. The terminal never waits
+    on the log: a log that cannot be written is reported once and dropped."""
+
     def copy() -> None:
         assert pipe is not None
         out = terminal.buffer if hasattr(terminal, "buffer") else None
-        with open(path, "wb") as log:
+        log = _LogFile(path)
+        try:
             while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
-                log.write(chunk)
-                log.flush()
                 if out is not None:
                     try:
                         out.write(chunk)
                         out.flush()
                     except (OSError, ValueError):
                         out = None  # the terminal went away; keep logging to the file
-        pipe.close()
+                log.write(chunk)
+        except (OSError, ValueError):
+            pass  # the pipe itself broke: the child is gone
+        finally:
+            log.close()
+            pipe.close()
 
     thread = threading.Thread(target=copy, daemon=True)
     thread.start()
     return thread
+
+
+class _LogFile:
+    """A log file that reports its first failure (disk full, removed) once, then is dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: IO[bytes] | None = None
+        try:
+            self.handle = open(path, "wb")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            self._failed(exc)
+
+    def write(self, chunk: bytes) -> None:
+        if self.handle is None:
+            return
+        try:
+            self.handle.write(chunk)
+            self.handle.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(OSError):
+                self.handle.close()
+
+    def _failed(self, exc: OSError) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(OSError):
+                self.handle.close()
+        self.handle = None
+        reason = exc.strerror or str(exc)
+        print(
+            f"run-project: cannot write the log {self.path} ({reason}); the command's output "
+            "still reaches this terminal",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class _Watcher:

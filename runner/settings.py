@@ -59,6 +59,11 @@ SETTINGS: dict[str, tuple[str, str | None, str]] = {
         "300",
         "how long a run waits for a PostgreSQL store that went away before failing",
     ),
+    "journal_limit": (
+        "RUN_PROJECT_JOURNAL_LIMIT",
+        "256MiB",
+        "most bytes of one run's journal; metric points past it are not journaled",
+    ),
 }
 
 

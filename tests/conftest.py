@@ -35,6 +35,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("RUN_PROJECT_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("RUN_PROJECT_FORBID_HOME_CACHE", "1")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the runs' journals
     monkeypatch.setenv("RUN_PROJECT_GRACE_SECONDS", "3")
     monkeypatch.setenv("RUN_PROJECT_IGNORE_OLD_GIT", "1")  # the old-git warning has its own test
     monkeypatch.chdir(tmp_path)

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from runner import settings
-from runner.tracking.store import open_store
+from runner.tracking.store import Store, open_store
 
 
 def main(args: Sequence[str]) -> int:
@@ -36,11 +36,15 @@ def main(args: Sequence[str]) -> int:
         "--json", action="store_true", help="the record as JSON (run-record schema)"
     )
     shower.add_argument("--store")
+    syncer = sub.add_parser("sync", help="apply the journals of runs the store missed")
+    syncer.add_argument("--store")
     from runner.cli import runs_compare
 
     runs_compare.add_parsers(sub)
     ns = parser.parse_args(args)
     store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
+    if ns.command == "sync":
+        return sync(store)
     store.sweep_lost()
     if ns.command == "list":
         records = runs_compare.select(store, ns)
@@ -51,6 +55,16 @@ def main(args: Sequence[str]) -> int:
     record = store.get_run(ns.run_id)
     print(json.dumps(record, indent=2) if ns.json else format_record(record))
     return 0
+
+
+def sync(store: Store) -> int:
+    """`runs sync`: apply every pending journal now and say what each one brought."""
+    replayed = store.replay_journals()
+    for one in replayed:
+        print(one.describe())
+    if not replayed:
+        print(f"nothing to apply: no journal is waiting for {store.label}")
+    return 1 if any(one.error for one in replayed) else 0
 
 
 def format_table(records: list[dict[str, Any]]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 60_000
+_said_waiting = False  # the wait for a store that went away is announced once per process
 
 
 class Cursorish(Protocol):
@@ -83,6 +85,7 @@ class Database:
             except self.driver_errors() as exc:
                 if not self._reconnectable(exc) or time.monotonic() >= deadline:
                     raise
+                self._say_waiting(exc)
                 time.sleep(1.0)
 
     def fresh(self) -> Database:
@@ -133,9 +136,23 @@ class Database:
                     # The server went away: the caller's data is still in memory (and in
                     # the run's local files); wait for it to come back rather than drop it.
                     self.close()
+                    self._say_waiting(exc)
                     time.sleep(1.0)
                 else:
                     raise
+
+    def _say_waiting(self, exc: Exception) -> None:
+        """One line per process, the first time it waits for a store that went away."""
+        global _said_waiting
+        if not _said_waiting:
+            _said_waiting = True
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(
+                f"run-project: waiting up to {self.reconnect_seconds:g}s for the run store "
+                f"{self.where} ({why})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _rollback(self) -> None:
         try:

@@ -43,6 +43,10 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         lambda db: _create_run_values(db),
         runindex.backfill,
     ),
+    (
+        # The last journal entry applied per run (journal.py): replays apply each entry once.
+        "ALTER TABLE runs ADD COLUMN journal_seq BIGINT NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -10,11 +10,15 @@ While RUNNING: `backend_job()`, the event ingestion (`live()`, `ingest()`, `logg
 rerun's `verdict()`. A step out of order raises `RecordStateError`: a bug, not a user error.
 
 The stored document (schemas/run-record.schema.json) is kept here as the last state written;
-callers pass typed values and never touch its keys. Every change to it passes `_write`, the
-place where the next issue's write-ahead journal goes (append the change, then apply it).
-Heartbeats (a column, not the document) and the metric/param/tag/file tables are written by
-their own methods here, the only writers of those rows for a run. One write is not the
-owner's, by design: `Store.sweep_lost` closes as LOST a run whose runner died.
+callers pass typed values and never touch its keys. Every change of the run, the document's
+(`_write`) and its metric points, params, tags and files (`ingest`, `captured`), is appended
+to the run's write-ahead journal first (journal.py, fsynced) and then applied to the store
+from it (`_apply`). A store that stops answering is given up for the rest of the run: one line
+says so and where the results are kept, the run goes on, and the journal reaches the store at
+the close or at the next command that opens it (`Store.replay_journals`). Heartbeats (a
+column: liveness, not results) go straight to the store. One write is not the owner's, by
+design: `Store.sweep_lost` closes as LOST a run whose runner died; the run's journal, when it
+arrives, gives it its real outcome.
 
 With RUN_PROJECT_CHECK_RECORDS set (the tests set it), each state written is checked
 against the schema; see `_check`. A real run never imports jsonschema.
@@ -23,7 +27,9 @@ against the schema; see `_check`. A real run never imports jsonschema.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import RunnerError
+from runner.tracking.journal import Journal, read_entries
 from runner.tracking.periodic import every
 from runner.tracking.record import FINAL, iso, new_record
 from runner.tracking.store import Store
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
 
 CHECK_RECORDS = "RUN_PROJECT_CHECK_RECORDS"
 EVENTS_SECONDS = 1.0  # how often a running run's events are read into the store
+RETRY_AWAY_SECONDS = 10.0  # how often a run tries again a store that stopped answering
 
 # The steps of a record owned by this process; a loaded record of another runner is FOREIGN.
 NEW, STARTING, RUNNING, CLOSED, FOREIGN = "new", "starting", "running", "closed", "foreign"
@@ -65,6 +73,12 @@ class RunRecord:
         self._doc = document
         self._state = state
         self._lock = threading.Lock()  # the events thread and the main thread both write
+        self._journal: Journal | None = None  # from create() to close(); None for a loaded run
+        self._queue: list[dict[str, Any]] = []  # journaled, not yet in the store (in order)
+        self._applying = threading.Lock()  # entries reach the store in journal order
+        self._away: str | None = None  # why the store stopped answering: journal only
+        self._journal_failed = False
+        self._next_try = 0.0  # when to try a store that went away again (monotonic)
 
     @classmethod
     def new(
@@ -139,6 +153,11 @@ class RunRecord:
     def heartbeat_seconds(self) -> float:
         return float(self._doc["runner"]["heartbeat_seconds"])
 
+    @property
+    def store_away(self) -> bool:
+        """Whether the store stopped answering during this run (the journal keeps it all)."""
+        return self._away is not None
+
     def document(self) -> dict[str, Any]:
         """The record as last written (a copy at the top level)."""
         return dict(self._doc)
@@ -147,7 +166,22 @@ class RunRecord:
     def create(self) -> None:
         """Store the new record (STARTING): before any slow step, so any failure is recorded."""
         self._require("create", NEW)
-        self._write(self._doc, insert=True)
+        _check(self._doc)
+        for replayed in self._store.replay_journals():  # earlier runs' results first
+            if replayed.torn or replayed.error:
+                print(f"warning: {replayed.describe()}", file=sys.stderr)
+        self._store.make_run_dir(self.id)
+        try:
+            self._journal = Journal.start(self._store.label, self.id)
+        except OSError as exc:  # no state directory: the store alone, as before journals
+            self._journal = Journal.unbacked(self._store.label, self.id)
+            self._say_journal_failed(exc)
+        self._journal_entry("create", {"record": self._doc})
+        try:  # a run that cannot be recorded at all does not start
+            self._apply(self._store, strict=True)
+        except RunnerError:
+            self._journal.remove()
+            raise
         self._state = STARTING
 
     def running(
@@ -188,7 +222,7 @@ class RunRecord:
         self._require("captured", RUNNING)
         files = [{**i, "direction": "input"} for i in result.inputs if i.get("kind") == "file"]
         files += [{**o, "direction": "output"} for o in result.outputs]
-        self._store.set_files(self.id, files)
+        self._journal_entry("files", {"files": files})
         self._write(
             {
                 "inputs": result.inputs,
@@ -215,6 +249,7 @@ class RunRecord:
                 "end_time": iso(time.time()),
             }
         )
+        self._finish_journal()
 
     def verdict(self, verdict: dict[str, Any]) -> None:
         """A rerun's comparison with the run it repeats (rerun/inputs.compare_outputs)."""
@@ -242,45 +277,162 @@ class RunRecord:
         mine = self._store.reopen()
 
         def tick() -> None:
-            with reader.lock, contextlib.suppress(RunnerError):  # the final pass retries
-                if self.ingest(reader, mine) and self._state == RUNNING:
-                    self._write(reader.summary(), mine)  # `runs show` sees progress
+            with reader.lock:  # journaled here; the store write below does not hold the reader
+                if self._journal_events(reader) and self._state == RUNNING:
+                    # A copy: the store write below runs while the reader goes on counting.
+                    self._journal_update(copy.deepcopy(reader.summary()))  # for `runs show`
+            self._apply(mine)
 
         with every(interval, tick, name="events", join_seconds=30, done=mine.close):
             yield
 
     def ingest(self, reader: EventReader, store: Store | None = None) -> bool:
-        """Read new events (hold `reader.lock`) and write their metric points, params and
-        tags; whether there were new lines. Points leave memory only once committed."""
+        """Read new events (hold `reader.lock`), journal their metric points, params and tags,
+        and write them to the store; whether there were new lines."""
+        new = self._journal_events(reader)
+        self._apply(store or self._store)
+        return new
+
+    def _journal_events(self, reader: EventReader) -> bool:
+        """Read new events into the journal; points leave memory only once journaled."""
         before = reader.line_no
         reader.poll()
-        state, target = reader.state, store or self._store
+        state = reader.state
         while state.pending_points:
             chunk = state.pending_points[:BATCH]
-            target.add_metrics(self.id, chunk)
+            self._journal_entry("metrics", {"points": chunk}, points=len(chunk))
             del state.pending_points[: len(chunk)]
         if state.pending_pairs:
             state.pending_pairs = False
-            target.set_pairs("logged_params", self.id, state.params)
-            target.set_pairs("tags", self.id, state.tags)
+            for table, pairs in (("logged_params", state.params), ("tags", state.tags)):
+                if pairs:
+                    self._journal_entry("pairs", {"table": table, "pairs": dict(pairs)})
         return reader.line_no != before
 
-    # -- the seam -------------------------------------------------------------------------
-    def _write(
-        self, changes: dict[str, Any], store: Store | None = None, *, insert: bool = False
-    ) -> None:
-        """Every change to the stored document passes here: the whole record on insert, else
-        a merge of top-level keys. The write-ahead journal (next issue) goes here: append
-        `changes` durably first, then apply them."""
-        target = store or self._store
-        with self._lock:
-            if insert:
-                _check(changes)
-                target.create_run(changes)
-                self._doc = changes
-            else:
-                self._doc = target.update_run(self.id, changes)
+    # -- the journal, then the store ------------------------------------------------------
+    def _write(self, changes: dict[str, Any], store: Store | None = None) -> None:
+        """Every change to the stored document passes here: a merge of top-level keys,
+        journaled, then applied to the store."""
+        if self._journal is None:  # a loaded run (a rerun's verdict) or after the close
+            with self._lock:
+                self._doc = (store or self._store).update_run(self.id, changes)
                 _check(self._doc)
+            return
+        self._journal_update(changes)
+        self._apply(store or self._store)
+
+    def _journal_update(self, changes: dict[str, Any]) -> None:
+        with self._lock:
+            doc = {**self._doc, **changes}
+            _check(doc)
+            self._doc = doc
+        self._journal_entry("update", {"changes": changes})
+
+    def _journal_entry(self, op: str, body: dict[str, Any], *, points: int = 0) -> None:
+        """Append one entry durably and queue it for the store, in order."""
+        with self._lock:
+            if self._journal is None:  # a late events tick after the close: the record is final
+                return
+            try:
+                entry = self._journal.append(op, body, points=points)
+            except OSError as exc:
+                entry = self._journal.unwritten(op, body)
+                self._say_journal_failed(exc)
+            if self._away is None:
+                self._queue.append(entry)
+
+    def _apply(self, store: Store, *, strict: bool = False) -> None:
+        """Write the queued entries to the store, in journal order. A store that refuses is
+        given up for the rest of the run (the journal keeps everything); `strict` raises."""
+        with self._applying:
+            if self._away is not None and time.monotonic() >= self._next_try:
+                self._come_back()
+            with self._lock:
+                batch, self._queue = self._queue, []
+            if not batch or self._away is not None:
+                return
+            try:
+                store.apply_entries(self.id, batch)
+            except RunnerError as exc:
+                if strict:
+                    raise
+                self._went_away(exc)
+
+    def _come_back(self) -> bool:
+        """Try the store again without waiting, from the journal file (hold `_applying`):
+        whether it took every entry so far. Entries appended from now on are queued (they
+        are also in the file read below: the store applies each once)."""
+        journal, reason = self._journal, self._away
+        if journal is None or reason is None:
+            return False
+        self._next_try = time.monotonic() + RETRY_AWAY_SECONDS
+        with self._lock:
+            self._away = None
+        quick = self._store.reopen()
+        quick.db.reconnect_seconds = 0
+        try:
+            quick.apply_entries(self.id, read_entries(journal.path))
+        except RunnerError:
+            with self._lock:
+                self._away = reason
+                self._queue.clear()
+            return False
+        finally:
+            quick.close()
+        print(f"run-project: the run store answers again; run {self.id[:8]} writes to it again",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return True
+
+    def _went_away(self, exc: RunnerError) -> None:
+        with self._lock:
+            first = exc.message.splitlines()[0] if exc.message else "no answer"
+            self._away = first.removeprefix(f"run store {self._store.label}: ")
+            self._queue.clear()
+        self._next_try = time.monotonic() + RETRY_AWAY_SECONDS
+        where = self._journal.path if self._journal else "its run directory"
+        print(
+            f"run-project: the run store {self._store.label} stopped answering ({self._away}); "
+            f"run {self.id[:8]} goes on, its results are kept in {where} and reach the store "
+            "at the next run-project command that opens it (or `run-project runs sync`)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _say_journal_failed(self, exc: OSError) -> None:
+        if not self._journal_failed:
+            self._journal_failed = True
+            print(
+                f"run-project: cannot write the journal of run {self.id[:8]} ({exc}); its "
+                "results go to the run store only",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _finish_journal(self) -> None:
+        """After the close: a journal fully in the store is deleted. After the store went
+        away, one more try without waiting (it may be back); else the journal waits for the
+        next command that opens the store."""
+        journal = self._journal
+        if journal is None:
+            return
+        with self._applying:
+            back = self._away is None or (not self._journal_failed and self._come_back())
+            self._journal = None  # late writes (a rerun's verdict) go to the store directly
+        if back:  # every entry is in the store
+            journal.remove()
+        else:
+            journal.close()
+            self._say_unjournaled(journal)
+
+    def _say_unjournaled(self, journal: Journal) -> None:
+        if journal.dropped_points:
+            print(
+                f"run-project: {journal.dropped_points} metric points of run {self.id[:8]} "
+                f"passed the journal's limit ({journal.limit} bytes, RUN_PROJECT_JOURNAL_LIMIT) "
+                f"and are only in {self.run_dir / 'events.jsonl'}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _require(self, step: str, *states: str) -> None:
         if self._state not in states:

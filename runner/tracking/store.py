@@ -13,8 +13,9 @@ import contextlib
 import errno
 import json
 import os
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,11 +23,12 @@ from typing import Any, TypeVar
 from runner import settings
 from runner.errors import RunnerError, StoreError
 from runner.pids import pid_alive
-from runner.tracking import migrations, runindex
+from runner.tracking import journal, migrations, runindex
 from runner.tracking.artifacts import private_dirs, private_file
 from runner.tracking.db import Database, SQLiteDatabase, redact
+from runner.tracking.journal import Applied, Replayed
 from runner.tracking.record import ACTIVE, iso
-from runner.tracking.tables import TablesMixin
+from runner.tracking.tables import BATCH, TablesMixin, write_files, write_metrics, write_pairs
 
 T = TypeVar("T")
 
@@ -149,79 +151,105 @@ class Store(TablesMixin):
     # -- writes ---------------------------------------------------------------------------
     def create_run(self, record: dict[str, Any]) -> None:
         """Insert a new run record (before any slow step, so every failure can be recorded)."""
+        self.make_run_dir(record["id"])
+        self._transaction(lambda db: _insert(db, record, time.time()))
+
+    def make_run_dir(self, run_id: str) -> None:
+        """The run's directory for logs, events and artifacts."""
         try:
-            private_dirs(self.artifact_dir(record["id"]))
+            private_dirs(self.artifact_dir(run_id))
         except OSError as exc:
             raise self._error(exc) from exc
-        text = json.dumps(record)
-
-        def body(db: Database) -> None:
-            db.execute(
-                "INSERT INTO runs (id, experiment, run_name, status, start_time, heartbeat_at,"
-                " host, runner_pid, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record["id"],
-                    record["experiment"],
-                    record["run_name"],
-                    record["status"],
-                    time.time(),
-                    time.time(),
-                    record["runner"]["host"],
-                    record["runner"]["pid"],
-                    text,
-                ),
-            )
-            runindex.write(db, record["id"], text, new_run=True)  # one transaction: in step
-
-        self._transaction(body)
 
     def update_run(self, run_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Merge `changes` into the record (read-modify-write in one transaction)."""
+        return self._transaction(lambda db: self._merge(db, run_id, changes, time.time()))
 
-        def body(db: Database) -> dict[str, Any]:
-            row = db.execute(
-                "SELECT record FROM runs WHERE id = ?" + db.locking_read, (run_id,)
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"run {run_id} is not in the store {self.label}", "check the id")
-            record: dict[str, Any] = json.loads(row[0])
-            record.update(changes)
-            end = time.time() if changes.get("end_time") else None
-            text = json.dumps(record)
-            db.execute(
-                "UPDATE runs SET status = ?, exit_code = ?, end_time = COALESCE(?, end_time),"
-                " heartbeat_at = ?, record = ? WHERE id = ?",
-                (
-                    record["status"],
-                    record.get("exit_code"),
-                    end,
-                    time.time(),
-                    text,
-                    run_id,
-                ),
-            )
-            runindex.write(db, run_id, text)
-            return record
+    def _merge(
+        self, db: Database, run_id: str, changes: dict[str, Any], at: float
+    ) -> dict[str, Any]:
+        row = db.execute(
+            "SELECT record FROM runs WHERE id = ?" + db.locking_read, (run_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"run {run_id} is not in the store {self.label}", "check the id")
+        record: dict[str, Any] = json.loads(row[0])
+        record.update(changes)
+        end = at if changes.get("end_time") else None
+        text = json.dumps(record)
+        db.execute(
+            "UPDATE runs SET status = ?, exit_code = ?, end_time = COALESCE(?, end_time),"
+            " heartbeat_at = ?, record = ? WHERE id = ?",
+            (record["status"], record.get("exit_code"), end, time.time(), text, run_id),
+        )
+        runindex.write(db, run_id, text)
+        return record
 
-        try:
-            return self._transaction(body)
-        except StoreError as exc:
-            kept = self._keep_locally(run_id, changes)
-            if kept is None:
-                raise
+    # -- the journal (journal.py) ---------------------------------------------------------
+    def apply_entries(self, run_id: str, entries: Iterable[dict[str, Any]]) -> Applied:
+        """Apply a run's journal entries not applied yet, in order, each exactly once: the
+        run's `journal_seq` moves in the same transaction as the entries, under the run's
+        row lock (SQLite: the write lock), so an interrupted or concurrent replay is safe."""
+        applied = points = 0
+        for chunk in _chunks(entries):
+
+            def body(db: Database, c: list[dict[str, Any]] = chunk) -> tuple[int, int]:
+                return self._apply_chunk(db, run_id, c)
+
+            counts = self._transaction(body)
+            applied, points = applied + counts[0], points + counts[1]
+        return Applied(applied, points)
+
+    def _apply_chunk(
+        self, db: Database, run_id: str, chunk: list[dict[str, Any]]
+    ) -> tuple[int, int]:
+        row = db.execute(
+            "SELECT journal_seq FROM runs WHERE id = ?" + db.locking_read, (run_id,)
+        ).fetchone()
+        done, exists = (int(row[0]), True) if row else (0, False)
+        applied = points = 0
+        for entry in chunk:
+            if entry["seq"] <= done:
+                continue
+            if not exists and entry["op"] != "create":
+                raise StoreError(
+                    f"the journal of run {run_id} does not begin with the run's creation",
+                    "it cannot be applied; keep it for inspection or delete it",
+                )
+            points += self._apply_one(db, run_id, entry)
+            applied, done, exists = applied + 1, entry["seq"], True
+        if applied:
+            db.execute("UPDATE runs SET journal_seq = ? WHERE id = ?", (done, run_id))
+        return applied, points
+
+    def _apply_one(self, db: Database, run_id: str, entry: dict[str, Any]) -> int:
+        """Apply one entry; how many metric points it held."""
+        op = entry["op"]
+        if op == "create":
+            with contextlib.suppress(StoreError):  # a replay on another machine has no dir
+                self.make_run_dir(run_id)
+            _insert(db, entry["record"], entry["t"])
+        elif op == "update":
+            self._merge(db, run_id, entry["changes"], entry["t"])
+        elif op == "metrics":
+            write_metrics(db, run_id, entry["points"])
+            return len(entry["points"])
+        elif op == "pairs":
+            write_pairs(db, entry["table"], run_id, entry["pairs"])
+        elif op == "files":
+            write_files(db, run_id, entry["files"])
+        else:
             raise StoreError(
-                f"{exc.message}; the run's results are kept in {kept}", exc.hint
-            ) from exc
+                f"unknown journal entry {op!r} for run {run_id}", "upgrade run-project"
+            )
+        return 0
 
-    def _keep_locally(self, run_id: str, changes: dict[str, Any]) -> Path | None:
-        """A record update the database refused, saved beside the run's files (never dropped)."""
-        path = self.artifact_dir(run_id) / "pending-updates.jsonl"
-        try:
-            with open(path, "a") as out:
-                out.write(json.dumps(changes) + "\n")
-        except OSError:
-            return None
-        return path
+    def replay_journals(self) -> list[Replayed]:
+        """Apply every pending journal of this store (journal.replay); cheap when there is
+        none: one directory listing."""
+        if self.exists() and not self.writable():
+            return []
+        return journal.replay(self)
 
     def heartbeat(self, run_id: str) -> None:
         """Mark the run alive now (a runner that stops beating is presumed dead: LOST)."""
@@ -234,6 +262,9 @@ class Store(TablesMixin):
 
     def sweep_lost(self) -> int:
         """Close runs whose runner died (same host, pid gone) or stopped beating: LOST."""
+        for replayed in self.replay_journals():  # a finished run's journal beats LOST
+            if replayed.torn or replayed.error:
+                print(f"warning: {replayed.describe()}", file=sys.stderr)
         if not self.exists() or not self.writable():
             return 0
         with self._reading() as db:
@@ -270,6 +301,12 @@ class Store(TablesMixin):
         self._transaction(body)
 
     # -- reads ----------------------------------------------------------------------------
+    def status_of(self, run_id: str) -> str | None:
+        """The run's status, or None if it is not in the store."""
+        with self._reading() as db:
+            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return str(row[0]) if row else None
+
     def get_run(self, id_or_prefix: str) -> dict[str, Any]:
         """The record whose id is, or uniquely starts with, `id_or_prefix`."""
         prefix = id_or_prefix.strip().lower()
@@ -311,6 +348,40 @@ class Store(TablesMixin):
     def close(self) -> None:
         """Close the connection (the store can be reopened)."""
         self.db.close()
+
+
+def _insert(db: Database, record: dict[str, Any], at: float) -> None:
+    text = json.dumps(record)
+    db.execute(
+        "INSERT INTO runs (id, experiment, run_name, status, start_time, heartbeat_at,"
+        " host, runner_pid, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record["id"],
+            record["experiment"],
+            record["run_name"],
+            record["status"],
+            at,
+            time.time(),
+            record["runner"]["host"],
+            record["runner"]["pid"],
+            text,
+        ),
+    )
+    runindex.write(db, record["id"], text, new_run=True)  # one transaction: in step
+
+
+def _chunks(entries: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Entries in transaction-sized groups: at most BATCH metric points or 500 entries."""
+    chunk: list[dict[str, Any]] = []
+    points = 0
+    for entry in entries:
+        chunk.append(entry)
+        points += len(entry.get("points", ()))
+        if points >= BATCH or len(chunk) >= 500:
+            yield chunk
+            chunk, points = [], 0
+    if chunk:
+        yield chunk
 
 
 def run_filters(experiment: str | None, status: str | None) -> tuple[list[str], list[Any]]:

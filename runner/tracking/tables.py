@@ -22,48 +22,20 @@ class TablesMixin:
     _transaction: Callable[..., Any]
     _reading: Callable[[], AbstractContextManager[Database]]
 
-    def add_metrics(
-        self, run_id: str, points: Sequence[tuple[str, float | None, int, float]]
-    ) -> None:
+    def add_metrics(self, run_id: str, points: Sequence[Sequence[Any]]) -> None:
         """Append metric points (key, value, step, timestamp) in batched transactions."""
         for start in range(0, len(points), BATCH):
-            chunk = [(run_id, *point) for point in points[start : start + BATCH]]
-
-            def body(db: Database, rows: list[tuple[Any, ...]] = chunk) -> None:
-                db.insert_many("metrics", ("run_id", "key", "value", "step", "ts"), rows)
-
-            self._transaction(body)
+            chunk = points[start : start + BATCH]
+            self._transaction(lambda db, rows=chunk: write_metrics(db, run_id, rows))
 
     def set_pairs(self, table: str, run_id: str, pairs: dict[str, str]) -> None:
         """Set logged params or tags (`table`): the last value for a key wins."""
-        assert table in ("logged_params", "tags")
-        if not pairs:
-            return
-
-        def body(db: Database) -> None:
-            for key, value in pairs.items():
-                db.execute(f"DELETE FROM {table} WHERE run_id = ? AND key = ?", (run_id, key))
-                db.execute(
-                    f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?)",
-                    (run_id, key, value),
-                )
-
-        self._transaction(body)
+        if pairs:
+            self._transaction(lambda db: write_pairs(db, table, run_id, pairs))
 
     def set_files(self, run_id: str, files: list[dict[str, Any]]) -> None:
         """Replace the run's input/output file rows (used for lineage lookups by hash)."""
-
-        def body(db: Database) -> None:
-            db.execute("DELETE FROM files WHERE run_id = ?", (run_id,))
-            rows = [
-                (run_id, f["direction"], f["path"], f["sha256"], f["size"], f["source"])
-                for f in files
-            ]
-            if rows:
-                cols = ("run_id", "direction", "path", "sha256", "size", "source")
-                db.insert_many("files", cols, rows)
-
-        self._transaction(body)
+        self._transaction(lambda db: write_files(db, run_id, files))
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float | None]]:
         """(step, value) points of one metric of one run, in step order."""
@@ -97,3 +69,31 @@ class TablesMixin:
                 "SELECT run_id, direction, sha256 FROM files WHERE path = ?", (path,)
             ).fetchall()
         return iter([(str(a), str(b), str(c)) for a, b, c in rows])
+
+
+# The writes themselves, inside the caller's transaction (the journal's replay applies many
+# entries and its high-water mark in one transaction).
+
+
+def write_metrics(db: Database, run_id: str, points: Sequence[Sequence[Any]]) -> None:
+    """Insert metric points (key, value, step, timestamp)."""
+    rows = [(run_id, *point) for point in points]
+    db.insert_many("metrics", ("run_id", "key", "value", "step", "ts"), rows)
+
+
+def write_pairs(db: Database, table: str, run_id: str, pairs: dict[str, str]) -> None:
+    """Set logged params or tags (`table`): the last value for a key wins."""
+    assert table in ("logged_params", "tags")
+    for key, value in pairs.items():
+        db.execute(f"DELETE FROM {table} WHERE run_id = ? AND key = ?", (run_id, key))
+        db.execute(
+            f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?)", (run_id, key, value)
+        )
+
+
+def write_files(db: Database, run_id: str, files: list[dict[str, Any]]) -> None:
+    """Replace the run's input/output file rows."""
+    db.execute("DELETE FROM files WHERE run_id = ?", (run_id,))
+    rows = [(run_id, f["direction"], f["path"], f["sha256"], f["size"], f["source"]) for f in files]
+    if rows:
+        db.insert_many("files", ("run_id", "direction", "path", "sha256", "size", "source"), rows)

@@ -7,6 +7,7 @@ returns the inputs for `RunRecord.running`, `live` and `after` write through the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runner.errors import StoreError
 from runner.tracking import events, lineage
 from runner.tracking.artifacts import ArtifactError
 from runner.tracking.capture import Capture, CapturePlan
@@ -78,5 +80,7 @@ class Tracker:
         except ArtifactError:
             self.record.logged(from_events)  # keep what the run logged
             raise
-        lineage.link_inputs(self.record.store, self.record.id, captured.inputs)
+        if not self.record.store_away:  # lineage is read from the store; it can wait
+            with contextlib.suppress(StoreError):
+                lineage.link_inputs(self.record.store, self.record.id, captured.inputs)
         self.record.captured(captured, from_events, state.bad_lines, self.plan.limit)
