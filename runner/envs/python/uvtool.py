@@ -17,7 +17,7 @@ from pathlib import Path
 from runner import settings
 from runner.cache import can_clone
 from runner.errors import EnvError
-from runner.pids import die_with_parent
+from runner.pids import descendants, die_with_parent
 from runner.progress import Progress
 
 _INTERESTING = (
@@ -99,6 +99,7 @@ def start(args: Sequence[str], cwd: Path) -> Running:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        process_group=0,  # uv and the build backends it starts: stopped as one group
         preexec_fn=die_with_parent(signal.SIGKILL),
     )
     return Running(proc)
@@ -176,7 +177,13 @@ def _hint(lines: list[str]) -> str:
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
+    """Kill uv and every process under it: a build backend (a `setup.py` that runs for
+    minutes) must not keep running after Ctrl-C, nor write into a directory being removed."""
+    tree = descendants(proc.pid)  # before uv dies: its children would move to the runner
     with contextlib.suppress(OSError):
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
         proc.wait(timeout=10)
