@@ -63,7 +63,6 @@ def run_child(
     `started(pid)` is called once the child runs. Nothing the child started outlives it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     pids.become_subreaper()
-    others = set(pids.descendants(os.getpid()))  # the runner's own, not the run's
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -83,15 +82,15 @@ def run_child(
         _tee(proc.stdout, log_dir / "stdout.log", sys.stdout),
         _tee(proc.stderr, log_dir / "stderr.log", sys.stderr),
     ]
-    watcher = _Watcher(proc, grace_seconds, lambda: _run_processes(others))
+    # The signal handler never reaps: the child's exit status is its Popen's to read.
+    watcher = _Watcher(proc, grace_seconds, lambda: pids.descendants(os.getpid()))
     with watcher.forwarding_signals():
         if started is not None:
             started(proc.pid)
         returncode = proc.wait()  # signals run the handler, then the wait resumes (PEP 475)
     watcher.cancel_timer()
     # Leftovers hold the log pipes open: stop them before waiting for the tees to drain.
-    pids.stop_all(lambda: _run_processes(others), grace_seconds)
-    pids.reap_orphans(spare=others)
+    pids.stop_all(pids.run_descendants, grace_seconds)
     for tee in tees:
         tee.join(timeout=5)
     return _outcome(returncode, watcher.received)
@@ -116,11 +115,6 @@ def _tee(pipe: IO[bytes] | None, path: Path, terminal: IO[str]) -> threading.Thr
     thread = threading.Thread(target=copy, daemon=True)
     thread.start()
     return thread
-
-
-def _run_processes(others: set[int]) -> list[int]:
-    """The runner's living descendants that belong to the run (started since it began)."""
-    return [pid for pid in pids.descendants(os.getpid()) if pid not in others]
 
 
 class _Watcher:

@@ -101,15 +101,24 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def reap_orphans(spare: set[int]) -> None:
-    """Collect the exit status of dead orphans re-parented to us (a subreaper), except the
-    children in `spare`, whose status their own `Popen` will read."""
-    for entry in os.listdir("/proc"):
-        fields = _stat(entry) if entry.isdigit() else None
-        ours = fields is not None and fields[0] == "Z" and int(fields[1]) == os.getpid()
-        if ours and int(entry) not in spare:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(int(entry), os.WNOHANG)
+def has_children() -> bool:
+    """Whether this process has a living child; dead ones (orphans re-parented to us, a
+    subreaper) are reaped on the way. Two system calls, no /proc scan: with no child left,
+    no descendant is left either, since orphans come back to us."""
+    while True:
+        try:
+            dead = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        if dead is None:
+            return True
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(dead.si_pid, os.WNOHANG)
+
+
+def run_descendants() -> list[int]:
+    """This runner's living descendants (every one belongs to its run: a runner runs one)."""
+    return descendants(os.getpid()) if has_children() else []
 
 
 def stop_all(find: Callable[[], list[int]], grace_seconds: float) -> int:

@@ -233,7 +233,7 @@ def _execute(
         raise
     finally:  # e.g. a build interrupted: whatever its tools left, re-parented to us, ends too
         grace = settings.get_float("grace_seconds", _config_dir(checkout))
-        pids.stop_all(lambda: pids.descendants(os.getpid()), grace)
+        pids.stop_all(pids.run_descendants, grace)
     record.close(outcome.status, outcome.exit_code, outcome.reason)
     progress.step(f"run {run_id[:8]} {outcome.status} (exit code {outcome.exit_code})")
     return outcome.exit_code
