@@ -108,8 +108,9 @@ def test_a_double_fork_is_stopped_when_the_run_is_interrupted(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("command", [("runs", "list"), ("envs", "gc")])
 def test_what_a_killed_runner_left_is_stopped_by_the_next_runs_list(
-    project: Path, watched: list[int]
+    project: Path, watched: list[int], command: tuple[str, ...]
 ) -> None:
     runner = start_runner(str(project), "--env-manager", "local", "-P", "then=wait", cwd=project)
     watched.append(runner.pid)
@@ -117,8 +118,8 @@ def test_what_a_killed_runner_left_is_stopped_by_the_next_runs_list(
     runner.kill()
     runner.wait(timeout=30)
     assert pid_alive(watched[1])  # orphaned: nobody stopped it yet
-    listed = cli("runs", "list", timeout=60)
-    assert listed.code == 0, listed.text
+    swept = cli(*command, timeout=60)
+    assert swept.code == 0, swept.text
     assert gone(watched[1])
     assert last_record()["status"] == "LOST"
 
