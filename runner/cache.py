@@ -8,8 +8,13 @@ The pattern, for every entry `<cache>/<area>/<key>/`:
          → rename into place → write the completion marker last, atomically
 
 An entry without its marker is never used, so a `kill -9` at any moment leaves nothing that
-a later run trusts. Users of an entry hold a shared lock for as long as they use it, which is
-how `gc` knows never to remove an entry in use. Kinds never touch locks or markers.
+a later run trusts. An entry owns its files: before the rename, any file it shares with
+something else (a hardlink from uv's or conda's package cache) is replaced by its own copy
+(a reflink where the filesystem can), so a run that writes into its environment changes no
+other environment and no package cache (docs/security.md, isolated environments).
+
+Users of an entry hold a shared lock for as long as they use it, which is how `gc` knows
+never to remove an entry in use. Kinds never touch locks or markers.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from runner.errors import EnvError
 from runner.progress import Progress
@@ -139,6 +145,7 @@ def _build(
     try:
         target.mkdir(parents=True)
         facts = build(target)
+        own_files(target)
         if target != final:
             os.rename(target, final)
         if not healthy(final):
@@ -153,6 +160,80 @@ def _build(
     marker = {"key": key, "created": time.time(), **facts}
     _write_atomic(final / MARKER, json.dumps(marker, indent=2))
     return marker
+
+
+def own_files(root: Path) -> int:
+    """Give every regular file under `root` that has other hardlinks its own copy (same mode
+    and times); returns how many were copied. A file with one link is left as it is."""
+    copied = 0
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                _replace_with_copy(path, info)
+                copied += 1
+    return copied
+
+
+def _replace_with_copy(path: str, info: os.stat_result) -> None:
+    tmp = f"{path}.{os.urandom(4).hex()}.own"
+    with open(path, "rb") as src, open(tmp, "xb") as dst:
+        if not _clone_into(src.fileno(), dst.fileno()):
+            _copy_in_kernel(src, dst, info.st_size)
+    try:
+        os.chmod(tmp, stat.S_IMODE(info.st_mode))
+        os.utime(tmp, ns=(info.st_atime_ns, info.st_mtime_ns))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _copy_in_kernel(src: BinaryIO, dst: BinaryIO, size: int) -> None:
+    """copy_file_range (no trip through user space), else a plain copy."""
+    copied = 0
+    try:
+        while copied < size and (n := os.copy_file_range(src.fileno(), dst.fileno(), size)):
+            copied += n
+    except OSError:
+        copied = 0
+    if copied < size:
+        src.seek(0)
+        dst.seek(0)
+        dst.truncate()
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+_FICLONE = 0x40049409  # linux/fs.h: share the source's blocks, copy-on-write
+
+
+def _clone_into(src_fd: int, dst_fd: int) -> bool:
+    """A copy-on-write clone (btrfs, XFS, ...); False where the filesystem cannot."""
+    try:
+        fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+    except OSError:
+        return False
+    return True
+
+
+def can_clone(source_dir: Path, target_dir: Path) -> bool:
+    """Whether a file in `source_dir` can be cloned (copy-on-write) into `target_dir`."""
+    import tempfile
+
+    try:
+        source_dir.mkdir(parents=True, exist_ok=True)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        with (
+            tempfile.TemporaryFile(dir=source_dir) as src,
+            tempfile.TemporaryFile(dir=target_dir) as dst,
+        ):
+            src.write(b"probe")
+            src.flush()
+            return _clone_into(src.fileno(), dst.fileno())
+    except OSError:
+        return False
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -1,8 +1,11 @@
 """The child process: its own process group, logs teed live, signals forwarded, no orphans.
 
 Ctrl-C or SIGTERM to the runner sends SIGTERM to the child's whole process group (so
-`sleep 1000 &` inside the entry point dies too), then SIGKILL after a grace period. When the
-child exits by itself, anything it left running in its group is stopped the same way.
+`sleep 1000 &` inside the entry point dies too) and to every other process the child started,
+then SIGKILL after a grace period. When the child exits by itself, anything it left running
+is stopped the same way. The runner is a child subreaper (pids.become_subreaper), so even a
+`setsid` double fork that left the child's group and session stays the runner's descendant
+and is found in /proc.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO, NamedTuple
 
+from runner import pids
 from runner.pids import die_with_parent
 
 
@@ -54,10 +57,13 @@ def run_child(
     env: Mapping[str, str],
     log_dir: Path,
     grace_seconds: float,
+    started: Callable[[int], None] | None = None,
 ) -> Outcome:
-    """Run argv to completion, teeing its output into `log_dir/{stdout,stderr}.log`."""
+    """Run argv to completion, teeing its output into `log_dir/{stdout,stderr}.log`;
+    `started(pid)` is called once the child runs. Nothing the child started outlives it."""
     with contextlib.suppress(OSError):  # a full disk: the tee reports the logs it cannot write
         log_dir.mkdir(parents=True, exist_ok=True)
+    pids.become_subreaper()
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -77,11 +83,15 @@ def run_child(
         _tee(proc.stdout, log_dir / "stdout.log", sys.stdout),
         _tee(proc.stderr, log_dir / "stderr.log", sys.stderr),
     ]
-    watcher = _Watcher(proc, grace_seconds)
+    # The signal handler never reaps: the child's exit status is its Popen's to read.
+    watcher = _Watcher(proc, grace_seconds, lambda: pids.descendants(os.getpid()))
     with watcher.forwarding_signals():
+        if started is not None:
+            started(proc.pid)
         returncode = proc.wait()  # signals run the handler, then the wait resumes (PEP 475)
     watcher.cancel_timer()
-    _stop_group(proc.pid, grace_seconds)
+    # Leftovers hold the log pipes open: stop them before waiting for the tees to drain.
+    pids.stop_all(pids.run_descendants, grace_seconds)
     for tee in tees:
         tee.join(timeout=5)
     return _outcome(returncode, watcher.received)
@@ -155,10 +165,14 @@ class _LogFile:
 
 
 class _Watcher:
-    """On SIGINT/SIGTERM stops the child's group: TERM now, KILL after the grace period."""
+    """On SIGINT/SIGTERM stops the child's group and every process of the run: TERM now,
+    KILL after the grace period."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], grace_seconds: float, find: Callable[[], list[int]]
+    ) -> None:
         self.proc = proc
+        self.find = find
         self.grace = grace_seconds
         self.received: int | None = None
         self.timer: threading.Timer | None = None
@@ -168,13 +182,19 @@ class _Watcher:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None:  # a second Ctrl-C: no more grace
-            _signal_group(self.proc.pid, signal.SIGKILL)
+            self._signal_all(signal.SIGKILL)
             return
         self.received = signum
-        _signal_group(self.proc.pid, signal.SIGTERM)
-        self.timer = threading.Timer(self.grace, _signal_group, (self.proc.pid, signal.SIGKILL))
+        self._signal_all(signal.SIGTERM)
+        self.timer = threading.Timer(self.grace, self._signal_all, (signal.SIGKILL,))
         self.timer.daemon = True
         self.timer.start()
+
+    def _signal_all(self, signum: int) -> None:
+        _signal_group(self.proc.pid, signum)
+        for pid in self.find():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -201,19 +221,6 @@ def _signal_group(pgid: int, signum: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
-
-
-def _stop_group(pgid: int, grace_seconds: float) -> None:
-    """Stop whatever the child left running in its group: TERM, then KILL after the grace."""
-    if not _signal_group(pgid, 0):
-        return
-    _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        if not _signal_group(pgid, 0):
-            return
-        time.sleep(0.05)
-    _signal_group(pgid, signal.SIGKILL)
 
 
 def _outcome(returncode: int, received: int | None) -> Outcome:

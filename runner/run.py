@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from runner import backends, envs, execute, settings, sources
+from runner import backends, envs, execute, pids, settings, sources
 from runner.backends.base import Backend, Job
 from runner.envs.base import EnvKind, KindOptions
 from runner.errors import RunnerError
@@ -139,10 +139,21 @@ def _run_checkout(
         carried=repeat.carried_params if repeat else (),
     )
     record.create()
+    _own_processes(record)
     _save_uncommitted(checkout, record.run_dir, progress)
     tracker = _tracker(record, entry, bound, checkout)
     code = _execute(record, kind, spec, checkout, bound, progress, tracker, backend)
     return RunResult(record.id, code)
+
+
+def _own_processes(record: RunRecord) -> None:
+    """Every process this run starts (builders and the command) carries its id, orphans come
+    back to the runner, and the runner's ids are on file: nothing of the run outlives it,
+    even if the runner is killed (docs/security.md, processes outlive their run)."""
+    os.environ[pids.RUN_TAG] = record.id
+    pids.become_subreaper()
+    record.run_dir.mkdir(parents=True, exist_ok=True)
+    pids.write_session(record.run_dir / pids.SESSION_FILE, record.id)
 
 
 def _tracker(
@@ -223,6 +234,9 @@ def _execute(
     except BaseException as exc:
         record.close("FAILED", None, f"internal error: {type(exc).__name__}: {exc}")
         raise
+    finally:  # e.g. a build interrupted: whatever its tools left, re-parented to us, ends too
+        grace = settings.get_float("grace_seconds", _config_dir(checkout))
+        pids.stop_all(pids.run_descendants, grace)
     record.close(outcome.status, outcome.exit_code, outcome.reason)
     progress.step(f"run {run_id[:8]} {outcome.status} (exit code {outcome.exit_code})")
     return outcome.exit_code

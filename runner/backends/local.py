@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner import execute
+from runner import execute, pids
 from runner.backends.base import Job, check_keys
 from runner.execute import Outcome
 
@@ -35,6 +35,9 @@ class LocalBackend:
             job.launch.env,
             job.run_dir / "logs",
             grace_seconds=job.grace_seconds,
+            started=lambda pid: pids.write_session(
+                job.run_dir / pids.SESSION_FILE, job.run_id, command_pid=pid
+            ),
         )
 
     def cancel(self, job_id: str) -> None:

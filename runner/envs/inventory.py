@@ -118,6 +118,8 @@ def collect(store_flag: str | None, dry_run: bool) -> list[str]:
     store = open_store(settings.get("store", store_flag), settings.get("artifacts"))
     if not store.exists():
         return []
+    if not dry_run:  # runs whose runner died: closed LOST, what they left running stopped
+        store.sweep_lost()
     return [line for name in KIND_CLASSES for line in new_kind(name).collect(store, dry_run)]
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from runner import settings
 from runner.errors import RunnerError, StoreError
-from runner.pids import pid_alive
+from runner.pids import SESSION_FILE, pid_alive, stop_lost_run
 from runner.tracking import journal, migrations, runindex
 from runner.tracking.artifacts import private_dirs, private_file
 from runner.tracking.db import Database, SQLiteDatabase, redact
@@ -276,6 +276,8 @@ class Store(TablesMixin):
         lost = [row[0] for row in rows if _is_lost(row[1], row[2], row[3], json.loads(row[4]))]
         for run_id in lost:
             self._mark_lost(run_id)
+            # What the dead runner left running here (its orphans went to init) is stopped.
+            stop_lost_run(self.artifact_dir(run_id) / SESSION_FILE, run_id)
         return len(lost)
 
     def _mark_lost(self, run_id: str) -> None:

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
+from runner import settings
+from runner.cache import can_clone
 from runner.errors import EnvError
-from runner.pids import die_with_parent
+from runner.pids import descendants, die_with_parent
 from runner.progress import Progress
 
 _INTERESTING = (
@@ -52,6 +54,20 @@ def uv_bin() -> str:
 
 
 @cache
+def link_mode() -> str:
+    """How uv puts package files into an environment: never `hardlink` or `symlink` (uv's
+    default hardlinks its cache's files into every venv, so a run writing to its own `six.py`
+    would change every other venv and the cache). `clone` where uv's cache and ours can
+    share blocks copy-on-write, else `copy`: uv's own `clone` falls back to hardlinks.
+    The user's UV_LINK_MODE is overridden for the same reason."""
+    out = subprocess.run([uv_bin(), "cache", "dir"], capture_output=True, text=True, check=False)
+    uv_cache = Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+    if uv_cache is not None and can_clone(uv_cache, settings.cache_dir()):
+        return "clone"
+    return "copy"
+
+
+@cache
 def uv_version() -> str:
     """`uv --version`, e.g. 'uv 0.13.9'."""
     out = subprocess.run([uv_bin(), "--version"], capture_output=True, text=True, check=False)
@@ -74,7 +90,7 @@ def start(args: Sequence[str], cwd: Path) -> Running:
     Call this from the main thread: the child's parent-death signal fires when the thread
     that started it ends. Its output is collected by reader threads until `wait`.
     """
-    env = dict(os.environ, UV_NO_PROGRESS="1", NO_COLOR="1")
+    env = dict(os.environ, UV_NO_PROGRESS="1", NO_COLOR="1", UV_LINK_MODE=link_mode())
     proc = subprocess.Popen(
         [uv_bin(), *args],
         cwd=cwd,
@@ -83,6 +99,7 @@ def start(args: Sequence[str], cwd: Path) -> Running:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        process_group=0,  # uv and the build backends it starts: stopped as one group
         preexec_fn=die_with_parent(signal.SIGKILL),
     )
     return Running(proc)
@@ -160,7 +177,13 @@ def _hint(lines: list[str]) -> str:
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
+    """Kill uv and every process under it: a build backend (a `setup.py` that runs for
+    minutes) must not keep running after Ctrl-C, nor write into a directory being removed."""
+    tree = descendants(proc.pid)  # before uv dies: its children would move to the runner
     with contextlib.suppress(OSError):
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
         proc.wait(timeout=10)
