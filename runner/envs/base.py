@@ -37,6 +37,9 @@ class Launch(NamedTuple):
     env: Mapping[str, str]
     #: Called once the command has ended, however it ended (docker: remove the container).
     cleanup: Callable[[], None] | None = None
+    #: The kind already put the command behind the run's MLflow endpoint where it runs (docker:
+    #: inside the container), or it cannot be; else run.py wraps it on this machine.
+    wrapped: bool = False
 
 
 class KindOptions(TypedDict, total=False):
