@@ -208,7 +208,7 @@ class State:
         """Check everything first, then apply all of it: a refused batch changes nothing."""
         _check_batch_size(metrics, params, tags)
         run = self.run(run_id)
-        points = [_metric(m) for m in metrics]
+        points = [_metric(m) for m in metrics if not self._model_link(run, m)]
         pairs = [(str(p.get("key", "")), _text(p.get("value"))) for p in params]
         for key, value in pairs:
             _check_param(key, value)
@@ -229,6 +229,16 @@ class State:
                 events.append(self._pair(run, "tag", key, value))
             if events:
                 self.events.write(*events)
+
+    def _model_link(self, run: Run, raw: dict[str, Any]) -> bool:
+        """MLflow 3's `log_model` logs the run's metrics again with the model's id, to link
+        them: the same point a second time, not a new one."""
+        if not raw.get("model_id"):
+            return False
+        key, value, ts, step = _metric(raw)
+        same = (value, ts, step)
+        return any(p == same or (p[1:] == same[1:] and math.isnan(p[0]) and math.isnan(value))
+                   for p in run.metrics.get(key, ()))  # fmt: skip
 
     def _new_params(self, run: Run, pairs: list[tuple[str, str]]) -> dict[str, str]:
         new: dict[str, str] = {}
