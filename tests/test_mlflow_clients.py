@@ -134,3 +134,22 @@ def test_sklearn_autolog_nested_runs_datasets_and_log_model(tmp_path: Path) -> N
     names = {o["name"] for o in record["outputs"]}
     assert {"logged/models/enet/MLmodel", "logged/models/enet/model.pkl"} <= names
     assert untracked(path) == ""
+
+
+def test_a_project_that_sets_its_own_tracking_uri_wins_and_the_record_says_where(
+    tmp_path: Path,
+) -> None:
+    path = project(tmp_path / "p", "mlflow-skinny==3.18.*")
+    train = path / "train.py"
+    own = tmp_path / "own-store"
+    text = train.read_text().replace(
+        "mode = sys.argv[1]\n",
+        "mode = sys.argv[1]\nos.environ['MLFLOW_ALLOW_FILE_STORE'] = 'true'\n"
+        "os.environ.pop('MLFLOW_RUN_ID')  # as under mlflow run: that run is not in its store\n"
+        f'mlflow.set_tracking_uri("file://{own}")\n',
+    )
+    commit(path, {"train.py": text})
+    record = run(path, "bare")
+    assert record["mlflow"]["tracking_uri"] == f"file://{own}"
+    assert record["logged_params"] == {}  # it went where the project said
+    assert own.is_dir()

@@ -242,3 +242,28 @@ def test_nested_runs_models_and_datasets_go_to_the_mlflow_section(endpoint: Endp
     assert found["models"][0]["path"] == "logged/models/enet"
     assert found["models"][0]["status"] == "LOGGED_MODEL_READY"
     assert (Path(endpoint.logged) / "models" / "enet" / "MLmodel").read_bytes() == b"flavors: {}"
+
+
+def test_config_and_cache_files_are_noise_not_inputs(tmp_path: Path) -> None:
+    from support.cli import cli, last_record, ok
+    from support.projects import make_project
+
+    config, cache = tmp_path / "config", tmp_path / "xdg-cache"
+    (config / "mlflow").mkdir(parents=True)
+    (config / "mlflow" / "telemetry.json").write_text("{}")
+    code = (
+        "import os\n"
+        "open(os.path.join(os.environ['XDG_CONFIG_HOME'], 'mlflow', 'telemetry.json')).read()\n"
+        "d = os.path.join(os.environ['XDG_CACHE_HOME'], 'matplotlib')\n"
+        "os.makedirs(d, exist_ok=True)\n"
+        "open(os.path.join(d, 'fontlist-v390.json'), 'w').write('[]')\n"
+        "open('data.csv').read()\n"
+    )
+    project = make_project(tmp_path / "p", {
+        "MLproject": "name: n\nentry_points:\n  main:\n    command: python run.py\n",
+        "run.py": code, "data.csv": "a\n1\n"})  # fmt: skip
+    ok(cli(str(project), "-q", env={"XDG_CACHE_HOME": str(cache)}))
+    record = last_record()
+    paths = [i["path"] for i in record["inputs"]] + [o["path"] for o in record["outputs"]]
+    assert paths == [str(project / "data.csv")]
+    assert record["capture"]["noise"] == {"files": 2}

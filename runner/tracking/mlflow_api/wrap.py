@@ -22,6 +22,7 @@ def child_env(uri: str, token: str, experiment: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         MLFLOW_TRACKING_URI=uri,
+        RUN_PROJECT_MLFLOW_URI=uri,  # the client's exit report compares with it
         MLFLOW_TRACKING_TOKEN=token,
         MLFLOW_RUN_ID=env["RUN_PROJECT_RUN_ID"],
         MLFLOW_EXPERIMENT_ID="0",
