@@ -4,6 +4,7 @@ mlflow-skinny 2.22 and 3.18 (with scikit-learn), from PyPI into virtualenvs buil
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,74 @@ def test_a_project_that_sets_its_own_tracking_uri_wins_and_the_record_says_where
     assert record["mlflow"]["tracking_uri"] == f"file://{own}"
     assert record["logged_params"] == {}  # it went where the project said
     assert own.is_dir()
+
+
+DOCKER_TRAIN = """\
+import sys
+sys.path.insert(0, "/mlflow-site")
+import mlflow
+mlflow.log_param("where", "container")
+for step in range(3):
+    mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+with open("/tmp/report.txt", "w") as out:
+    out.write("from the container")
+mlflow.log_artifact("/tmp/report.txt", "reports")
+print("done", mlflow.get_tracking_uri())
+"""
+
+
+def test_a_docker_run_logs_through_mlflow_inside_the_container(
+    tmp_path: Path, uv_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The endpoint runs in the container on its own 127.0.0.1 (nothing listens beyond this
+    machine's loopback), with MLflow from PyPI mounted in (the test image is made offline)."""
+    import fcntl
+    import sys
+
+    from runner.envs.python.uvtool import uv_bin
+    from support.docker_image import docker_ready, ensure_base_image
+    from support.services import require
+
+    why = docker_ready()
+    if why is not None:
+        require("docker", why)
+    with open(tmp_path_factory.getbasetemp().parent / "docker-base-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        image = ensure_base_image()
+    site = tmp_path / "site"
+    subprocess.run([str(uv_bin()), "pip", "install", "-q", "--python", sys.executable,
+                    "--target", str(site), "mlflow-skinny==3.18.*"], check=True,
+                   env={**__import__("os").environ, "UV_CACHE_DIR": str(uv_cache)})  # fmt: skip
+    # The offline test image carries only what its Python needs; the extension modules of
+    # MLflow's dependencies (pydantic-core) need a few more system libraries, mounted beside.
+    (site / "_libs").mkdir()
+    for lib in _libraries_of(site):
+        shutil.copy(lib, site / "_libs" / Path(lib).name)
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "MLproject").write_text(
+        f"name: d\ndocker_env:\n  image: {image}\n  volumes: ['{site}:/mlflow-site:ro']\n"
+        "  environment: [['LD_LIBRARY_PATH', '/mlflow-site/_libs']]\n"
+        "entry_points:\n  main:\n    command: python train.py\n"
+    )
+    (root / "train.py").write_text(DOCKER_TRAIN)
+    ok(cli(str(root), "--allow-docker-volumes", "-q", timeout=900))
+    record = records()[0]
+    assert record["env"]["kind"] == "docker"
+    assert record["logged_params"] == {"where": "container"}
+    assert record["metrics"]["loss"]["count"] == 3 and record["metrics"]["loss"]["last"] == 1 / 3
+    assert record["mlflow"]["tracking_uri"] == "served"
+    run_dir = tmp_path / "store" / "artifacts" / record["id"]
+    assert (run_dir / "logged" / "reports" / "report.txt").read_text() == "from the container"
+    assert "logged/reports/report.txt" in {o["name"] for o in record["outputs"]}
+    assert sorted(p.name for p in root.iterdir()) == ["MLproject", "train.py"]
+
+
+def _libraries_of(site: Path) -> set[str]:
+    found: set[str] = set()
+    for module in site.rglob("*.so"):
+        out = subprocess.run(["ldd", str(module)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if "=> /" in line and "libc.so" not in line and "ld-linux" not in line:
+                found.add(line.split("=> ")[1].split(" (")[0])
+    return found
