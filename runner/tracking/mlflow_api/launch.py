@@ -1,7 +1,7 @@
 """How run-project starts the command behind the endpoint (imported by the runner; cheap).
 
-The wrapper runs with `-I` (isolated: the project's PYTHONPATH, PYTHONSTARTUP and user site
-do not reach it) and imports this directory as the package `run_project_mlflow` from the
+The wrapper runs with `-I -S` (isolated, no site: the project's PYTHONPATH, PYTHONSTARTUP,
+user site and .pth files neither reach it nor cost it time; it needs only the stdlib) and imports this directory as the package `run_project_mlflow` from the
 directory above it, so the same files serve on this machine, read-only inside a container,
 and beside a cluster job.
 """
@@ -15,7 +15,7 @@ MOUNTED = "run_project_mlflow"  # this directory alone, mounted into a container
 
 
 def boot_code(parent: str, package: str) -> str:
-    """`python -I -c` code that imports the wrapper as `package` from `parent`."""
+    """`python -I -S -c` code that imports the wrapper as `package` from `parent`."""
     return (
         f"import sys; sys.path.insert(0, {parent!r}); "
         f"from {package}.wrap import main; sys.exit(main(sys.argv[1:]))"
@@ -30,10 +30,10 @@ def package_dir() -> str:
 def wrapped_here(python: str, argv: tuple[str, ...]) -> tuple[str, ...]:
     """argv behind the endpoint, run by this machine's `python` (the local kinds)."""
     parent = os.path.dirname(os.path.dirname(os.path.dirname(package_dir())))
-    return (python, "-I", "-c", boot_code(parent, HERE), "--", *argv)
+    return (python, "-I", "-S", "-c", boot_code(parent, HERE), "--", *argv)
 
 
 def wrapped_mounted(python: str, parent: str, argv: tuple[str, ...]) -> tuple[str, ...]:
     """argv behind the endpoint where this directory is mounted as `parent`/run_project_mlflow
     and signals reach the wrapper alone (docker --init)."""
-    return (python, "-I", "-c", boot_code(parent, MOUNTED), "--forward-signals", "--", *argv)
+    return (python, "-I", "-S", "-c", boot_code(parent, MOUNTED), "--forward-signals", "--", *argv)

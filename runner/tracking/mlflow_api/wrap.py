@@ -1,6 +1,6 @@
 """Start the endpoint, run the command with MLflow's variables, exit as the command exited.
 
-    python -I -c BOOT [--forward-signals] -- COMMAND...      (see `launch.py`)
+    python -I -S -c BOOT [--forward-signals] -- COMMAND...      (see `launch.py`)
 
 The command runs in this process's group. On this machine run-project signals the whole
 group, so the command already gets Ctrl-C/SIGTERM and this wrapper only waits for it; inside a
