@@ -1,9 +1,10 @@
 """How run-project starts the command behind the endpoint (imported by the runner; cheap).
 
 The wrapper runs with `-I -S` (isolated, no site: the project's PYTHONPATH, PYTHONSTARTUP,
-user site and .pth files neither reach it nor cost it time; it needs only the stdlib) and imports this directory as the package `run_project_mlflow` from the
-directory above it, so the same files serve on this machine, read-only inside a container,
-and beside a cluster job.
+user site and .pth files neither reach it nor cost it time; it needs only the stdlib). On
+this machine it imports this package from run-project's own tree; elsewhere this directory
+alone is mounted as `run_project_mlflow` (read-only inside a container), and later shipped
+beside a cluster job.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -33,13 +34,24 @@ CHUNK = 1 << 20
 class Endpoint:
     """One run's endpoint: state, token, the `logged/` root, and the server thread."""
 
-    def __init__(self, state: State, token: str, logged: str) -> None:
+    def __init__(
+        self, state: State, token: str, logged: str, listener: socket.socket | None = None
+    ) -> None:
+        """Serve on `listener` when given (a socket the wrapper bound before this module was
+        imported, so the command could start meanwhile), else on a new 127.0.0.1 port."""
         self.state = state
         self.token = token
         self.logged = os.path.realpath(logged)
         os.makedirs(self.logged, exist_ok=True)
         handler = type("Handler", (_Handler,), {"endpoint": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
+        if listener is None:
+            self.server.server_bind()
+            self.server.server_activate()
+        else:
+            self.server.socket.close()
+            self.server.socket = listener
+            self.server.server_address = listener.getsockname()
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="mlflow-endpoint")
 

@@ -15,6 +15,10 @@ import signal
 import subprocess
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
@@ -35,23 +39,52 @@ def child_env(uri: str, token: str, experiment: str) -> dict[str, str]:
     return env
 
 
-def serve() -> tuple[object, dict[str, str]]:
-    """The running endpoint and the command's environment, or (None, env) when the user's own
+class Serving:
+    """The endpoint, served from a thread that imports it while the command already starts:
+    the port is bound first, and a client that connects early waits in the listen queue."""
+
+    def __init__(self, events_path: str) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.uri = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.token = os.urandom(24).hex()
+        self.events_path = events_path
+        self.experiment = os.environ.get("RUN_PROJECT_EXPERIMENT") or "Default"
+        self.endpoint: Any = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="mlflow-endpoint", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            from .server import Endpoint
+            from .state import Events, State
+
+            state = State(Events(self.events_path), os.environ["RUN_PROJECT_RUN_ID"],
+                          self.experiment, os.environ.get("RUN_PROJECT_RUN_NAME", ""))  # fmt: skip
+            logged = os.path.join(os.path.dirname(self.events_path), "logged")
+            self.endpoint = Endpoint(state, self.token, logged, self.listener)
+        finally:
+            self.ready.set()
+        self.endpoint.server.serve_forever()
+
+    def stop(self) -> None:
+        self.ready.wait(30)
+        if self.endpoint is not None:
+            self.endpoint.stop()
+
+
+def serve() -> tuple[Serving | None, dict[str, str]]:
+    """The endpoint and the command's environment, or (None, env) when the user's own
     MLFLOW_TRACKING_URI wins (docs/tracking.md, "MLflow projects")."""
-    events_path = os.environ["RUN_PROJECT_EVENTS"]
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None, dict(os.environ)
-    from .server import Endpoint
-    from .state import Events, State
-
-    experiment = os.environ.get("RUN_PROJECT_EXPERIMENT") or "Default"
-    run_id = os.environ["RUN_PROJECT_RUN_ID"]
-    run_name = os.environ.get("RUN_PROJECT_RUN_NAME", "")
-    state = State(Events(events_path), run_id, experiment, run_name)
-    token = os.urandom(24).hex()
-    endpoint = Endpoint(state, token, os.path.join(os.path.dirname(events_path), "logged"))
-    endpoint.start()
-    return endpoint, child_env(endpoint.uri, token, experiment)
+    serving = Serving(os.environ["RUN_PROJECT_EVENTS"])
+    return serving, child_env(serving.uri, serving.token, serving.experiment)
 
 
 def main(args: list[str]) -> int:
@@ -72,7 +105,7 @@ def main(args: list[str]) -> int:
         signal.signal(signum, on_signal)  # a Python handler, reset for the command on exec
     code = proc.wait()
     if endpoint is not None:
-        endpoint.stop()  # type: ignore[attr-defined]
+        endpoint.stop()
     if code < 0:
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
