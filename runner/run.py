@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from runner import backends, envs, execute, pids, settings, sources
 from runner.backends.base import Backend, Job
-from runner.envs.base import EnvKind, KindOptions
+from runner.envs.base import EnvKind, KindOptions, Launch
 from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.project import manifest, params
@@ -201,8 +201,8 @@ def _execute(
         with record.heartbeat(), envs.prepared(kind, spec, checkout, progress) as env:
             _save_lock(env, run_dir)
             inputs = tracker.before(env.env_dir)
-            child_env = tracker.child_env(_child_env(run_id, run_dir))
-            launch = kind.command(env.env_dir, bound.argv, child_env)
+            child_env = tracker.child_env(_child_env(record))
+            launch = _behind_mlflow_endpoint(kind.command(env.env_dir, bound.argv, child_env))
             tracker.foreign_view(launch.view, remote=backend.name != "local")
             record.running(
                 inputs,
@@ -259,14 +259,33 @@ def _save_lock(env: envs.Prepared, run_dir: Path) -> None:
         (run_dir / "env" / env.lock.lock_name).write_text(env.lock.lock_text)
 
 
-def _child_env(run_id: str, run_dir: Path) -> dict[str, str]:
+def _behind_mlflow_endpoint(launch: Launch) -> Launch:
+    """The command started by the MLflow endpoint's wrapper, on this machine (docs/tracking.md,
+    "MLflow projects"); a kind that runs it elsewhere (docker) wraps it there itself. A command
+    that is not found is left as it is, so its error stays the usual one."""
+    import shutil
+    import sys
+
+    from runner.tracking.mlflow_api.launch import wrapped_here
+
+    if launch.wrapped or not launch.argv:
+        return launch
+    if shutil.which(launch.argv[0], path=launch.env.get("PATH", os.defpath)) is None:
+        return launch
+    return launch._replace(argv=wrapped_here(sys.executable, launch.argv))
+
+
+def _child_env(record: RunRecord) -> dict[str, str]:
+    run_dir, document = record.run_dir, record.document()
     output_dir = run_dir / "outputs"
     output_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(
-        RUN_PROJECT_RUN_ID=run_id,
+        RUN_PROJECT_RUN_ID=record.id,
         RUN_PROJECT_EVENTS=str(run_dir / "events.jsonl"),
         RUN_PROJECT_OUTPUT_DIR=str(output_dir),
+        RUN_PROJECT_EXPERIMENT=str(document["experiment"]),
+        RUN_PROJECT_RUN_NAME=str(document["run_name"]),
     )
     env.setdefault("PYTHONUNBUFFERED", "1")  # logs stream live instead of at exit
     return env

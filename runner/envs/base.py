@@ -41,6 +41,9 @@ class Launch(NamedTuple):
     #: the run's directories, {its path: "workdir" | "outputs"}. Paths in its events are
     #: read only inside those (tracking/foreign.py).
     view: Mapping[str, str] | None = None
+    #: The kind already put the command behind the run's MLflow endpoint where it runs (docker:
+    #: inside the container), or it cannot be; else run.py wraps it on this machine.
+    wrapped: bool = False
 
 
 class KindOptions(TypedDict, total=False):

@@ -60,6 +60,7 @@ class Captured:
         self.outputs: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self.stored_bytes = 0
+        self.noise_files = 0  # opened under the user's config/cache dirs: counted, not kept
 
 
 class Capture:
@@ -104,6 +105,7 @@ class Capture:
         self._output_dir(candidates)
         for path in self._globbed(self.plan.declared_outputs, "declared output"):
             self._offer(candidates, path, "declared")
+        opened = self._without_noise(opened)
         for raw, modes in sorted(opened.items()):
             if "w" in modes:
                 self._offer(candidates, Path(raw), "opened")
@@ -145,6 +147,15 @@ class Capture:
     def _refuse_foreign(self, raw: str, what: str) -> None:
         self._warn(f"event path {raw} ({what}) is outside the directories the run shares with "
                    "its container or cluster job; refused, nothing read")  # fmt: skip
+
+    def _without_noise(self, opened: dict[str, set[str]]) -> dict[str, set[str]]:
+        """Files under the user's config and cache directories (MLflow's telemetry file,
+        matplotlib's font list) are tools' state, not the run's data: counted, not kept
+        (tests/test_mlflow_endpoint.py::test_config_and_cache_files_are_noise_not_inputs)."""
+        roots = noise_roots()
+        kept = {p: m for p, m in opened.items() if not p.startswith(roots)}
+        self.result.noise_files += len(opened) - len(kept)
+        return kept
 
     # -- inputs ---------------------------------------------------------------------------
     def _add_input(self, path: Path, source: str, param: str | None = None) -> None:
@@ -319,6 +330,18 @@ class Capture:
         if message not in self.result.warnings:
             self.result.warnings.append(message)
             print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def noise_roots() -> tuple[str, ...]:
+    """The user's config and cache directories (XDG, else ~/.config and ~/.cache)."""
+    home = os.path.expanduser("~")
+    roots = {
+        os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"),
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"),
+        os.path.join(home, ".config"),
+        os.path.join(home, ".cache"),
+    }
+    return tuple({os.path.join(p, "") for r in roots for p in (r, os.path.realpath(r))})
 
 
 def limit_setting(project_dir: Path | None = None) -> int:

@@ -9,6 +9,11 @@ One event per line, from the injected Python client or from any language:
     {"type": "artifact", "path": "plots/loss.png", "name": "plots/loss.png"}
     {"type": "open", "path": "/data/train.csv", "mode": "r"}      (written by the audit hook)
 
+and from the MLflow endpoint (runner/tracking/mlflow_api/; docs/tracking.md, "MLflow
+projects"): `stored`, `tag_deleted`, `model`, `dataset`, `mlflow_run`, `mlflow_experiment`,
+`mlflow_warning`, `mlflow_uri`; a metric, param or tag event with a `run` key belongs to a
+nested MLflow run and goes to its entry under the record's `mlflow.runs`.
+
 Metric points wait in `Ingested.pending_points` until written in batches, so 100k points in
 one run cost seconds. A malformed line is skipped and counted; the user gets one warning
 naming the first bad line.
@@ -26,6 +31,7 @@ from typing import Any
 
 MAX_KEY = 250
 MAX_VALUE = 6000
+MAX_TAG_VALUE = 8000  # MLflow's limits: param values 6000 characters, tag values 8000
 
 
 class Ingested:
@@ -41,6 +47,7 @@ class Ingested:
         self.first_bad = ""
         self.pending_points: list[tuple[str, float | None, int, float]] = []
         self.pending_pairs = False
+        self.mlflow: dict[str, Any] = {}  # the record's `mlflow` section, once anything came
 
 
 class EventReader:
@@ -85,7 +92,9 @@ class EventReader:
     def _apply(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         state = self.state
-        if kind == "metric":
+        if event.get("run") or kind in MLFLOW_EVENTS:
+            self._mlflow(kind, event)
+        elif kind == "metric":
             key = _key(event["key"])
             value = float(event["value"])
             step = event.get("step")
@@ -97,8 +106,11 @@ class EventReader:
             _summarise(state.metrics, key, value, step)
         elif kind in ("param", "tag"):
             target = state.params if kind == "param" else state.tags
-            target[_key(event["key"])] = _value(event["value"])
+            limit = MAX_VALUE if kind == "param" else MAX_TAG_VALUE
+            target[_key(event["key"])] = _value(event["value"], limit)
             state.pending_pairs = True
+        elif kind == "tag_deleted":
+            state.tags.pop(_key(event["key"]), None)
         elif kind == "artifact":
             path = os.path.join(self.workdir, str(event["path"]))
             name = str(event["name"]) if "name" in event else os.path.basename(str(event["path"]))
@@ -109,10 +121,81 @@ class EventReader:
         else:
             raise ValueError(f"unknown event type {kind!r}")
 
+    def _mlflow(self, kind: str, event: dict[str, Any]) -> None:
+        """What came through the MLflow endpoint beyond the run's own params/metrics/tags."""
+        section = self.state.mlflow
+        if kind == "stored":
+            name = str(event["name"])
+            if not name.startswith("logged/"):
+                raise ValueError(f"stored file {name!r} is not under logged/")
+            self.state.artifacts.append((str(self.path.parent / name), name[len("logged/") :]))
+        elif kind == "mlflow_uri":
+            section["tracking_uri"] = str(event["uri"])
+        elif kind == "mlflow_warning":
+            warnings = section.setdefault("warnings", [])
+            if len(warnings) < 100:
+                warnings.append(str(event["message"])[:500])
+        elif kind == "mlflow_experiment":
+            section.setdefault("experiments", {})[str(event["id"])] = str(event["name"])
+        elif kind == "dataset":
+            dataset = {k: str(event.get(k, "")) for k in DATASET_FIELDS}
+            section.setdefault("datasets", []).append(dataset)
+        elif kind == "model":
+            models = section.setdefault("models", {})
+            models[str(event["model_id"])] = {k: v for k, v in event.items() if k != "type"}
+        elif kind == "mlflow_run":
+            entry = self._nested(str(event["id"]))
+            entry["name"] = str(event.get("name") or "")
+            entry["parent"] = event.get("parent")
+            entry["status"] = str(event.get("status") or "")
+        else:
+            self._nested_value(kind, event)
+
+    def _nested(self, run_id: str) -> dict[str, Any]:
+        runs = self.state.mlflow.setdefault("runs", {})
+        if run_id not in runs:
+            runs[run_id] = {"name": "", "parent": None, "status": "", "params": {},
+                            "tags": {}, "metrics": {}}  # fmt: skip
+        entry: dict[str, Any] = runs[run_id]
+        return entry
+
+    def _nested_value(self, kind: str, event: dict[str, Any]) -> None:
+        entry = self._nested(str(event["run"]))
+        if kind == "metric":
+            value, step = float(event["value"]), int(event.get("step") or 0)
+            _summarise(entry["metrics"], _key(event["key"]), value, step)
+        elif kind == "param":
+            entry["params"][_key(event["key"])] = _value(event["value"])
+        elif kind == "tag":
+            entry["tags"][_key(event["key"])] = _value(event["value"], MAX_TAG_VALUE)
+        elif kind == "tag_deleted":
+            entry["tags"].pop(str(event["key"]), None)
+        elif kind == "dataset":
+            self.state.mlflow.setdefault("datasets", []).append(
+                {**{k: str(event.get(k, "")) for k in DATASET_FIELDS}, "run": str(event["run"])}
+            )
+        else:
+            raise ValueError(f"unknown event type {kind!r} for a nested run")
+
     def summary(self) -> dict[str, Any]:
         """The record's view of what was logged so far."""
         state = self.state
-        return {"metrics": state.metrics, "logged_params": state.params, "tags": state.tags}
+        found = {"metrics": state.metrics, "logged_params": state.params, "tags": state.tags}
+        if state.mlflow:
+            section = dict(state.mlflow)
+            if "runs" in section:
+                section["runs"] = [{"id": k, **v} for k, v in section["runs"].items()]
+            if "models" in section:
+                section["models"] = list(section["models"].values())
+            found["mlflow"] = section
+        return found
+
+
+MLFLOW_EVENTS = frozenset(
+    {"stored", "mlflow_uri", "mlflow_warning", "mlflow_experiment", "dataset", "model",
+     "mlflow_run"}
+)  # fmt: skip
+DATASET_FIELDS = ("name", "digest", "source_type", "source", "context")
 
 
 def _key(raw: Any) -> str:
@@ -122,10 +205,10 @@ def _key(raw: Any) -> str:
     return key
 
 
-def _value(raw: Any) -> str:
+def _value(raw: Any, limit: int = MAX_VALUE) -> str:
     value = raw if isinstance(raw, str) else json.dumps(raw)
-    if len(value) > MAX_VALUE:
-        raise ValueError(f"value longer than {MAX_VALUE} characters")
+    if len(value) > limit:
+        raise ValueError(f"value longer than {limit} characters")
     return value
 
 

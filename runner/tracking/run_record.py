@@ -233,6 +233,7 @@ class RunRecord:
                     "stored_bytes": result.stored_bytes,
                     "bad_event_lines": bad_event_lines,
                     "limit_bytes": limit_bytes,
+                    **({"noise": {"files": result.noise_files}} if result.noise_files else {}),
                 },
             }
         )

@@ -128,7 +128,7 @@ class DockerEnv(KindDefaults):
         # The client gets this machine's variables (DOCKER_HOST, and the values that
         # --allow-host-env passes through by name); the container only gets those named.
         client_env = {**env, **docker_cli.client_env()}
-        return Launch(argv=tuple(run_args), env=client_env,
+        return Launch(argv=tuple(run_args), env=client_env, wrapped=True,
                       cleanup=lambda: docker_cli.remove_container(name),
                       view=docker_run.CONTAINER_VIEW)  # fmt: skip
 

@@ -119,8 +119,37 @@ def run_argv(
     if os.getuid() != 0:  # files in the output dir belong to the user, not to root
         args += [f"--user={os.getuid()}:{os.getgid()}", "--env=HOME=/tmp"]
     args += user_args(options.docker_args)
-    args += ["--workdir=/project", image_id, *argv]
+    args += ["--workdir=/project", image_id, *_behind_mlflow_endpoint(argv, env)]
     return args, name
+
+
+def _behind_mlflow_endpoint(argv: tuple[str, ...], env: Mapping[str, str]) -> list[str]:
+    """The command behind the run's MLflow endpoint, served inside the container on its own
+    127.0.0.1 by the image's Python (docs/tracking.md, "MLflow projects"). An image without
+    Python (or without sh to look for it) runs the command as it is, and the record says so."""
+    if not env.get("RUN_PROJECT_EVENTS"):
+        return list(argv)
+    from runner.tracking.mlflow_api.launch import wrapped_mounted
+
+    no_python = json_line({"type": "mlflow_warning",
+                           "message": "the image has no python: no MLflow endpoint"})  # fmt: skip
+    wrapper = wrapped_mounted('"$p"', f"{CONTAINER_DIR}/lib", ())[1:-1]
+    script = (
+        'for p in python3 python; do if command -v "$p" >/dev/null 2>&1; then '
+        f'exec "$p" {" ".join(_sh_quote(a) for a in wrapper)} -- "$@"; fi; done; '
+        f'printf \'%s\\n\' {_sh_quote(no_python)} >> "$RUN_PROJECT_EVENTS"; exec "$@"'
+    )
+    return ["/bin/sh", "-c", script, "run-project", *argv]
+
+
+def json_line(event: dict[str, str]) -> str:
+    import json
+
+    return json.dumps(event, separators=(",", ":"))
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _run_mounts(env: Mapping[str, str]) -> list[str]:
@@ -139,7 +168,24 @@ def _run_mounts(env: Mapping[str, str]) -> list[str]:
                  f"--env=RUN_PROJECT_OUTPUT_DIR={CONTAINER_DIR}/outputs"]  # fmt: skip
     if env.get("RUN_PROJECT_RUN_ID"):
         args.append(f"--env=RUN_PROJECT_RUN_ID={env['RUN_PROJECT_RUN_ID']}")
+    if events:
+        args += _mlflow_mounts(env, Path(events).parent)
     args += _client_module(env)
+    return args
+
+
+def _mlflow_mounts(env: Mapping[str, str], run_dir: Path) -> list[str]:
+    """The endpoint's code (read-only) and the run's logged/ directory, where it stores what
+    the command logs; the run's experiment and name for MLflow's view of the run."""
+    from runner.tracking.mlflow_api.launch import MOUNTED, package_dir
+
+    logged = run_dir / "logged"
+    logged.mkdir(parents=True, exist_ok=True)
+    args = [f"--volume={package_dir()}:{CONTAINER_DIR}/lib/{MOUNTED}:ro",
+            f"--volume={logged}:{CONTAINER_DIR}/logged"]  # fmt: skip
+    for name in ("RUN_PROJECT_EXPERIMENT", "RUN_PROJECT_RUN_NAME"):
+        if env.get(name):
+            args.append(f"--env={name}={env[name]}")
     return args
 
 

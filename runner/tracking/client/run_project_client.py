@@ -110,6 +110,26 @@ def log_artifact(path: str, name: str | None = None) -> None:
     _emit({"type": "artifact", "path": os.path.abspath(path), "name": chosen})
 
 
+# -- where MLflow logged -------------------------------------------------------------------
+def report_mlflow_uri() -> None:
+    """At exit: if this process used MLflow and its tracking URI is not the run's endpoint (the
+    project chose its own), say where its logging went, credentials removed."""
+    mlflow = sys.modules.get("mlflow")
+    served = os.environ.get("RUN_PROJECT_MLFLOW_URI")
+    if mlflow is None or not os.environ.get("RUN_PROJECT_EVENTS"):
+        return
+    try:
+        uri = str(mlflow.get_tracking_uri())
+    except Exception:  # an MLflow too broken to answer: nothing to report
+        return
+    if uri == served:
+        return
+    scheme, sep, rest = uri.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        rest = rest.split("@", 1)[1]
+    _emit({"type": "mlflow_uri", "uri": scheme + sep + rest if sep else uri})
+
+
 # -- automatic file capture -------------------------------------------------------------------
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".so", ".pth", ".pyi")

@@ -16,6 +16,9 @@ def _install() -> None:
         import run_project_client  # type: ignore[import-not-found, unused-ignore]
 
         run_project_client.install_audit_hook()
+        import atexit  # built in: free for a run that never imports MLflow
+
+        atexit.register(run_project_client.report_mlflow_uri)
     except Exception as exc:  # capture is best effort; the run itself must go on
         sys.stderr.write(f"run-project: file capture disabled: {exc}\n")
 
