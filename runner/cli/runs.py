@@ -36,9 +36,10 @@ def main(args: Sequence[str]) -> int:
         "--json", action="store_true", help="the record as JSON (run-record schema)"
     )
     shower.add_argument("--store")
-    from runner.cli import runs_compare
+    from runner.cli import runs_compare, runs_push
 
     runs_compare.add_parsers(sub)
+    runs_push.add_parser(sub)
     ns = parser.parse_args(args)
     store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
     store.sweep_lost()
@@ -46,6 +47,8 @@ def main(args: Sequence[str]) -> int:
         records = runs_compare.select(store, ns)
         print(json.dumps(records, indent=2) if ns.json else format_table(records))
         return 0
+    if ns.command == "push":
+        return runs_push.run(store, ns)
     if ns.command != "show":
         return runs_compare.run(store, ns)
     record = store.get_run(ns.run_id)
