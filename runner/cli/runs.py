@@ -52,7 +52,12 @@ def main(args: Sequence[str]) -> int:
     if ns.command != "show":
         return runs_compare.run(store, ns)
     record = store.get_run(ns.run_id)
-    print(json.dumps(record, indent=2) if ns.json else format_record(record))
+    if ns.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    print(format_record(record))
+    for child_id, name, status in store.children_of(record["id"]):
+        print(f"child run: {child_id} {name} {status}")
     return 0
 
 
