@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from runner.tracking.store import open_store
 from support.cli import cli, last_record, ok
 from support.clusters import free_ports
 from support.mlflow_server import MlflowServer, read_back
 from support.projects import make_project
 
+DATASET = {"name": "wine", "digest": "a1b2c3d4", "source_type": "local",
+           "source": '{"uri": "/data/wine.csv"}', "context": "training"}  # fmt: skip
 POINTS = 2500  # over log-batch's 1000 metrics per call
 PARAMS = 150  # over its 100 params per call
 
@@ -50,12 +53,21 @@ def _logged_run(tmp_path: Path) -> dict[str, object]:
     return last_record()
 
 
+def _with_dataset(run_id: str, store: Path) -> None:
+    """The record section the MLflow tracking endpoint writes for mlflow.log_input, set
+    here directly in the store (the run above logged through run_project_client)."""
+    opened = open_store(str(store))
+    opened.update_run(run_id, {"mlflow": {"datasets": [DATASET]}})
+    opened.close()
+
+
 @pytest.mark.slow
 def test_push_copies_params_every_metric_point_tags_and_files_and_twice_creates_nothing(
     tmp_path: Path, mlflow_tracking: MlflowServer
 ) -> None:
     record = _logged_run(tmp_path)
     run_id = str(record["id"])
+    _with_dataset(run_id, tmp_path / "store")
     pushed = ok(cli("runs", "push", run_id[:8], "--to", mlflow_tracking.url,
                     "--experiment", "push-full", env=mlflow_tracking.env, timeout=600))  # fmt: skip
     assert "created" in pushed.out
@@ -75,6 +87,7 @@ def test_push_copies_params_every_metric_point_tags_and_files_and_twice_creates_
     assert run["history"]["inf_metric"][0][1] > 1e300
     assert "model/MLmodel" in run["files"]
     assert {"run_project/record.json", "run_project/logs/stdout.log"} <= set(run["files"])
+    assert run["datasets"] == [["wine", "a1b2c3d4", {"mlflow.data.context": "training"}]]
 
     again = ok(cli("runs", "push", run_id, "--to", mlflow_tracking.url,
                    "--experiment", "push-full", env=mlflow_tracking.env, timeout=600))  # fmt: skip
@@ -82,6 +95,7 @@ def test_push_copies_params_every_metric_point_tags_and_files_and_twice_creates_
     (same,) = read_back(mlflow_tracking, "push-full")["runs"]
     assert same["run_id"] == run["run_id"]
     assert len(same["history"]["loss"]) == POINTS
+    assert len(same["datasets"]) == 1
 
 
 @pytest.mark.slow

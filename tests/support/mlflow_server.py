@@ -139,7 +139,10 @@ if experiment is not None:
                   for m in client.get_metric_history(run.info.run_id, key)]
             for key in run.data.metrics
         }
+        datasets = [[d.dataset.name, d.dataset.digest, {t.key: t.value for t in d.tags}]
+                    for d in run.inputs.dataset_inputs]
         out["runs"].append({"run_id": run.info.run_id, "status": run.info.status,
+                            "datasets": datasets,
                             "params": run.data.params, "tags": run.data.tags,
                             "history": history, "files": sorted(files())})
 print(json.dumps(out))

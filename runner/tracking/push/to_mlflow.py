@@ -99,6 +99,7 @@ def _push_one(server: MlflowServer, store: Store, record: dict[str, Any], exp: s
     pushed = Pushed(str(record["id"]), str(info["run_id"]), exp, created)
     existing = {} if created else _logged_so_far(server, pushed.mlflow_run_id)
     _push_pairs(server, pushed, record, existing)
+    _push_datasets(server, pushed, record, existing)
     _push_metrics(server, store, pushed, record, created)
     _push_files(server, store, pushed, record, str(info.get("artifact_uri") or ""), existing)
     if record.get("status") in FINAL:
@@ -137,11 +138,17 @@ def _run_for(server: MlflowServer, record: dict[str, Any], exp: str) -> tuple[di
 
 def _logged_so_far(server: MlflowServer, mlflow_run_id: str) -> dict[str, dict[str, str]]:
     """The params and tags the server already holds for the run."""
-    data = server.call("runs/get", query={"run_id": mlflow_run_id})["run"].get("data") or {}
-    return {
+    run = server.call("runs/get", query={"run_id": mlflow_run_id})["run"]
+    data = run.get("data") or {}
+    found = {
         kind: {str(p["key"]): str(p.get("value", "")) for p in data.get(kind) or []}
         for kind in ("params", "tags")
     }
+    inputs = (run.get("inputs") or {}).get("dataset_inputs") or []
+    found["datasets"] = {
+        f"{d['dataset'].get('name')}\0{d['dataset'].get('digest')}": "" for d in inputs
+    }
+    return found
 
 
 def _push_pairs(server: MlflowServer, pushed: Pushed, record: dict[str, Any],
@@ -164,6 +171,23 @@ def _push_pairs(server: MlflowServer, pushed: Pushed, record: dict[str, Any],
         }
         server.call("runs/log-batch", batch)
     pushed.params, pushed.tags = len(p_items), len(t_items)
+
+
+def _push_datasets(server: MlflowServer, pushed: Pushed, record: dict[str, Any],
+                   existing: dict[str, dict[str, str]]) -> None:  # fmt: skip
+    """Datasets the run logged as inputs (the record's `mlflow.datasets`), by digest."""
+    there = existing.get("datasets") or {}
+    inputs = []
+    for entry in (record.get("mlflow") or {}).get("datasets") or []:
+        if entry.get("run") or f"{entry.get('name')}\0{entry.get('digest')}" in there:
+            continue  # a nested run's, or already on the server
+        dataset = {key: str(entry.get(key) or "") for key in ("name", "digest", "source_type")}
+        dataset["source"] = str(entry.get("source") or "{}")
+        tags = [{"key": "mlflow.data.context", "value": str(entry["context"])}] if entry.get(
+            "context") else []  # fmt: skip
+        inputs.append({"dataset": dataset, "tags": tags})
+    if inputs:
+        server.call("runs/log-inputs", {"run_id": pushed.mlflow_run_id, "datasets": inputs})
 
 
 def _push_metrics(server: MlflowServer, store: Store, pushed: Pushed,
