@@ -41,3 +41,7 @@ class StoreError(RunnerError):
 
 class BackendError(RunnerError):
     """The backend cannot run, watch or stop the run."""
+
+
+class PushError(RunnerError):
+    """An MLflow tracking server cannot be reached or refuses what `runs push` sends."""

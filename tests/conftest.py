@@ -20,6 +20,7 @@ import pytest
 from support.cli import REPO
 from support.conda import CHANNEL_BUILDER, CHANNEL_SERVER
 from support.git_servers import Served, build_project, start_daemon, start_http
+from support.mlflow_server import MlflowServer, mlflow_python, mlflow_server
 from support.mounts import mount
 from support.postgres import pg_base_url, with_schema
 from support.services import require
@@ -171,3 +172,16 @@ def conda_settings(
     monkeypatch.setenv("RUN_PROJECT_CHANNEL_ALIAS", channel[0])
     monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
     monkeypatch.setenv("PYTHONPATH", str(REPO))
+
+
+# MLflow: a real tracking server for `runs push`, once per session (per xdist worker).
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking(
+    tmp_path_factory: pytest.TempPathFactory, uv_cache: Path
+) -> Iterator[MlflowServer]:
+    """`mlflow server` on 127.0.0.1 (basic auth on), stopped by its PID at the end."""
+    root = tmp_path_factory.mktemp("mlflow")
+    with mlflow_server(mlflow_python(root, uv_cache), root) as server:
+        yield server

@@ -21,6 +21,8 @@ def main(args: Sequence[str]) -> int:
         backend_config=None if ns.backend_config is None else load_config(ns.backend_config),
         allow_changed_inputs=ns.allow_changed_inputs,
         store=ns.store,
+        rtol=ns.rtol,
+        atol=ns.atol,
     )
     return rerun(options, Progress(quiet=ns.quiet))
 
@@ -45,6 +47,24 @@ def _rerun_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run even when recorded inputs are missing or changed (they are listed)",
     )
+    parser.add_argument(
+        "--rtol", type=_tolerance, default=0.0, metavar="X",
+        help="logged metrics count as equal when |new - old| <= atol + rtol * |old| "
+        "(as numpy.isclose; default 0: exactly)",
+    )  # fmt: skip
+    parser.add_argument("--atol", type=_tolerance, default=0.0, metavar="X",
+                        help="absolute tolerance for logged metrics (default 0)")  # fmt: skip
     parser.add_argument("--store", help="run store holding the run, and receiving the rerun")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return parser
+
+
+def _tolerance(text: str) -> float:
+    """A tolerance: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0 (e.g. 1e-6)")
+    return value

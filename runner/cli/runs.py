@@ -38,9 +38,10 @@ def main(args: Sequence[str]) -> int:
     shower.add_argument("--store")
     syncer = sub.add_parser("sync", help="apply the journals of runs the store missed")
     syncer.add_argument("--store")
-    from runner.cli import runs_compare
+    from runner.cli import runs_compare, runs_push
 
     runs_compare.add_parsers(sub)
+    runs_push.add_parser(sub)
     ns = parser.parse_args(args)
     store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
     if ns.command == "sync":
@@ -50,10 +51,17 @@ def main(args: Sequence[str]) -> int:
         records = runs_compare.select(store, ns)
         print(json.dumps(records, indent=2) if ns.json else format_table(records))
         return 0
+    if ns.command == "push":
+        return runs_push.run(store, ns)
     if ns.command != "show":
         return runs_compare.run(store, ns)
     record = store.get_run(ns.run_id)
-    print(json.dumps(record, indent=2) if ns.json else format_record(record))
+    if ns.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    print(format_record(record))
+    for child_id, name, status in store.children_of(record["id"]):
+        print(f"child run: {child_id} {name} {status}")
     return 0
 
 

@@ -35,6 +35,8 @@ class RerunOptions:
     backend_config: Mapping[str, Any] | None = None  # None: not given on the command line
     allow_changed_inputs: bool = False
     store: str | None = None
+    rtol: float = 0.0  # logged metrics compare as numpy.isclose: |new-old| <= atol + rtol*|old|
+    atol: float = 0.0
 
 
 def rerun(options: RerunOptions, progress: Progress) -> int:
@@ -88,7 +90,7 @@ def _rerun(
         lock_file=_recorded_lock(record, original.files),
     )
     result = run_checkout(request, checkout, progress, repeat)
-    _verdict(store_url, record, result.run_id, moved)
+    _verdict(store_url, original, result.run_id, moved, options)
     return result.exit_code
 
 
@@ -163,12 +165,17 @@ def _check_inputs(
     return replaced
 
 
-def _verdict(store_url: str | None, record: dict[str, Any], new_id: str, moved: str | None) -> None:
-    from runner.rerun.inputs import compare_outputs
+def _verdict(
+    store_url: str | None, original: Original, new_id: str, moved: str | None,
+    options: RerunOptions,
+) -> None:  # fmt: skip
+    from runner.rerun.verdict import Tolerance, judge
 
+    record = original.record
     store = open_store(store_url, settings.get("artifacts"))
     new = RunRecord.load(store, new_id)
-    verdict = compare_outputs(record, new.document())
+    tolerance = Tolerance(options.rtol, options.atol)
+    verdict = judge(record, new.document(), original.files, new.run_dir, tolerance)
     if moved:
         verdict["tag_moved"] = moved
     new.verdict(verdict)
@@ -176,5 +183,5 @@ def _verdict(store_url: str | None, record: dict[str, Any], new_id: str, moved: 
     print(f"rerun {new.id[:8]} of {record['id'][:8]}: {verdict['summary']}")
     for line in verdict["lines"]:
         print(f"  {line}")
-    if not verdict["identical"]:
+    if verdict["level"] == "different":
         print(f"  see: run-project runs diff {record['id'][:8]} {new.id[:8]}")

@@ -121,6 +121,9 @@ class RunRecord:
         document["backend_config"] = dict(backend_config)
         if rerun_of:
             document["rerun_of"] = rerun_of
+        parent = parent_run_id()
+        if parent:
+            document["parent_run"] = parent
         return cls(store, document, NEW)
 
     @classmethod
@@ -438,6 +441,19 @@ class RunRecord:
     def _require(self, step: str, *states: str) -> None:
         if self._state not in states:
             raise RecordStateError(f"run record {self.id[:8]}: {step}() when {self._state}")
+
+
+def parent_run_id() -> str | None:
+    """The run this runner was started from inside, if any: RUN_PROJECT_PARENT_RUN_ID when
+    set (a launcher naming the parent), else RUN_PROJECT_RUN_ID, which every run's command
+    inherits (docs/tracking.md#workflows). Only a well-formed run id is kept."""
+    for name in ("RUN_PROJECT_PARENT_RUN_ID", "RUN_PROJECT_RUN_ID"):
+        value = os.environ.get(name, "").strip().lower()
+        if value:
+            return (
+                value if len(value) == 32 and all(c in "0123456789abcdef" for c in value) else None
+            )
+    return None
 
 
 def _check(document: dict[str, Any]) -> None:

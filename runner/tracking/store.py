@@ -86,6 +86,13 @@ class Store(TablesMixin):
             paths.append(settings.cache_dir())
         return tuple(paths)
 
+    def child_settings(self) -> dict[str, str]:
+        """Settings a run's command inherits so that a run-project it starts (a workflow's
+        step) records into this store (docs/tracking.md#workflows). A PostgreSQL URL holds
+        credentials: it is never handed to project code (RUN_PROJECT_STORE set by the user
+        is inherited as it is)."""
+        return {}
+
     # -- connection -----------------------------------------------------------------------
     def connect(self, write: bool = True) -> Any:
         """Open the database (creating or migrating its schema on first write)."""
@@ -343,6 +350,19 @@ class Store(TablesMixin):
         with self._reading() as db:
             return [json.loads(row[0]) for row in db.execute(sql, args).fetchall()]
 
+    def children_of(self, run_id: str) -> list[tuple[str, str, str]]:
+        """(id, run name, status) of the runs started from inside run `run_id`, oldest
+        first (records whose `parent_run` is it)."""
+        if not self.exists():
+            return []
+        pattern = f'%"parent_run": "{run_id}"%'  # run ids are hex: nothing to escape
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT id, run_name, status FROM runs WHERE record LIKE ? ORDER BY start_time",
+                (pattern,),
+            ).fetchall()
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+
     def artifact_dir(self, run_id: str) -> Path:
         """Where this run's logs, events and artifacts live."""
         return self.artifacts_root / run_id
@@ -420,6 +440,11 @@ class SQLiteStore(Store):
         other = SQLiteStore(self.root)
         other.artifacts_root = self.artifacts_root
         return other
+
+    def child_settings(self) -> dict[str, str]:
+        """A directory store: its path and artifacts (see Store.child_settings)."""
+        return {"RUN_PROJECT_STORE": str(self.root),
+                "RUN_PROJECT_ARTIFACTS": str(self.artifacts_root)}  # fmt: skip
 
     def exists(self) -> bool:
         """A store that was never written has no file yet."""

@@ -46,6 +46,17 @@ class TablesMixin:
             ).fetchall()
         return [(int(step), value) for step, value in rows]
 
+    def metric_points(self, run_id: str, key: str) -> list[tuple[int, float | None, float]]:
+        """(step, value, timestamp) of every point of one metric, in step order: what a push
+        to an MLflow server copies (None is a NaN point)."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT step, value, ts FROM metrics WHERE run_id = ? AND key = ?"
+                " ORDER BY step, ts",
+                (run_id, key),
+            ).fetchall()
+        return [(int(step), value, float(ts)) for step, value, ts in rows]
+
     def metric_count(self, run_id: str) -> int:
         """How many metric points the run has."""
         with self._reading() as db:

@@ -54,6 +54,7 @@ class Tracker:
         path = str(client_dir())
         existing = env.get("PYTHONPATH")
         env["PYTHONPATH"] = path + (os.pathsep + existing if existing else "")
+        env.update(self.record.store.child_settings())
         return env
 
     @contextmanager
