@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.errors import RunnerError
 from runner.tracking.periodic import every
-from runner.tracking.record import FINAL, iso, new_record
+from runner.tracking.record import FINAL, iso, new_record, project_relative
 from runner.tracking.store import Store
 from runner.tracking.tables import BATCH
 
@@ -91,6 +91,12 @@ class RunRecord:
         `backend_config` must already be redacted (a rerun reuses it; credentials are never
         stored). A rerun names the run it repeats and the parameters `carried` from it."""
         copied = {name: dict(entry) for name, entry in params.items()}
+        for entry in copied.values():
+            inside = entry["type"] == "path" and project_relative(
+                str(entry["value"]), str(source.get("path", ""))
+            )
+            if inside:
+                entry["relative_path"] = inside
         for name in carried:
             copied[name]["source"] = "rerun"
         document = new_record(
