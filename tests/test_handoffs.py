@@ -4,6 +4,8 @@ copy happened to be."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -96,3 +98,88 @@ def test_compare_derives_the_relative_key_for_records_without_it() -> None:
 
     shown = diff(old_record("1" * 32, "/tmp/w1/proj"), old_record("2" * 32, "/tmp/w2/proj"))
     assert "params: no change" in shown and "inputs: no change" in shown, shown
+
+
+LOGS_METRICS = {
+    "MLproject": "entry_points:\n  main:\n    command: python train.py\n",
+    "train.py": "import run_project_client as rp\n"
+    "for step in range(3):\n"
+    "    rp.log_metric('loss', 1.0 / (step + 1), step=step)\n"
+    "open('model.txt', 'w').write('weights')\n",
+    ".gitignore": "model.txt\n",
+}
+
+
+def _export(run_id: str, bundle: Path, *flags: str, store: Path | None = None) -> None:
+    where = ["--store", str(store)] if store else []
+    ok(cli("runs", "export", run_id, "-o", str(bundle), *flags, *where))
+
+
+def test_runs_import_brings_record_metrics_and_files_once(tmp_path: Path) -> None:
+    repo = tmp_path / "proj"
+    commit(repo, LOGS_METRICS)
+    ok(cli(str(repo)))
+    run = records()[0]
+    bundle = tmp_path / "run.tar.gz"
+    _export(run["id"], bundle, "--with-outputs")
+    other = tmp_path / "teammate"
+    first = ok(cli("runs", "import", str(bundle), "--store", str(other)))
+    assert f"imported run {run['id'][:8]}" in first.out
+    again = ok(cli("runs", "import", str(bundle), "--store", str(other)))
+    assert "already in the store" in again.out
+    assert [r["id"] for r in records(other)] == [run["id"]]
+    exported = json.loads(ok(cli("runs", "export", run["id"], "--store", str(other))).out)
+    assert [p[0] for p in exported["metric_points"]["loss"]] == [0, 1, 2]
+    assert (other / "artifacts" / run["id"] / "workdir" / "model.txt").read_text() == "weights"
+    assert (other / "artifacts" / run["id"] / "logs").is_dir()
+
+
+def test_rerun_of_a_bundle_imports_the_original_and_its_export_reruns(tmp_path: Path) -> None:
+    repo = tmp_path / "proj"
+    commit(repo, LOGS_METRICS)
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "print('edited')\n")
+    ok(cli(str(repo)))
+    original = records()[0]
+    bundle = tmp_path / "run.tar.gz"
+    _export(original["id"], bundle)
+    shutil.rmtree(repo)  # the teammate's machine has neither the project nor the run
+    other = tmp_path / "teammate"
+    rerun = ok(cli("rerun", str(bundle), "--store", str(other)))
+    second = records(other)[0]
+    assert second["rerun_of"] == original["id"]
+    assert ok(cli("runs", "diff", original["id"][:8], second["id"][:8], "--store", str(other)))
+    # The teammate passes the rerun on: its working copy is gone, the original's tree is kept.
+    again = tmp_path / "rerun.tar.gz"
+    exported = ok(cli("runs", "export", second["id"], "-o", str(again), "--store", str(other)))
+    assert "will not hold" not in exported.err, exported.text
+    third = tmp_path / "third"
+    assert "outputs identical" in ok(cli("rerun", str(again), "--store", str(third))).out
+    assert "imported the original" in rerun.err
+
+
+def test_export_of_a_subproject_holds_only_that_subproject(tmp_path: Path) -> None:
+    repo = tmp_path / "mono"
+    commit(repo, {"a/MLproject": LOGS_METRICS["MLproject"], "a/train.py": "print(1)\n",
+                  "b/MLproject": PLAIN["MLproject"], "b/secret_model.py": "print(2)\n"})  # fmt: skip
+    (repo / "a" / "notes.txt").write_text("a's untracked file\n")
+    (repo / "b" / "output.bin").write_text("b's untracked output\n")
+    (repo / "a" / "train.py").write_text("print('a edited')\n")
+    (repo / "b" / "secret_model.py").write_text("print('b edited')\n")
+    ok(cli(str(repo / "a")))
+    run = records()[0]
+    assert run["source"]["subdirectory"] == "a"
+    bundle = tmp_path / "a.tar.gz"
+    _export(run["id"], bundle)
+    names = _packed_names(bundle)
+    assert "project/a/train.py" in names and "source/untracked/a/notes.txt" in names
+    assert not [n for n in names if n.startswith(("project/b", "source/untracked/b"))], names
+    with tarfile.open(bundle) as tar:
+        diff = next(n for n in tar.getnames() if n.endswith("uncommitted.diff"))
+        handle = tar.extractfile(diff)
+        assert handle is not None
+        text = handle.read().decode()
+    assert "a edited" in text and "b edited" not in text
+    shutil.rmtree(repo)
+    rerun = ok(cli("rerun", str(bundle), "--store", str(tmp_path / "other")))
+    assert "outputs identical" in rerun.out and "a edited" in rerun.out, rerun.text
+    assert "b/output.bin" not in rerun.text, rerun.text

@@ -44,12 +44,26 @@ def rerun(options: RerunOptions, progress: Progress) -> int:
         from runner.bundles.run_bundle import opened_run
 
         with opened_run(Path(options.target)) as original:
+            _import_original(store_url, original, progress)
             return _rerun(original, options, store_url, progress)
     store = open_store(store_url, settings.get("artifacts"))
     record = store.get_run(options.target)
     store.close()
     original = Original(record, store.artifact_dir(record["id"]))
     return _rerun(original, options, store_url, progress)
+
+
+def _import_original(store_url: str | None, original: Original, progress: Progress) -> None:
+    """The bundle's run goes into this store too, so the verdict's `runs diff A B` (and
+    `runs show A`) work here."""
+    from runner.bundles.run_bundle import import_run
+
+    store = open_store(store_url, settings.get("artifacts"))
+    try:
+        if import_run(store, original):
+            progress.step(f"imported the original run {original.record['id'][:8]} into the store")
+    finally:
+        store.close()
 
 
 def _is_bundle(target: str) -> bool:

@@ -116,6 +116,27 @@ class RunRecord:
         return cls(store, document, NEW)
 
     @classmethod
+    def imported(cls, store: Store, document: dict[str, Any], events: Path) -> RunRecord:
+        """A closed run from another store (`runs import`): its record as it was, then its
+        metric points, logged params and tags from its events file, and its files (lineage)."""
+        if document.get("status") not in FINAL:
+            raise RunnerError(f"run {document.get('id')} had not ended when it was exported",
+                              "export it again once it has ended")  # fmt: skip
+        record = cls(store, dict(document), NEW)
+        record._write(record._doc, insert=True)
+        record._state = CLOSED
+        from runner.tracking.events import EventReader
+
+        reader = EventReader(events, Path(str(document["source"]["path"])))
+        with reader.lock:
+            record.ingest(reader)
+        files = [{**i, "direction": "input"} for i in document.get("inputs") or []
+                 if i.get("kind") == "file"]  # fmt: skip
+        files += [{**o, "direction": "output"} for o in document.get("outputs") or []]
+        store.set_files(record.id, files)
+        return record
+
+    @classmethod
     def load(cls, store: Store, run_id: str) -> RunRecord:
         """A stored run (id or unique prefix), to read or to give a verdict once closed."""
         document = store.get_run(run_id)
