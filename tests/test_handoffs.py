@@ -10,6 +10,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from support.cli import cli, ok, records
 from support.git_servers import commit
 from support.projects import make_project
@@ -183,3 +185,24 @@ def test_export_of_a_subproject_holds_only_that_subproject(tmp_path: Path) -> No
     rerun = ok(cli("rerun", str(bundle), "--store", str(tmp_path / "other")))
     assert "outputs identical" in rerun.out and "a edited" in rerun.out, rerun.text
     assert "b/output.bin" not in rerun.text, rerun.text
+
+
+@pytest.mark.slow
+def test_rerun_from_the_recorded_lock_reuses_the_env_that_made_it(
+    tmp_path: Path, uv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
+    project = make_project(tmp_path / "six-demo", {
+        "MLproject": "entry_points:\n  main:\n    command: python -c 'import six; print(six.__version__)'\n",
+        "requirements.txt": "six==1.17.0\n",
+    })  # fmt: skip
+    commit(project, {})
+    ok(cli(str(project)))
+    first = records()[0]
+    assert first["env"]["built"] is True
+    rerun = ok(cli("rerun", first["id"]))
+    second = records()[0]
+    assert second["env"]["key"] == first["env"]["key"] and second["env"]["built"] is False
+    assert "building virtualenv" not in rerun.err, rerun.err
+    envs = [p for p in (tmp_path / "cache" / "envs" / "virtualenv").iterdir() if p.is_dir()]
+    assert len(envs) == 1, envs

@@ -100,6 +100,7 @@ def _rerun(
         of=record["id"],
         carried_params=tuple(n for n in carried if n not in options.overrides),
         lock_file=_recorded_lock(record, original.files),
+        env_key=str(record["env"].get("key") or "") or None,
     )
     result = run_checkout(request, checkout, progress, repeat)
     _verdict(store_url, record, result.run_id, moved)
