@@ -474,3 +474,20 @@ def test_a_container_left_by_a_runner_killed_with_9_is_removed_by_envs_gc(
             proc.kill()
         for container in docker("ps", "-aq", "--filter", label).split():
             subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+
+
+@pytest.mark.slow
+def test_files_written_in_the_containers_working_directory_are_captured(
+    tmp_path: Path, base_image: str
+) -> None:
+    writes = "import os\nos.makedirs('out', exist_ok=True)\nopen('out/model.txt', 'w').write('w')\n"
+    project = docker_project(tmp_path / "proj", base_image, **{"run.sh": "python write.py\n",
+                                                               "write.py": writes})  # fmt: skip
+    result = cli(str(project), "-e", "script")
+    assert result.code == 0, result.text
+    rec = last_record()
+    names = {o["name"]: o for o in rec["outputs"]}
+    assert "workdir/out/model.txt" in names, rec["outputs"]
+    stored = Path(os.environ["RUN_PROJECT_STORE"]) / "artifacts" / rec["id"]
+    assert (stored / "workdir" / "out" / "model.txt").read_text() == "w"
+    assert containers_of(rec["id"]) == []
