@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from support.cli import cli, ok, records
-from support.git_servers import commit
+from support.git_servers import commit, git
 from support.projects import make_project
 
 PLAIN = {"MLproject": "entry_points:\n  main:\n    command: python -c pass\n"}
@@ -42,6 +42,21 @@ def test_pack_in_a_git_tree_holds_what_git_sees_and_warns_about_secrets(tmp_path
     (repo / ".run-projectignore").write_text("*.pem\n")
     again = ok(cli("pack", str(repo), "-o", str(bundle)))
     assert "deploy.pem" not in _packed_names(bundle) and "secrets" not in again.err
+
+
+def test_pack_holds_a_checked_out_submodule(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    commit(lib, {"util.py": "X = 1\n"})
+    repo = tmp_path / "proj"
+    commit(repo, PLAIN)
+    git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "vendor/lib",
+        cwd=repo)  # fmt: skip
+    git("commit", "-qm", "submodule", cwd=repo)
+    bundle = tmp_path / "b.tar.gz"
+    ok(cli("pack", str(repo), "-o", str(bundle)))
+    names = _packed_names(bundle)
+    assert "vendor/lib/util.py" in names and ".gitmodules" in names
+    assert not [n for n in names if n.endswith("/.git") or "/.git/" in n], names
 
 
 def test_pack_outside_git_honours_gitignore_and_warns_about_secrets(tmp_path: Path) -> None:
@@ -206,3 +221,18 @@ def test_rerun_from_the_recorded_lock_reuses_the_env_that_made_it(
     assert "building virtualenv" not in rerun.err, rerun.err
     envs = [p for p in (tmp_path / "cache" / "envs" / "virtualenv").iterdir() if p.is_dir()]
     assert len(envs) == 1, envs
+
+
+def test_rerun_points_path_params_into_its_own_working_copy(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    commit(repo, {**READS_DATA, "train.py": "import sys\n"
+                  "open('model.txt', 'w').write(open(sys.argv[1]).read())\n",
+                  ".gitignore": "model.txt\n"})  # fmt: skip
+    ok(cli(".", "-P", "data=extra.txt", cwd=repo))  # in place: the user's own directory
+    first = records()[0]
+    assert first["params"]["data"]["relative_path"] == "extra.txt"
+    (repo / "extra.txt").write_text("edited since the run\n")  # the rerun reads its own copy
+    rerun = ok(cli("rerun", first["id"]))
+    assert "outputs identical" in rerun.out, rerun.text
+    second = records()[0]
+    assert second["params"]["data"]["value"] == f"{second['source']['path']}/extra.txt"

@@ -82,6 +82,7 @@ def _rerun(
         moved = tag_moved(record["source"], progress)
         if moved:
             progress.warn(moved)
+        given.update(_in_this_copy(record, checkout, carried, options.overrides))
         given.update(_check_inputs(record, checkout, original.inputs, options, progress))
     except BaseException:
         checkout.cleanup()
@@ -145,6 +146,20 @@ def recorded_params(
     carried = list(given)
     given.update(overrides)
     return given, carried
+
+
+def _in_this_copy(
+    record: dict[str, Any], checkout: Checkout, carried: list[str], overrides: Mapping[str, str]
+) -> dict[str, str]:
+    """Path parameters that pointed inside the original's project directory point at the
+    same file in the rerun's working copy (not at the original's copy, gone or since edited)."""
+    moved: dict[str, str] = {}
+    for name in carried:
+        relative = (record["params"].get(name) or {}).get("relative_path")
+        if name in overrides or not isinstance(relative, str) or ".." in relative.split("/"):
+            continue
+        moved[name] = str(checkout.path / relative)
+    return moved
 
 
 def _recorded_lock(record: dict[str, Any], files: Path) -> Path | None:

@@ -32,6 +32,10 @@ def packable_files(checkout: Checkout, extra_excluded: tuple[str, ...] = ()) -> 
     if checkout.kind == "local" and checkout.repo_root is not None:
         seen = set(_git_visible(checkout.repo_root, checkout.subdirectory))
         files = [f for f in _walk(checkout.path, excluded, per_directory=False) if f in seen]
+        for module in sorted(s for s in seen if (checkout.path / s / ".git").exists()):
+            # a checked-out submodule: git lists it as one entry; its files go as they are
+            inner = _walk(checkout.path / module, excluded, per_directory=True)
+            files += [f"{module}/{name}" for name in inner]
     else:  # an exported git revision holds only tracked files: its .gitignore is not applied
         per_directory = checkout.kind != "git"
         files = _walk(checkout.path, excluded, per_directory=per_directory)

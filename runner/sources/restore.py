@@ -154,9 +154,11 @@ def tag_moved(source: dict[str, Any], progress: Progress) -> str | None:
 
             url = str(repo_root(Path(url)) or url)
         with mirror.opened(url, location.shown, version, progress) as found:
-            now = found.commit
+            now, offline = found.commit, found.offline
     except SourceError as exc:
         return f"could not check where {version!r} points now ({exc.message}); used {commit}"
+    if offline is not None:  # the mirror's value, not the server's: nothing is known
+        return f"could not check where {version!r} points now (server unreachable); used {commit}"
     if now == commit:
         return None
     return f"{version!r} moved: it now points to {now}; this rerun used the recorded {commit}"
