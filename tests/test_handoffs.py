@@ -236,3 +236,16 @@ def test_rerun_points_path_params_into_its_own_working_copy(tmp_path: Path) -> N
     assert "outputs identical" in rerun.out, rerun.text
     second = records()[0]
     assert second["params"]["data"]["value"] == f"{second['source']['path']}/extra.txt"
+
+
+def test_export_of_a_local_rerun_holds_the_project_and_reruns(tmp_path: Path) -> None:
+    repo = tmp_path / "proj"
+    commit(repo, LOGS_METRICS)
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "print('edited')\n")
+    ok(cli(str(repo)))
+    ok(cli("rerun", records()[0]["id"]))  # ran in a working copy that is gone now
+    bundle = tmp_path / "rerun.tar.gz"
+    exported = ok(cli("runs", "export", records()[0]["id"], "-o", str(bundle)))
+    assert "will not hold" not in exported.err, exported.text
+    again = ok(cli("rerun", str(bundle), "--store", str(tmp_path / "other")))
+    assert "outputs identical" in again.out and "edited" in again.out, again.text

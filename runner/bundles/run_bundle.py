@@ -187,7 +187,9 @@ def _has_run(store: Store, run_id: str) -> bool:
 
 def _copy(source: Path, target: Path) -> None:
     if source.is_dir() and not source.is_symlink():
-        shutil.copytree(source, target, symlinks=False, ignore_dangling_symlinks=True)
+        shutil.copytree(
+            source, target, symlinks=False, ignore_dangling_symlinks=True, dirs_exist_ok=True
+        )  # an import cut short is simply done again
     elif source.is_file() and not source.is_symlink():
         shutil.copyfile(source, target)
 
