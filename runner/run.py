@@ -53,6 +53,7 @@ class Repeat(NamedTuple):
     of: str
     carried_params: tuple[str, ...] = ()
     lock_file: Path | None = None
+    env_key: str | None = None  # the cache key of the env that made `lock_file`
 
 
 class RunResult(NamedTuple):
@@ -112,7 +113,7 @@ def _run_checkout(
         check_project(checkout.path, extracted=checkout.kind == "archive")
     spec = project.env
     if repeat is not None and repeat.lock_file is not None:  # built from the recorded lock
-        spec = spec._replace(lock_file=repeat.lock_file)
+        spec = spec._replace(lock_file=repeat.lock_file, lock_key=repeat.env_key)
     kind = envs.select(request.env_manager, project.env, checkout.path)
     kind = kind.configured(request.kind_options)
     backend = backends.select(request.backend, dict(request.backend_config))

@@ -4,6 +4,7 @@ run with the package index unreachable in a fresh cache; manifests are checked o
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -166,16 +167,25 @@ def test_pack_image_builds_a_docker_image_that_runs_the_entry_points(tmp_path: P
     project = make_project(tmp_path / "imaged", {
         "MLproject": "entry_points:\n  train:\n    command: python train.py {lr}\n"
                      "    parameters:\n      lr: {type: float, default: 0.1}\n",
-        "train.py": "import sys\nprint('image trained', sys.argv[1])\n",
+        "train.py": "import os, sys\nimport run_project_client as rp\n"
+                    "rp.log_metric('lr', float(sys.argv[1]))\n"
+                    "open('model.txt', 'w').write('in /project')\n"
+                    "open(os.path.join(rp.output_dir(), 'model.txt'), 'w').write('kept')\n"
+                    "print('image trained', sys.argv[1])\n",
     })  # fmt: skip
     tag = f"run-project-test/packed:{tmp_path.name.lower()[-20:]}"
     packed = ok(cli("pack", str(project), "--image", tag,
                     env={"RUN_PROJECT_DOCKER_IMAGE": ensure_base_image()}))  # fmt: skip
     try:
-        assert f"train: docker run --rm {tag} python train.py" in packed.out
-        ran = subprocess.run(["docker", "run", "--rm", tag, "python", "train.py", "0.5"],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert ran.returncode == 0 and "image trained 0.5" in ran.stdout, ran.stderr
+        line = next(x for x in packed.out.splitlines() if x.strip().startswith("train: "))
+        printed = line.split("train: ", 1)[1].replace("{lr}", "0.5")
+        teammate = tmp_path / "teammate"
+        teammate.mkdir()
+        ran = subprocess.run(["sh", "-c", printed], cwd=teammate, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "PWD": str(teammate)})  # fmt: skip
+        assert ran.returncode == 0 and "image trained 0.5" in ran.stdout, (printed, ran.stderr)
+        assert (teammate / "outputs" / "model.txt").read_text() == "kept"
+        assert '"key":"lr"' in (teammate / "outputs" / "events.jsonl").read_text()
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 

@@ -502,3 +502,20 @@ def test_event_paths_from_a_container_read_no_host_file(tmp_path: Path, base_ima
     assert "logged/ok.txt" in names and not any("shadow" in n for n in names), names
     stored = [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
     assert not any(b"canary-secret" in p.read_bytes() for p in stored)
+
+
+@pytest.mark.slow
+def test_files_written_in_the_containers_working_directory_are_captured(
+    tmp_path: Path, base_image: str
+) -> None:
+    writes = "import os\nos.makedirs('out', exist_ok=True)\nopen('out/model.txt', 'w').write('w')\n"
+    project = docker_project(tmp_path / "proj", base_image, **{"run.sh": "python write.py\n",
+                                                               "write.py": writes})  # fmt: skip
+    result = cli(str(project), "-e", "script")
+    assert result.code == 0, result.text
+    rec = last_record()
+    names = {o["name"]: o for o in rec["outputs"]}
+    assert "workdir/out/model.txt" in names, rec["outputs"]
+    stored = Path(os.environ["RUN_PROJECT_STORE"]) / "artifacts" / rec["id"]
+    assert (stored / "workdir" / "out" / "model.txt").read_text() == "w"
+    assert containers_of(rec["id"]) == []

@@ -125,8 +125,21 @@ def test_second_run_of_a_known_commit_needs_no_network(served: Served, tmp_path:
     short = cli(url, "-v", served.second[:10])  # an unambiguous short SHA works offline too
     assert _output(short)["version"] == "two"
     assert last_record()["source"]["commit"] == served.second
-    by_name = cli(url, "-v", "main")  # a branch may have moved: it must ask the server
-    assert by_name.code == 2 and "cannot reach" in by_name.err and "FULL_SHA" in by_name.err
+    assert "resolved_offline" not in last_record()["source"]
+    # A branch or tag may have moved: it asks the server, and with the server down runs what
+    # the mirror last saw, saying which commit and when it was fetched.
+    by_tag = cli(url, "-v", "v1")
+    assert _output(by_tag)["version"] == "one", by_tag.text
+    assert "cannot reach" in by_tag.err and f"'v1' as the mirror last saw it: {served.first}" in (
+        by_tag.err
+    )
+    source = last_record()["source"]
+    assert source["commit"] == served.first and source["version"] == "v1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", source["resolved_offline"])
+    by_branch = cli(url, "-v", "main")
+    assert _output(by_branch)["version"] == "two" and "(fetched " in by_branch.err
+    unknown = cli(url, "-v", "nope")  # a name the mirror never saw still needs the server
+    assert unknown.code == 2 and "cannot reach" in unknown.err and "FULL_SHA" in unknown.err
 
 
 def test_two_concurrent_runs_of_different_revisions_never_share_files(

@@ -22,9 +22,6 @@ from runner.progress import Progress
 from runner.project import manifest
 from runner.sources.checkout import Checkout
 
-# Never packed: git metadata, caches, the default run store of a project run in place.
-IGNORED = (".git", ".venv", "__pycache__", "runs", PROJECT_DIR, "*.pyc")
-
 
 @dataclass(frozen=True)
 class PackOptions:
@@ -62,8 +59,7 @@ def _write(
     kind = envs.select(None, project.env, checkout.path)
     with tempfile.TemporaryDirectory(prefix="run-project-pack-") as tmp:
         top = Path(tmp) / _safe_name(project.name or checkout.path.name)
-        shutil.copytree(checkout.path, top, symlinks=True,
-                        ignore=shutil.ignore_patterns(*IGNORED))  # fmt: skip
+        _copy_packable(checkout, top, progress)
         target = bundle_platform.target(options.platform)
         into = PackInto(top, top / PROJECT_DIR, options.with_deps)
         if target == bundle_platform.this_platform():  # built here, its lock taken
@@ -85,6 +81,26 @@ def _write(
         seal(top, data, top / PROJECT_DIR, options.output)
     shown = f" with {len(wheels)} wheels" if options.with_deps else ""
     print(f"wrote {options.output}{shown}; run it with `run-project {options.output} -e ENTRY`")
+
+
+def _copy_packable(checkout: Checkout, top: Path, progress: Progress) -> None:
+    """Copy what git would see (or what the .gitignore files keep, outside git), links as
+    links; warn about names that look like secrets."""
+    from runner.sources.packable import IGNORE_FILE, packable_files, secret_looking
+
+    files = packable_files(checkout, (PROJECT_DIR,))
+    for name in files:
+        target = top / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(checkout.path / name, target, follow_symlinks=False)
+    top.mkdir(parents=True, exist_ok=True)
+    risky = secret_looking(files)
+    if risky:
+        shown = ", ".join(risky[:5]) + (f" and {len(risky) - 5} more" if len(risky) > 5 else "")
+        progress.warn(
+            f"packing files that look like secrets: {shown}; to leave them out, "
+            f"list them in {IGNORE_FILE} (gitignore patterns) and pack again"
+        )
 
 
 def _safe_name(name: str) -> str:

@@ -95,7 +95,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run-project",
         description="Run a machine-learning project reproducibly (MLflow Projects compatible).",
-        epilog="other commands: run-project runs list|show|compare|diff|lineage|plot|export ...   "
+        epilog="other commands: run-project runs "
+        "list|show|compare|diff|lineage|plot|export|import ...   "
         "run-project rerun RUN_ID|BUNDLE ...   run-project pack URI -o FILE ...   "
         "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
         "RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT, "

@@ -1,4 +1,4 @@
-"""`runs list` filters and `runs compare|diff|lineage|plot|export`: parsing and output only;
+"""`runs list` filters and `runs compare|diff|lineage|plot|export|import`: parsing and output only;
 the work is in tracking/ (query, compare, lineage, plot)."""
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ def add_parsers(sub: Any) -> None:
         "-o", "--output", help="write a run bundle (run.tar.gz) to rerun elsewhere"
     )
     exporter.add_argument("--with-inputs", action="store_true", help="bundle the input files too")
-    for parser in (comparer, differ, liner, plotter, exporter):
+    exporter.add_argument(
+        "--with-outputs", action="store_true", help="bundle the output files too (for import)"
+    )
+    importer = sub.add_parser(
+        "import", help="add a run bundle's run (record, metrics, files) to this store"
+    )
+    importer.add_argument("bundle", metavar="BUNDLE", help="a run.tar.gz from `runs export -o`")
+    for parser in (comparer, differ, liner, plotter, exporter, importer):
         parser.add_argument("--store")
 
 
@@ -46,7 +53,7 @@ def select(store: Store, ns: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def run(store: Store, ns: argparse.Namespace) -> int:
-    """Dispatch compare, diff, lineage, plot and export."""
+    """Dispatch compare, diff, lineage, plot, export and import."""
     if ns.command == "compare":
         print(compare.compare_table([store.get_run(i) for i in ns.run_ids]))
     elif ns.command == "diff":
@@ -55,6 +62,8 @@ def run(store: Store, ns: argparse.Namespace) -> int:
         print(lineage.describe(store, ns.target))
     elif ns.command == "plot":
         _plot(store, ns.run_ids, ns.metric, Path(ns.output))
+    elif ns.command == "import":
+        _import(store, Path(ns.bundle))
     elif ns.command == "export" and ns.output:
         _bundle(store, ns)
     elif ns.command == "export":
@@ -72,8 +81,22 @@ def _bundle(store: Store, ns: argparse.Namespace) -> None:
     from runner.progress import Progress
 
     record = store.get_run(ns.run_id)
-    path = export_run(store, record, Path(ns.output), ns.with_inputs, Progress(quiet=False))
+    path = export_run(store, record, Path(ns.output), ns.with_inputs, Progress(quiet=False),
+                      with_outputs=ns.with_outputs)  # fmt: skip
     print(f"wrote {path} (run {record['id'][:8]}; rerun it with `run-project rerun {path}`)")
+
+
+def _import(store: Store, bundle: Path) -> None:
+    from runner.bundles.run_bundle import import_run, opened_run
+
+    with opened_run(bundle) as original:
+        short = original.record["id"][:8]
+        if import_run(store, original):
+            print(
+                f"imported run {short} from {bundle}; see it with `run-project runs show {short}`"
+            )
+        else:
+            print(f"run {short} is already in the store; nothing imported")
 
 
 def _plot(store: Store, run_ids: list[str], metric: str, output: Path) -> None:

@@ -7,6 +7,7 @@ and one in the type-checked list above it.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -114,17 +115,39 @@ def prepared(
     if not kind.builds:
         yield Prepared(kind.name, None, None, False, EnvLock())
         return
+    area = settings.cache_dir() / "envs" / kind.name
     key = kind.key(spec, checkout)
+    if _holds_the_lock(area, spec, kind.healthy):
+        assert spec.lock_key is not None
+        key = spec.lock_key  # a rerun: the env that made the recorded lock is still here
 
     def build(into: Path) -> dict[str, Any]:
         lock = kind.build(spec, checkout, into, progress)
         return {"kind": kind.name, "lock_name": lock.lock_name, "lock_text": lock.lock_text,
                 "facts": dict(lock.facts)}  # fmt: skip
 
-    area = settings.cache_dir() / "envs" / kind.name
     with cache.use(
         area, key, build, kind.healthy, progress, kind.relocatable, user=checkout.uri
     ) as entry:
         lock = EnvLock(entry.marker.get("lock_name"), entry.marker.get("lock_text"),
                        entry.marker.get("facts") or {})  # fmt: skip
         yield Prepared(kind.name, entry.path, key, entry.built, lock)
+
+
+def _holds_the_lock(area: Path, spec: EnvSpec, healthy: Callable[[Path], bool]) -> bool:
+    """Whether the cache entry that produced a rerun's recorded lock is complete, healthy
+    and holds that very lock (so installing it again would build an identical copy)."""
+    if (
+        spec.lock_file is None
+        or not spec.lock_key
+        or not re.fullmatch(r"[0-9a-f]{8,64}", spec.lock_key)
+    ):
+        return False  # an edited record must not name another directory
+    marker = cache.read_marker(area / spec.lock_key)
+    if marker is None or marker.get("lock_name") != spec.lock_file.name:
+        return False
+    try:
+        recorded = spec.lock_file.read_text()
+    except OSError:
+        return False
+    return marker.get("lock_text") == recorded and healthy(area / spec.lock_key)

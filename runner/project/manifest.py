@@ -44,6 +44,9 @@ class EnvSpec(NamedTuple):
     environment: tuple[tuple[str, str | None], ...] = ()
     #: A recorded lock (pylock.toml, conda-lock.yml) a rerun builds from; each kind honours it.
     lock_file: Path | None = None
+    #: The cache key of the environment that produced `lock_file`: reused when that entry
+    #: still holds exactly this lock, instead of building an identical copy.
+    lock_key: str | None = None
 
 
 class Project(NamedTuple):

@@ -46,12 +46,26 @@ def rerun(options: RerunOptions, progress: Progress) -> int:
         from runner.bundles.run_bundle import opened_run
 
         with opened_run(Path(options.target)) as original:
+            _import_original(store_url, original, progress)
             return _rerun(original, options, store_url, progress)
     store = open_store(store_url, settings.get("artifacts"))
     record = store.get_run(options.target)
     store.close()
     original = Original(record, store.artifact_dir(record["id"]))
     return _rerun(original, options, store_url, progress)
+
+
+def _import_original(store_url: str | None, original: Original, progress: Progress) -> None:
+    """The bundle's run goes into this store too, so the verdict's `runs diff A B` (and
+    `runs show A`) work here."""
+    from runner.bundles.run_bundle import import_run
+
+    store = open_store(store_url, settings.get("artifacts"))
+    try:
+        if import_run(store, original):
+            progress.step(f"imported the original run {original.record['id'][:8]} into the store")
+    finally:
+        store.close()
 
 
 def _is_bundle(target: str) -> bool:
@@ -70,6 +84,7 @@ def _rerun(
         moved = tag_moved(record["source"], progress)
         if moved:
             progress.warn(moved)
+        given.update(_in_this_copy(record, checkout, carried, options.overrides))
         given.update(_check_inputs(record, checkout, original.inputs, options, progress))
     except BaseException:
         checkout.cleanup()
@@ -88,6 +103,7 @@ def _rerun(
         of=record["id"],
         carried_params=tuple(n for n in carried if n not in options.overrides),
         lock_file=_recorded_lock(record, original.files),
+        env_key=str(record["env"].get("key") or "") or None,
     )
     result = run_checkout(request, checkout, progress, repeat)
     _verdict(store_url, original, result.run_id, moved, options)
@@ -132,6 +148,20 @@ def recorded_params(
     carried = list(given)
     given.update(overrides)
     return given, carried
+
+
+def _in_this_copy(
+    record: dict[str, Any], checkout: Checkout, carried: list[str], overrides: Mapping[str, str]
+) -> dict[str, str]:
+    """Path parameters that pointed inside the original's project directory point at the
+    same file in the rerun's working copy (not at the original's copy, gone or since edited)."""
+    moved: dict[str, str] = {}
+    for name in carried:
+        relative = (record["params"].get(name) or {}).get("relative_path")
+        if name in overrides or not isinstance(relative, str) or ".." in relative.split("/"):
+            continue
+        moved[name] = str(checkout.path / relative)
+    return moved
 
 
 def _recorded_lock(record: dict[str, Any], files: Path) -> Path | None:

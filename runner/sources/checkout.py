@@ -31,6 +31,7 @@ class Checkout(NamedTuple):
     untracked: tuple[str, ...] = ()
     repo_root: Path | None = None
     archive_sha256: str | None = None
+    resolved_offline: str | None = None  # when the mirror was last fetched (server down)
     cleanup: Callable[[], None] = _nothing
 
     def to_record(self) -> dict[str, Any]:
@@ -50,4 +51,6 @@ class Checkout(NamedTuple):
             record["untracked"] = list(self.untracked)
         if self.archive_sha256:
             record["archive_sha256"] = self.archive_sha256
+        if self.resolved_offline:
+            record["resolved_offline"] = self.resolved_offline
         return record

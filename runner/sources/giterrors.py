@@ -39,8 +39,13 @@ CREDENTIALS_HINT = (
     "in the URL (https://USER:TOKEN@host/...; run-project redacts it everywhere)"
 )
 OFFLINE_HINT = (
-    "check the URL and your network; a commit fetched before runs offline with -v FULL_SHA"
+    "check the URL and your network; a commit fetched before runs offline with -v FULL_SHA, "
+    "and a branch or tag the mirror has runs as the mirror last saw it"
 )
+
+
+class Unreachable(SourceError):
+    """The server could not be reached at all (the mirror may still know the revision)."""
 
 
 class FetchError(Exception):
@@ -61,7 +66,7 @@ def classify(stderr: str, shown: str) -> FetchError:
         return FetchError(SourceError(f"{shown} needs credentials: {detail}", CREDENTIALS_HINT),
                           True)  # fmt: skip
     if UNREACHABLE.search(stderr):
-        return FetchError(SourceError(f"cannot reach {shown}: {detail}", OFFLINE_HINT), True)
+        return FetchError(Unreachable(f"cannot reach {shown}: {detail}", OFFLINE_HINT), True)
     if EMPTY.search(stderr):
         return FetchError(
             SourceError(f"{shown} has no commits (or no default branch)", "push a commit first"),

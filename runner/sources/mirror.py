@@ -40,11 +40,14 @@ SHA_LIKE = re.compile(r"^[0-9a-f]{7,64}$")
 
 
 class Mirror(NamedTuple):
-    """A complete mirror (held under a shared lock) and the commit a revision resolved to."""
+    """A complete mirror (held under a shared lock) and the commit a revision resolved to;
+    `offline` is when the mirror was last fetched if the server could not be reached and the
+    revision name was resolved from the mirror alone (None: resolved with the server)."""
 
     path: Path
     commit: str
     fetched: bool
+    offline: float | None = None
 
 
 def area() -> Path:
@@ -64,16 +67,50 @@ def opened(url: str, shown: str, rev: str | None, progress: Progress) -> Iterato
         fcntl.flock(fd, fcntl.LOCK_SH)
         commit = _known_commit(path, rev)
         fetched = False
+        offline: float | None = None
         if commit is None:
             asked = time.time()
             fcntl.flock(fd, fcntl.LOCK_UN)
             _lock_exclusive(fd, progress, shown)
-            commit = _update(path, url, shown, rev, progress, asked)
-            fetched = True
+            try:
+                commit = _update(path, url, shown, rev, progress, asked)
+            except giterrors.Unreachable as exc:
+                cached = _cached_name(path, rev)
+                if cached is None:
+                    raise
+                commit, offline = cached
+                progress.warn(_offline_warning(exc, rev, commit, offline))
+            fetched = offline is None
             fcntl.flock(fd, fcntl.LOCK_SH)  # downgrade: others may read while we export
-        yield Mirror(path, commit, fetched)
+        yield Mirror(path, commit, fetched, offline)
     finally:
         os.close(fd)
+
+
+def _cached_name(path: Path, rev: str | None) -> tuple[str, float] | None:
+    """A branch or tag (or the default branch) as the complete mirror last saw it, and when
+    that was: what runs when the server is down."""
+    if not _complete(path) or not _healthy(path):
+        return None
+    try:
+        commit = _resolve(path, rev, str(path))
+    except SourceError:
+        return None
+    return commit, _last_fetch(path) or _created(path)
+
+
+def _offline_warning(exc: SourceError, rev: str | None, commit: str, when: float) -> str:
+    name = "the default branch" if rev is None else repr(rev)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "an unknown time"
+    return (f"{exc.message}; running {name} as the mirror last saw it: {commit} "
+            f"(fetched {stamp}); it may have moved on the server since")  # fmt: skip
+
+
+def _created(path: Path) -> float:
+    try:
+        return float((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _lock_exclusive(fd: int, progress: Progress, shown: str) -> None:
@@ -90,7 +127,8 @@ def _complete(path: Path) -> bool:
 
 def _known_commit(path: Path, rev: str | None) -> str | None:
     """A commit SHA (full, or short and unambiguous) already in a complete mirror: used
-    offline. Branch and tag names may have moved upstream, so they always fetch."""
+    offline. Branch and tag names may have moved upstream, so they always fetch (and fall
+    back to the mirror's value, with a warning, only when the server cannot be reached)."""
     if rev is None or not SHA_LIKE.match(rev) or not _complete(path):
         return None
     if rev in ref_names(path):  # a branch or tag that merely looks like hex

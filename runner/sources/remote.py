@@ -51,7 +51,14 @@ def from_git(
         raise
     return Checkout(path=path, uri=location.shown, kind="git", commit=found.commit,
                     subdirectory=sub, version=version,
+                    resolved_offline=_utc(found.offline) if found.offline is not None else None,
                     cleanup=_cleanup(work, keep, progress))  # fmt: skip
+
+
+def _utc(when: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 def _inside(work: Path, sub: str, shown: str) -> Path:

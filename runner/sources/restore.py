@@ -44,7 +44,8 @@ def materialise(
         commit=source.get("commit"),
         dirty=bool(source.get("dirty")),
         diff=_read_diff(saved),
-        untracked=tuple(source.get("untracked") or ()),
+        # what was restored: a subproject's bundle holds only its own untracked files
+        untracked=tuple(n for n in source.get("untracked") or () if (root / n).is_file()),
         repo_root=root,
         subdirectory=source.get("subdirectory") or "",
         version=source.get("version"),
@@ -66,6 +67,8 @@ def _fetch(source: dict[str, Any], progress: Progress) -> Checkout:
         progress.warn(f"{source['uri']} is not in git: rerunning the directory as it is now")
         return sources.resolve(source["path"], progress=progress)
     uri = source["path"] if kind == "local" else source["uri"] + (f"#{sub}" if sub else "")
+    if kind == "local" and not Path(uri).is_dir() and Path(source["uri"]).is_dir():
+        uri = source["uri"]  # a rerun ran in a working copy now gone; its project is here
     if kind == "local" and not Path(uri).is_dir():
         raise SourceError(
             f"the run's project directory {uri} no longer exists",
@@ -151,9 +154,11 @@ def tag_moved(source: dict[str, Any], progress: Progress) -> str | None:
 
             url = str(repo_root(Path(url)) or url)
         with mirror.opened(url, location.shown, version, progress) as found:
-            now = found.commit
+            now, offline = found.commit, found.offline
     except SourceError as exc:
         return f"could not check where {version!r} points now ({exc.message}); used {commit}"
+    if offline is not None:  # the mirror's value, not the server's: nothing is known
+        return f"could not check where {version!r} points now (server unreachable); used {commit}"
     if now == commit:
         return None
     return f"{version!r} moved: it now points to {now}; this rerun used the recorded {commit}"

@@ -28,6 +28,7 @@ from runner.errors import RunnerError
 from runner.tracking.artifacts import ArtifactError, ObjectStore, check_name, parse_size
 from runner.tracking.foreign import ForeignView
 from runner.tracking.hashing import HashCache, walk
+from runner.tracking.record import project_relative
 
 # Never inputs or outputs: version control, caches and environments inside the working dir.
 EXCLUDED_NAMES = frozenset(
@@ -162,6 +163,9 @@ class Capture:
         if any(i["path"] == str(path) for i in self.result.inputs):
             return  # named twice (a path parameter that is also a declared input)
         entry: dict[str, Any] = {"path": str(path), "source": source}
+        inside = project_relative(os.path.abspath(path), str(self.plan.workdir))
+        if inside:
+            entry["relative_path"] = inside
         if param:
             entry["param"] = param
         try:

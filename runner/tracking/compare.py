@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.tracking.record import project_relative
+
 MARK = "*"
 
 
@@ -14,19 +16,29 @@ def facts(record: dict[str, Any]) -> dict[str, str]:
     rows["code.commit"] = str(source.get("commit") or "-")
     rows["code.dirty"] = str(source.get("dirty"))
     rows["code.entry_point"] = str(record.get("entry_point"))
+    project = str(source.get("path") or "")
     for name, param in sorted((record.get("params") or {}).items()):
         rows[f"param.{name}"] = str(param.get("value"))
+        if param.get("type") == "path":  # each run's working copy is elsewhere
+            rows[f"param.{name}"] = _in_project(param, str(param.get("value")), project)
     for name, value in sorted((record.get("logged_params") or {}).items()):
         rows.setdefault(f"param.{name}", value)
     for name, summary in sorted((record.get("metrics") or {}).items()):
         rows[f"metric.{name}"] = _num(summary.get("last"))
     for entry in record.get("inputs") or []:
-        rows[f"input.{entry['path']}"] = entry["sha256"][:12]
+        rows[f"input.{_in_project(entry, entry['path'], project)}"] = entry["sha256"][:12]
     for name, version in sorted(packages(record).items()):
         rows[f"package.{name}"] = version
     rows["env.kind"] = str((record.get("env") or {}).get("kind"))
     rows["status"] = f"{record.get('status')} ({record.get('exit_code')})"
     return rows
+
+
+def _in_project(entry: dict[str, Any], path: str, project: str) -> str:
+    """The project-relative form of a path (recorded, or derived for records made before it
+    was), shown as `<project>/data.csv`; a path outside the project as it is."""
+    relative = entry.get("relative_path") or project_relative(path, project)
+    return f"<project>/{relative}" if relative else path
 
 
 def packages(record: dict[str, Any]) -> dict[str, str]:

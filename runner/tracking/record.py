@@ -20,6 +20,19 @@ ACTIVE = ("STARTING", "RUNNING")
 FINAL = ("FINISHED", "FAILED", "KILLED", "LOST")
 
 
+def project_relative(path: str, project: str) -> str | None:
+    """`path` relative to the project directory when it lies inside it (posix), else None.
+    Each run of a git URL has its own working copy: only this form compares across runs."""
+    if not project or not os.path.isabs(path):
+        return None
+    top = project.rstrip("/")
+    if path == top:
+        return "."
+    if not path.startswith(top + "/"):
+        return None
+    return path[len(top) + 1 :]
+
+
 def new_run_id() -> str:
     """A random 32-hex-digit id (as MLflow's); users may type any unique prefix."""
     # uuid4's layout from os.urandom directly: importing uuid costs a warm start ~10 ms.

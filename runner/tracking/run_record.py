@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import RunnerError
 from runner.tracking.journal import Journal, read_entries
 from runner.tracking.periodic import every
-from runner.tracking.record import FINAL, iso, new_record
+from runner.tracking.record import FINAL, iso, new_record, project_relative
 from runner.tracking.store import Store
 from runner.tracking.tables import BATCH
 
@@ -105,6 +105,12 @@ class RunRecord:
         `backend_config` must already be redacted (a rerun reuses it; credentials are never
         stored). A rerun names the run it repeats and the parameters `carried` from it."""
         copied = {name: dict(entry) for name, entry in params.items()}
+        for entry in copied.values():
+            inside = entry["type"] == "path" and project_relative(
+                str(entry["value"]), str(source.get("path", ""))
+            )
+            if inside:
+                entry["relative_path"] = inside
         for name in carried:
             copied[name]["source"] = "rerun"
         document = new_record(
@@ -125,6 +131,27 @@ class RunRecord:
         if parent:
             document["parent_run"] = parent
         return cls(store, document, NEW)
+
+    @classmethod
+    def imported(cls, store: Store, document: dict[str, Any], events: Path) -> RunRecord:
+        """A closed run from another store (`runs import`): its record as it was, then its
+        metric points, logged params and tags from its events file, and its files (lineage)."""
+        if document.get("status") not in FINAL:
+            raise RunnerError(f"run {document.get('id')} had not ended when it was exported",
+                              "export it again once it has ended")  # fmt: skip
+        record = cls(store, dict(document), NEW)
+        record._write(record._doc, insert=True)
+        record._state = CLOSED
+        from runner.tracking.events import EventReader
+
+        reader = EventReader(events, Path(str(document["source"]["path"])))
+        with reader.lock:
+            record.ingest(reader)
+        files = [{**i, "direction": "input"} for i in document.get("inputs") or []
+                 if i.get("kind") == "file"]  # fmt: skip
+        files += [{**o, "direction": "output"} for o in document.get("outputs") or []]
+        store.set_files(record.id, files)
+        return record
 
     @classmethod
     def load(cls, store: Store, run_id: str) -> RunRecord:

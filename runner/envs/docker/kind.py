@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +47,13 @@ class _State:
     base_id: str = ""
     base_digest: str = ""
     project: str = ""
+    workdir: Path | None = None  # where the command's working-directory files are copied out
     manifest_args: list[str] = field(default_factory=list)
 
 
 class DockerEnv(KindDefaults):
-    """Images built from the project; commands run in `docker run --rm --init` containers."""
+    """Images built from the project; commands run in `docker run --init` containers, removed
+    once the files they wrote in /project are copied out."""
 
     name = "docker"
     builds = True
@@ -88,6 +91,7 @@ class DockerEnv(KindDefaults):
         state.base_id = str(info["Id"]) if info else ""
         state.base_digest = docker_cli.image_digest(info) if info else ""
         state.project = _project_name(checkout)
+        state.workdir = checkout.path
         state.plan = docker_plan.make_plan(spec, checkout.path, state.project, state.base_id, base)
         return state.plan.key
 
@@ -128,8 +132,17 @@ class DockerEnv(KindDefaults):
         # The client gets this machine's variables (DOCKER_HOST, and the values that
         # --allow-host-env passes through by name); the container only gets those named.
         client_env = {**env, **docker_cli.client_env()}
-        return Launch(argv=tuple(run_args), env=client_env, wrapped=True,
-                      cleanup=lambda: docker_cli.remove_container(name),
+        workdir = self._state.workdir
+
+        def cleanup() -> None:
+            try:
+                if workdir is not None:
+                    for warning in docker_run.copy_out_changes(name, workdir):
+                        sys.stderr.write(f"warning: {warning}\n")
+            finally:
+                docker_cli.remove_container(name)
+
+        return Launch(argv=tuple(run_args), env=client_env, wrapped=True, cleanup=cleanup,
                       view=docker_run.CONTAINER_VIEW)  # fmt: skip
 
     def inventory(self) -> list[EnvRow]:

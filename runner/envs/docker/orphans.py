@@ -1,11 +1,12 @@
 """Containers whose run is over, found and removed by `envs gc`.
 
-A run's container goes away when its command ends (`docker run --rm`) or when run-project
-stops it. A runner killed with -9 can do neither: its docker client dies with it, but the
-container runs on. Every container run-project starts carries its run's id as a label, so
-`envs gc` can ask the store about each one: a container whose run is no longer active (LOST
-once the store's sweep has seen the runner gone, or ended) is removed. A container whose run
-this store does not know belongs to another store and is left alone.
+A run's container goes away when its command ends (run-project copies out what it wrote
+in /project, then removes it) or when run-project stops it. A runner killed with -9 can do
+neither: its docker client dies with it, but the container runs on. Every container
+run-project starts carries its run's id as a label, so `envs gc` can ask the store about
+each one: a container whose run is no longer active (LOST once the store's sweep has seen
+the runner gone, or ended) is removed. A container whose run this store does not know
+belongs to another store and is left alone.
 """
 
 from __future__ import annotations

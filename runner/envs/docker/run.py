@@ -23,12 +23,13 @@ from runner.project.manifest import EnvSpec
 from runner.tracking.foreign import OUTPUTS, WORKDIR
 
 CONTAINER_DIR = "/run-project"
+CONTAINER_WORKDIR = "/project"  # the container's working directory: the project's code image
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ARG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 RUN_VARIABLES = ("RUN_PROJECT_RUN_ID", "RUN_PROJECT_EVENTS", "RUN_PROJECT_OUTPUT_DIR")
 # Where the container sees the run's directories (the project is copied into the image).
-CONTAINER_VIEW = MappingProxyType({"/project": WORKDIR, f"{CONTAINER_DIR}/outputs": OUTPUTS})
+CONTAINER_VIEW = MappingProxyType({CONTAINER_WORKDIR: WORKDIR, f"{CONTAINER_DIR}/outputs": OUTPUTS})
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,16 @@ def run_argv(
     """`docker run ...` for this run, and the container's name."""
     run_id = env.get("RUN_PROJECT_RUN_ID", "")
     name = f"run-project-{run_id or os.getpid()}"
-    args = ["docker", "run", "--rm", "--init", "--sig-proxy=true", f"--name={name}"]
+    # No --rm: files the command wrote in /project are copied out (`copy_out_changes`) by the
+    # launch's cleanup, which then removes the container.
+    args = ["docker", "run", "--init", "--sig-proxy=true", f"--name={name}"]
     args += [f"--label={docker_cli.MANAGED_LABEL}=true", f"--label={docker_cli.RUN_LABEL}={run_id}"]
     args += manifest_args
     args += _run_mounts(env)
     if os.getuid() != 0:  # files in the output dir belong to the user, not to root
         args += [f"--user={os.getuid()}:{os.getgid()}", "--env=HOME=/tmp"]
     args += user_args(options.docker_args)
-    args += ["--workdir=/project", image_id, *_behind_mlflow_endpoint(argv, env)]
+    args += [f"--workdir={CONTAINER_WORKDIR}", image_id, *_behind_mlflow_endpoint(argv, env)]
     return args, name
 
 
@@ -204,3 +207,53 @@ def _client_module(env: Mapping[str, str]) -> list[str]:
     if mounted:
         args.append("--env=PYTHONPATH=" + os.pathsep.join(mounted))
     return args
+
+
+def copy_out_changes(name: str, workdir: Path) -> list[str]:
+    """Copy the files the container added or changed in its working directory (/project)
+    into the run's working directory on this machine, where the capture finds them as it does
+    for every other kind; returns warnings. Symlinks are never written through."""
+    import shutil
+    import tempfile
+
+    proc = docker_cli.docker("diff", name, check=False, timeout=60)
+    if proc.returncode != 0:
+        return [f"files written in the container's working directory were not copied out "
+                f"(docker diff: {proc.stderr.strip()[:200]}); write outputs to "
+                "$RUN_PROJECT_OUTPUT_DIR instead"]  # fmt: skip
+    changed = _changed_files(proc.stdout)
+    if not changed:
+        return []
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="run-project-container-") as tmp:
+        copied = docker_cli.docker(
+            "cp", f"{name}:{CONTAINER_WORKDIR}/.", tmp, check=False, timeout=600
+        )
+        if copied.returncode != 0:
+            return [f"files written in the container's working directory were not copied out "
+                    f"(docker cp: {copied.stderr.strip()[:200]})"]  # fmt: skip
+        root = os.path.realpath(workdir)
+        for rel in changed:
+            source, target = Path(tmp, rel), workdir / rel
+            if source.is_symlink() or not source.is_file():
+                continue
+            parent = os.path.realpath(target.parent)
+            if target.is_symlink() or not (parent + os.sep).startswith(root + os.sep):
+                warnings.append(f"{rel} written in the container was not copied out: its "
+                                "place here is a symlink")  # fmt: skip
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    return warnings
+
+
+def _changed_files(diff: str) -> list[str]:
+    """`docker diff` lines `A /project/x` / `C /project/x` → ["x"] (deletions ignored)."""
+    found = []
+    for line in diff.splitlines():
+        change, _, path = line.partition(" ")
+        if change in ("A", "C") and path.startswith(CONTAINER_WORKDIR + "/"):
+            rel = path[len(CONTAINER_WORKDIR) + 1 :]
+            if rel and ".." not in rel.split("/"):
+                found.append(rel)
+    return found
