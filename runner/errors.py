@@ -41,3 +41,7 @@ class StoreError(RunnerError):
 
 class BackendError(RunnerError):
     """The backend cannot run, watch or stop the run."""
+
+
+class NotFoundError(RunnerError):
+    """A page or file the web UI was asked for does not exist (the server answers 404)."""
