@@ -87,6 +87,8 @@ def test_warm_local_run_imports_no_yaml_toml_or_jsonschema(tmp_path: Path) -> No
     # of a warm start's instructions; records on the warm path are NamedTuples or classes.
     assert {"dataclasses", "runner.envs.docker.run", "runner.envs.python.inputs", "platform",
             "socket", "runner.sources.mirror", "runner.sources.workcopy"}.isdisjoint(imported)  # fmt: skip
+    # The web UI (and http.server under it) loads only for `run-project ui`.
+    assert not {m for m in imported if m.startswith(("runner.ui", "runner.cli.ui", "http."))}
     assert "runner.run" in imported  # the profile really was taken
     assert os.environ.get("RUN_PROJECT_CACHE")
 
