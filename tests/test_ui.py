@@ -103,7 +103,7 @@ def test_compare_marks_differences_and_draws_each_metric(
     status, _, body = get(url, f"/compare?runs={','.join(ids)}&y=log&smooth=0.6&x=time")
     assert status == 200
     assert '<tr class="differs"><th>lr ≠</th>' in body
-    assert body.count('class="curve"') >= 6  # loss and acc, three runs each
+    assert body.count('class="curve') >= 6  # loss and acc, three runs each
     assert "loss by lr" in body  # three runs: the param-versus-metric view
     chosen = get(url, f"/compare?runs={','.join(ids)}&param=lr&metric=acc")[2]
     assert "acc by lr" in chosen and chosen.count('class="dot"') == 3

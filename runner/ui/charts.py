@@ -96,6 +96,15 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
+def decade_ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """Whole powers of ten (as exponents) covering [low, high], at most about `count`."""
+    first, last = math.ceil(low), math.floor(high)
+    if last < first:
+        return nice_ticks(low, high)
+    stride = max(1, math.ceil((last - first + 1) / count))
+    return [float(e) for e in range(first, last + 1, stride)]
+
+
 def tick_label(value: float) -> str:
     """A short label: 0.001, 1e+06, 250."""
     return "0" if abs(value) < 1e-12 else f"{value:.4g}"
@@ -131,7 +140,8 @@ def _axes(series: list[list[Point]], log_y: bool) -> Axes:
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     if y1 == y0:
         y0, y1 = y0 - 0.5, y1 + 0.5
-    return Axes(x0, x1 if x1 > x0 else x0 + 1, y0, y1, log_y)
+    pad = (y1 - y0) * 0.05  # a point at the extremes stays off the frame
+    return Axes(x0, x1 if x1 > x0 else x0 + 1, y0 - pad, y1 + pad, log_y)
 
 
 def _plottable(points: list[Point], log_y: bool) -> list[Point]:
@@ -146,8 +156,13 @@ def line_chart(title: str, series: list[Series], x_label: str, log_y: bool = Fal
     for index, points in enumerate(kept):
         if not points:
             continue
-        d = "M" + " L".join(f"{axes.px(x):.1f},{axes.py(y):.1f}" for x, y in points)
         colour = PALETTE[index % len(PALETTE)]
+        if len(points) == 1:  # one point is no line: a dot shows it
+            x, y = points[0]
+            attrs = {"cx": f"{axes.px(x):.1f}", "cy": f"{axes.py(y):.1f}", "r": "4"}
+            paths.append(h("circle", {**attrs, "class_": "curve point", "fill": colour}))
+            continue
+        d = "M" + " L".join(f"{axes.px(x):.1f},{axes.py(y):.1f}" for x, y in points)
         paths.append(h("path", {"d": d, "class_": "curve", "stroke": colour, "fill": "none"}))
     dropped = sum(len(s.points) for s in series) - sum(len(p) for p in kept)
     note = f" ({dropped} points ≤ 0 or not finite left out)" if dropped else ""
@@ -181,7 +196,7 @@ def _frame(title: str, axes: Axes, x_label: str, marks: list[Markup], labels: li
         px = f"{axes.px(x):.1f}"
         parts.append(h("line", {"x1": px, "x2": px, "y1": TOP, "y2": bottom, "class_": "grid"}))
         parts.append(h("text", {"x": px, "y": bottom + 14, "class_": "tick-x"}, tick_label(x)))
-    for y in nice_ticks(axes.y0, axes.y1):
+    for y in decade_ticks(axes.y0, axes.y1) if axes.log_y else nice_ticks(axes.y0, axes.y1):
         py = f"{axes.py(10**y if axes.log_y else y):.1f}"
         label = tick_label(10**y) if axes.log_y else tick_label(y)
         parts.append(h("line", {"x1": LEFT, "x2": right, "y1": py, "y2": py, "class_": "grid"}))

@@ -64,6 +64,8 @@ def kv_table(values: dict[str, Any], empty: str = "none") -> Markup:
 
 
 def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return "" if value is None else str(value)
