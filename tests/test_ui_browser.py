@@ -39,7 +39,12 @@ def browser(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
     with chromium(tmp_path / "profile") as context:
         page = context.new_page()
         events: list[str] = []
-        page.on("dialog", lambda d: (events.append("dialog " + d.message), d.dismiss()))
+
+        def on_dialog(dialog: Any) -> None:
+            events.append("dialog " + dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
         page.on("pageerror", lambda e: events.append(f"error {e}"))
         yield page, events
 
