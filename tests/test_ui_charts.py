@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.tracking.plot import nice_ticks
 from runner.tracking.store import open_store
 from runner.ui import charts
 
@@ -44,10 +45,10 @@ def test_the_store_cuts_curves_in_sql_with_the_same_extremes(tmp_path: Path) -> 
 
 
 def test_ticks_are_round_numbers_inside_the_range() -> None:
-    ticks = charts.nice_ticks(0, 1)
+    ticks = nice_ticks(0, 1)
     assert len(ticks) == 6
     assert all(math.isclose(a, b) for a, b in zip(ticks, [0, 0.2, 0.4, 0.6, 0.8, 1], strict=True))
-    assert charts.nice_ticks(3, 97) == [20, 40, 60, 80]
+    assert nice_ticks(3, 97) == [20, 40, 60, 80]
 
 
 def test_log_scale_draws_a_1_over_x_curve_across_decades_and_drops_non_positive() -> None:

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from runner.tracking.plot import decade_ticks, nice_ticks, tick_label
 from runner.ui.markup import Markup, h, join
 
 Point = tuple[float, float]
@@ -83,31 +84,6 @@ def smooth(points: list[Point], weight: float) -> list[Point]:
         last = last * weight + (1 - weight) * y
         out.append((x, last / (1 - weight**count)))
     return out
-
-
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high] (1, 2 or 5 times a power of ten apart)."""
-    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
-        return [low]
-    raw = (high - low) / count
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.ceil(low / step) * step
-    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
-
-
-def decade_ticks(low: float, high: float, count: int = 6) -> list[float]:
-    """Whole powers of ten (as exponents) covering [low, high], at most about `count`."""
-    first, last = math.ceil(low), math.floor(high)
-    if last < first:
-        return nice_ticks(low, high)
-    stride = max(1, math.ceil((last - first + 1) / count))
-    return [float(e) for e in range(first, last + 1, stride)]
-
-
-def tick_label(value: float) -> str:
-    """A short label: 0.001, 1e+06, 250."""
-    return "0" if abs(value) < 1e-12 else f"{value:.4g}"
 
 
 @dataclass(frozen=True)
