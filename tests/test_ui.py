@@ -79,6 +79,7 @@ def test_run_page_shows_everything_and_hostile_values_as_text(
                     "source", "logs"):  # fmt: skip
         assert f'<section id="{section}">' in body
     assert f"run-project rerun {ids[0]}" in body
+    assert "uncommitted changes" in body and "+# an uncommitted edit" in body
     assert "<path d=" in body  # the loss curve
     for payload in (SCRIPT, IMG, ATTR, FILE_NAME):
         assert payload not in body  # never as markup ...
@@ -201,3 +202,15 @@ def test_ui_pages_work_on_postgresql(tmp_path: Path, pg_url: str) -> None:
         status, _, body = get(url, f"/runs/{run_id}")
         assert status == 200 and "<path d=" in body
         assert get(url, f"/runs/{run_id}/files/workdir/model.txt")[2] == "model 0.1"
+
+
+def test_a_rerun_shows_its_verdict_and_links_the_original(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    assert cli(str(demo_project(tmp_path / "p")), "-q", "--store", store).code == 0
+    first = json.loads(cli("runs", "list", "--store", store, "--json").out)[0]["id"]
+    assert cli("rerun", first, "--store", store).code == 0
+    again = json.loads(cli("runs", "list", "--store", store, "--json", "--limit", "1").out)[0]
+    with ui_server(store, tmp_path) as url:
+        _, _, body = get(url, f"/runs/{again['id']}")
+    assert 'id="verdict"' in body and again["rerun_verdict"]["summary"] in body
+    assert f'href="/runs/{first}"' in body

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from support.cli import REPO, cli
-from support.projects import make_project
+from support.git_servers import commit
 
 # Each payload sets window.__pwned if the page ever runs it as code.
 SCRIPT = "<script>window.__pwned=1</script>"
@@ -67,8 +67,12 @@ while os.path.exists(sys.argv[1]):
 
 
 def demo_project(root: Path) -> Path:
-    """A project that logs curves, a hostile param, tag and file name; and one that waits."""
-    return make_project(root, {"MLproject": MLPROJECT, "train.py": TRAIN, "wait.py": WAIT})
+    """A git project (with an uncommitted edit) that logs curves, a hostile param, tag and file
+    name; and an entry point that waits."""
+    commit(root, {"MLproject": MLPROJECT, "train.py": TRAIN, "wait.py": WAIT})
+    with open(root / "train.py", "a") as edit:
+        edit.write("# an uncommitted edit\n")
+    return root
 
 
 def fill_store(project: Path, store: str, cwd: Path) -> list[str]:
