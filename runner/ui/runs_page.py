@@ -236,7 +236,9 @@ def _row(record: dict[str, Any], fixed: list[str], columns: list[str]) -> Markup
     ]
     for column in columns:
         kind, _, name = column.partition(".")
-        cells.append(h("td", {"class_": "num"}, _cell(lookup(record, kind, name))))
+        value = lookup(record, kind, name)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        cells.append(h("td", {"class_": "num" if numeric else None}, _cell(value)))
     return h("tr", None, cells)
 
 

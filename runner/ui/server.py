@@ -11,6 +11,7 @@ from __future__ import annotations
 import mimetypes
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -56,7 +57,10 @@ class Handler(BaseHTTPRequestHandler):
     server: UIServer
     server_version = "run-project-ui"
 
+    started = 0.0
+
     def do_GET(self) -> None:
+        self.started = time.perf_counter()
         if not self._host_allowed():
             self._send(421, b"unknown host\n", "text/plain")
             return
@@ -147,6 +151,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Cache-Control", "max-age=300" if cache else "no-store")
+        elapsed = (time.perf_counter() - self.started) * 1000
+        self.send_header("Server-Timing", f"app;dur={elapsed:.1f}")  # for benchmarks/ui_bench.py
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
