@@ -176,8 +176,23 @@ def _timed(call: Callable[[], bytes], repeat: int, warm: bool = True) -> list[fl
     return times
 
 
+SERVER_TIMES: dict[str, list[float]] = {}
+
+
 def _get(url: str) -> Callable[[], bytes]:
-    return lambda: urllib.request.urlopen(url, timeout=TIMEOUT).read()
+    def call() -> bytes:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as answer:
+            timing = answer.headers.get("Server-Timing", "")
+            if "dur=" in timing:  # run-project ui says how long it worked on the answer
+                SERVER_TIMES.setdefault(url, []).append(float(timing.split("dur=")[1]) / 1000)
+            return bytes(answer.read())
+
+    return call
+
+
+def _server_time(url: str) -> str:
+    times = SERVER_TIMES.get(url, [])[1:]  # after the warm-up
+    return _fmt(statistics.median(times)) if times else ""
 
 
 def _post(url: str, body: dict[str, object]) -> Callable[[], bytes]:
@@ -191,16 +206,19 @@ def _post(url: str, body: dict[str, object]) -> Callable[[], bytes]:
 
 
 def _measure_ours(base: str, repeat: int) -> list[tuple[str, str, list[float]]]:
-    first = _get(base + "/")
+    urls = [base + "/", base + "/?experiment=bench&metric=acc%3E0.5&sort=-metric.acc&per=100",
+            f"{base}/runs/{CURVE_RUN}"]  # fmt: skip
+    first, filtered, curve = (_get(u) for u in urls)
     assert b'id="shown"' in first()
-    filtered = _get(base + "/?experiment=bench&metric=acc%3E0.5&sort=-metric.acc&per=100")
-    curve = _get(f"{base}/runs/{CURVE_RUN}")
     assert re.search(rb'class="curve"', curve())
-    return [
+    SERVER_TIMES.clear()
+    rows = [
         ("runs page: newest 50", "run-project ui", _timed(first, repeat)),
         ("runs page: acc > 0.5, by acc, 100", "run-project ui", _timed(filtered, repeat)),
         ("run page with the long curve", "run-project ui (whole page)", _timed(curve, repeat)),
     ]
+    return [(case, f"{tool} (server {_server_time(u)})", t)
+            for (case, tool, t), u in zip(rows, urls, strict=True)]  # fmt: skip
 
 
 def _measure_mlflow(base: str, repeat: int) -> list[tuple[str, str, list[float]]]:
