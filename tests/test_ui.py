@@ -51,9 +51,15 @@ def test_runs_table_lists_sorts_and_filters(site: tuple[str, Path, list[str]]) -
     assert status == 200
     assert body.index(ids[2][:8]) < body.index(ids[1][:8]) < body.index(ids[0][:8])
     _, _, filtered = get(url, "/?param=lr%3E0.15&sort=param.lr")
-    assert ids[0][:8] not in filtered and ids[1][:8] in filtered and "1 to 2 of 2 runs" in filtered
+    assert (
+        ids[0][:8] not in filtered
+        and ids[1][:8] in filtered
+        and "1 to 2 of the matching runs" in filtered
+    )
+    assert 'rel="next"' not in filtered
     _, _, paged = get(url, "/?per=1&page=2")
     assert ids[1][:8] in paged and ids[0][:8] not in paged and "page 2 of 3" in paged
+    assert 'rel="next"' in paged and 'rel="prev"' in paged
 
 
 def test_a_bad_filter_is_explained_on_the_page(site: tuple[str, Path, list[str]]) -> None:

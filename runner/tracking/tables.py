@@ -82,10 +82,11 @@ class TablesMixin:
         one scan and no Python loop. x is the step, or seconds since the first point."""
         x = "ts" if by_time else "step"
         with self._reading() as db:
-            low, high = db.execute(
-                f"SELECT MIN({x}), MAX({x}) FROM metrics WHERE run_id = ? AND key = ?",
-                (run_id, key),
-            ).fetchone()
+            # Two queries: each is one index probe for the step (SQLite optimises a lone
+            # MIN or MAX, not both in one SELECT).
+            where = "FROM metrics WHERE run_id = ? AND key = ?"
+            low = db.execute(f"SELECT MIN({x}) {where}", (run_id, key)).fetchone()[0]
+            high = db.execute(f"SELECT MAX({x}) {where}", (run_id, key)).fetchone()[0]
             if low is None:
                 return []
             span = float(high - low) or 1.0

@@ -81,18 +81,24 @@ def render(store: Store, q: dict[str, list[str]]) -> tuple[int, bytes]:
         conditions = view.conditions()
         if view.sort:
             query.parse_sort(view.sort)
-        total = listing.count_runs(store, view.experiment, view.status, conditions)
         offset = (view.page - 1) * view.per_page
+        # One more than a page says whether there is a next one; only an unfiltered table is
+        # counted (a filtered count would scan every run's values again).
         records = listing.select_runs(
-            store, view.experiment, view.status, conditions, view.sort, view.per_page, offset
+            store, view.experiment, view.status, conditions, view.sort, view.per_page + 1, offset
         )
+        more = len(records) > view.per_page
+        records = records[: view.per_page]
+        total = None
+        if not conditions:
+            total = listing.count_runs(store, view.experiment, view.status, [])
     except RunnerError as exc:
         form = _filters(Listing.from_query({}))
         return 400, page("runs", form, error_box(exc))
     columns = view.columns or _default_columns(records)
     body = [
         _filters(view),
-        _pager(view, total),
+        _pager(view, len(records), more, total),
         _table(view, records, columns),
         _column_chooser(view, records, columns),
     ]
@@ -146,20 +152,24 @@ def _filters(view: Listing) -> Markup:
     return h("form", {"method": "get", "action": "/", "class_": "filters"}, fields)
 
 
-def _pager(view: Listing, total: int) -> Markup:
-    pages = max(1, -(-total // view.per_page))
+def _pager(view: Listing, shown: int, more: bool, total: int | None) -> Markup:
     first = (view.page - 1) * view.per_page + 1
-    shown = f"{min(first, total)} to {min(first + view.per_page - 1, total)} of {total} runs"
-    prev = h("a", {"href": link("/", view.query(page=view.page - 1)), "rel": "prev"}, "← newer")
-    nxt = h("a", {"href": link("/", view.query(page=view.page + 1)), "rel": "next"}, "older →")
+    text = f"{first if shown else 0} to {first + shown - 1 if shown else 0}"
+    if total is not None:
+        pages = max(1, -(-total // view.per_page))
+        text += f" of {total} runs (page {view.page} of {pages})"
+    else:
+        text += f" of the matching runs (page {view.page})"
+    prev = h("a", {"href": link("/", view.query(page=view.page - 1)), "rel": "prev"}, "← previous")
+    nxt = h("a", {"href": link("/", view.query(page=view.page + 1)), "rel": "next"}, "next →")
     return h(
         "p",
         {"class_": "pager"},
         prev if view.page > 1 else None,
         " ",
-        h("span", {"id": "shown"}, shown, f" (page {view.page} of {pages})"),
+        h("span", {"id": "shown"}, text),
         " ",
-        nxt if view.page < pages else None,
+        nxt if more else None,
     )
 
 
