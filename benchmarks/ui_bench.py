@@ -1,6 +1,7 @@
 """The web UI beside MLflow's own server on the same data: the runs page and a long curve.
 
     python benchmarks/ui_bench.py [--runs 100000] [--points 1000000] [--repeat 7] [--write]
+                                  [--skip-mlflow]
 
 Fills a run-project store and an MLflow SQLite store with the same N runs (store_ops.py's
 populate helpers, bulk SQL) plus one run with a metric of P points, starts `run-project ui`
@@ -49,14 +50,16 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--skip-mlflow", action="store_true", help="measure run-project only")
     ns = parser.parse_args()
     mlflow_python = _peers()
     ours_dir, theirs_dir = _populate(ns.runs, ns.points, mlflow_python)
     rows: list[tuple[str, str, list[float]]] = []
     with _ours(ours_dir) as base:
         rows += _measure_ours(base, ns.repeat)
-    with _mlflow(theirs_dir, mlflow_python) as base:
-        rows += _measure_mlflow(base, ns.repeat)
+    if not ns.skip_mlflow:
+        with _mlflow(theirs_dir, mlflow_python) as base:
+            rows += _measure_mlflow(base, ns.repeat)
     text = _table(rows, ns.runs, ns.points)
     print(text)
     if ns.write:
