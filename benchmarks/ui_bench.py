@@ -131,7 +131,8 @@ def _mlflow_curve(root: Path, points: int) -> None:
 
 @contextmanager
 def _server(argv: list[str], ready: str, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    log = open(WORK / f"server-{Path(argv[0]).name}.log", "w")  # noqa: SIM115 (kept open)
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -141,7 +142,7 @@ def _server(argv: list[str], ready: str, env: dict[str, str]) -> Iterator[subpro
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(proc.stdout.read() if proc.stdout else "") from None
+                    raise RuntimeError(f"the server ended; see {log.name}") from None
                 time.sleep(0.5)
         yield proc
     finally:
@@ -168,14 +169,23 @@ def _mlflow(root: Path, python: Path) -> Iterator[str]:
         yield base
 
 
+FAILURES: dict[int, str] = {}  # id of a case's times list -> what went wrong
+
+
 def _timed(call: Callable[[], bytes], repeat: int, warm: bool = True) -> list[float]:
-    if warm:
-        call()  # warm-up: connections, caches, the database's pages
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
+    """Seconds per request; a request that fails ends the case (the table says how)."""
+    times: list[float] = []
+    started = time.perf_counter()
+    try:
+        if warm:
+            call()  # warm-up: connections, caches, the database's pages
+        for _ in range(repeat):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+    except OSError as exc:
         times.append(time.perf_counter() - started)
+        FAILURES[id(times)] = f"failed after {_fmt(times[-1])}: {exc}"
     return times
 
 
@@ -272,6 +282,9 @@ def _table(rows: list[tuple[str, str, list[float]]], runs: int, points: int) -> 
         "|---|---|---:|---:|---:|",
     ]
     for case, tool, times in rows:
+        if id(times) in FAILURES:
+            lines.append(f"| {case} | {tool} | {FAILURES[id(times)]} | | |")
+            continue
         median = statistics.median(times)
         ratio = "" if tool.startswith("run-") else f"{median / ours[case]:.1f}x"
         lines.append(f"| {case} | {tool} | {_fmt(median)} | {_fmt(min(times))}–"
