@@ -9,7 +9,13 @@ function followLogs() {
   for (const pre of document.querySelectorAll("pre.log[data-follow]")) {
     const tick = async () => {
       const offset = pre.dataset.offset || "0";
-      const answer = await fetch(`${pre.dataset.follow}?offset=${offset}`);
+      let answer;
+      try {
+        answer = await fetch(`${pre.dataset.follow}?offset=${offset}`);
+      } catch {
+        setTimeout(tick, 5 * POLL_MS); // the server is away: try again later
+        return;
+      }
       if (!answer.ok) return;
       const text = await answer.text();
       pre.dataset.offset = answer.headers.get("X-Next-Offset") || offset;
@@ -30,7 +36,13 @@ function refreshWhileLive() {
   const main = document.querySelector("main[data-live]");
   if (!main) return;
   setTimeout(async () => {
-    const answer = await fetch(location.href, { headers: { Accept: "text/html" } });
+    let answer;
+    try {
+      answer = await fetch(location.href, { headers: { Accept: "text/html" } });
+    } catch {
+      refreshWhileLive(); // the server is away: try again later
+      return;
+    }
     if (!answer.ok) return;
     const fresh = new DOMParser().parseFromString(await answer.text(), "text/html");
     const next = fresh.querySelector("main");
