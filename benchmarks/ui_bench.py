@@ -147,7 +147,11 @@ def _server(argv: list[str], ready: str, env: dict[str, str]) -> Iterator[subpro
         yield proc
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers, by process group
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # still busy with a request it will never finish
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @contextmanager
