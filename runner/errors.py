@@ -45,3 +45,7 @@ class BackendError(RunnerError):
 
 class PushError(RunnerError):
     """An MLflow tracking server cannot be reached or refuses what `runs push` sends."""
+
+
+class NotFoundError(RunnerError):
+    """A page or file the web UI was asked for does not exist (the server answers 404)."""

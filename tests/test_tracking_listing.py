@@ -120,6 +120,21 @@ def test_sql_sort_and_limit_answer_as_the_python_sort_does(store_url: str) -> No
     assert "sort by metric.NAME" in info.value.hint
 
 
+def test_pages_with_an_offset_join_up_to_the_whole_list_and_the_count_agrees(
+    store_url: str,
+) -> None:
+    store = open_store(store_url)
+    _fill(store, 40, seed=5)
+    lr = [parse_condition("param", "lr>=0")]
+    for conditions, sort in (([], None), ([], "-metric.acc"), (lr, "param.lr"), (lr, None)):
+        whole = _ids(listing.select_runs(store, None, None, conditions, sort, None))
+        pages = []
+        for offset in range(0, len(whole) + 7, 7):
+            pages += _ids(listing.select_runs(store, None, None, conditions, sort, 7, offset))
+        assert pages == whole, (conditions, sort)
+        assert listing.count_runs(store, None, None, conditions) == len(whole)
+
+
 def test_list_with_a_limit_parses_only_the_records_shown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

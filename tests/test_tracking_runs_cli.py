@@ -80,7 +80,7 @@ def test_plot_writes_a_png_of_the_learning_curves(
     data = target.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (800, 480)
+    assert (width, height) == (900, 540)
     idat = data.index(b"IDAT")
     (length,) = struct.unpack(">I", data[idat - 4 : idat])
     pixels = zlib.decompress(data[idat + 4 : idat + 4 + length])
@@ -89,6 +89,60 @@ def test_plot_writes_a_png_of_the_learning_curves(
     assert "blue: run" in result.out
     missing = cli("runs", "plot", run_ids[0], "--metric", "nope", "-o", str(target))
     assert missing.code == 2 and "nope" in missing.err
+
+
+def _pixels(path: Path) -> tuple[int, int, bytes]:
+    """Width, height and the RGB rows (each behind its filter byte) of a plot's PNG."""
+    data = path.read_bytes()
+    width, height = struct.unpack(">II", data[16:24])
+    idat = data.index(b"IDAT")
+    (length,) = struct.unpack(">I", data[idat - 4 : idat])
+    return width, height, zlib.decompress(data[idat + 4 : idat + 4 + length])
+
+
+def _rows_with(
+    color: tuple[int, int, int], path: Path, x_from: int = 0, x_to: int = 10_000
+) -> set[int]:
+    """The rows where `color` appears between columns x_from and x_to."""
+    width, height, raw = _pixels(path)
+    found = set()
+    for y in range(height):
+        row = raw[y * (width * 3 + 1) + 1 : (y + 1) * (width * 3 + 1)]
+        if bytes(color) in row[x_from * 3 : x_to * 3]:
+            found.add(y)
+    return found
+
+
+@pytest.mark.slow
+def test_plot_has_a_title_tick_labels_a_legend_and_a_log_scale(tmp_path: Path) -> None:
+    from runner.tracking.record import new_record
+    from runner.tracking.store import open_store
+
+    store = open_store(str(tmp_path / "store"))
+    record = new_record(experiment="e", run_name="decay", source={"kind": "local"},
+                        entry_point="main", command={"template": "x", "argv": [], "shell": False},
+                        params={}, env={"kind": "local"}, backend="local", heartbeat_seconds=5.0)  # fmt: skip
+    store.create_run(record)
+    points = [("loss", 1.0 / (i + 1), i, float(i)) for i in range(100_000)]
+    store.add_metrics(record["id"], points)
+    store.close()
+    linear, log = tmp_path / "linear.png", tmp_path / "log.png"
+    args = ("runs", "plot", record["id"], "--metric", "loss", "--store", str(tmp_path / "store"))
+    assert cli(*args, "-o", str(linear)).code == 0
+    result = cli(*args, "-o", str(log), "--log-y")
+    assert result.code == 0, result.text
+    black = (0, 0, 0)
+    assert {y for y in _rows_with(black, log) if y < 40}  # the title
+    assert {y for y in _rows_with(black, log) if y > 480}  # x tick labels and the axis name
+    assert len(_rows_with(black, log, x_to=85)) > 30  # y tick labels, left of the axis
+    blue = (31, 119, 180)
+    assert _rows_with(blue, log, x_from=750)  # the legend's line (the curve is lower there)
+
+    # 1/x over 100k steps: flat on the axis in linear, across the whole height in log.
+    curve_linear = _rows_with(blue, linear, x_from=140, x_to=700)
+    curve_log = _rows_with(blue, log, x_from=140, x_to=700)
+    assert max(curve_linear) - min(curve_linear) < 10  # past the first 5%: on the axis
+    assert max(curve_log) - min(curve_log) > 80  # a visible slope through the decades
 
 
 def test_export_gives_record_and_every_metric_point(three_runs: list[dict[str, Any]]) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from runner import __version__
 from runner.errors import RunnerError
 
-VERBS = ("runs", "envs", "rerun", "pack")
+VERBS = ("runs", "envs", "rerun", "pack", "ui")
 EXIT_USER_ERROR = 2
 EXIT_BUG = 3
 
@@ -98,6 +98,7 @@ def _run_parser() -> argparse.ArgumentParser:
         epilog="other commands: run-project runs "
         "list|show|compare|diff|lineage|plot|export|import ...   "
         "run-project rerun RUN_ID|BUNDLE ...   run-project pack URI -o FILE ...   "
+        "run-project ui [--store S] [--port 5000] ...   "
         "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
         "RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT, "
         "RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml",
@@ -208,6 +209,10 @@ def _verb(args: list[str]) -> int:
         from runner.cli import pack
 
         return pack.main(args[1:])
+    if args[0] == "ui":
+        from runner.cli import ui
+
+        return ui.main(args[1:])
     if args[0] == "envs":
         from runner.cli import envs
 

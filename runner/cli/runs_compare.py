@@ -25,6 +25,7 @@ def add_parsers(sub: Any) -> None:
     plotter.add_argument("run_ids", nargs="+")
     plotter.add_argument("--metric", required=True)
     plotter.add_argument("-o", "--output", default="plot.png")
+    plotter.add_argument("--log-y", action="store_true", help="values on a log scale")
     exporter = sub.add_parser("export", help="a run's record, metric points and files")
     exporter.add_argument("run_id")
     exporter.add_argument("--json", action="store_true", default=True, help="(the default)")
@@ -61,7 +62,7 @@ def run(store: Store, ns: argparse.Namespace) -> int:
     elif ns.command == "lineage":
         print(lineage.describe(store, ns.target))
     elif ns.command == "plot":
-        _plot(store, ns.run_ids, ns.metric, Path(ns.output))
+        _plot(store, ns.run_ids, ns.metric, Path(ns.output), ns.log_y)
     elif ns.command == "import":
         _import(store, Path(ns.bundle))
     elif ns.command == "export" and ns.output:
@@ -99,7 +100,7 @@ def _import(store: Store, bundle: Path) -> None:
             print(f"run {short} is already in the store; nothing imported")
 
 
-def _plot(store: Store, run_ids: list[str], metric: str, output: Path) -> None:
+def _plot(store: Store, run_ids: list[str], metric: str, output: Path, log_y: bool) -> None:
     from runner.tracking import plot
 
     records = [store.get_run(i) for i in run_ids]
@@ -110,7 +111,8 @@ def _plot(store: Store, run_ids: list[str], metric: str, output: Path) -> None:
             f"none of the runs has points of metric {metric!r}",
             "see the metric names with `run-project runs show RUN_ID`",
         )
-    plot.draw(series, output)
+    labels = [f"{r['id'][:8]} {r.get('run_name') or ''}".strip() for r in records]
+    plot.draw(series, output, title=metric, labels=labels, log_y=log_y)
     x0, x1, y0, y1 = plot.bounds(series)
     print(f"wrote {output} ({metric}: steps {x0:g}..{x1:g}, values {y0:.4g}..{y1:.4g})")
     for index, (record, points) in enumerate(zip(records, series, strict=True)):

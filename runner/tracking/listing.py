@@ -39,28 +39,44 @@ def select_runs(
     conditions: list[Condition],
     sort: str | None,
     limit: int | None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Records matching every condition, sorted by `sort` (else newest first), at most
-    `limit` of them (None or 0: all)."""
+    `limit` of them (None or 0: all), after skipping `offset` (a page of the web UI)."""
     if limit is not None and limit < 0:
         raise RunnerError(f"--limit {limit} is negative", "pass --limit N with N >= 0 (0: all)")
     if limit is not None and limit >= 2**62:  # more than any store holds; SQL's int is 64-bit
         limit = None
     if not conditions and not sort:
-        return store.list_runs(experiment, status, limit or None)
+        return store.list_runs(experiment, status, limit or None, offset)
     order = _order(sort) if sort else None
     if (sort and order is None) or not _indexed(store):
-        return _in_python(store, experiment, status, conditions, sort, limit)
+        found = _in_python(store, experiment, status, conditions, sort, None)[offset:]
+        return found[:limit] if limit else found
     where, args = _where(experiment, status, conditions)
     join, join_args, order_by = order or ("", [], "runs.start_time DESC, runs.id")
     sql = f"SELECT runs.id FROM runs{join}{where} ORDER BY {order_by}"
     args = [*join_args, *args]
-    if limit:
-        sql += " LIMIT ?"
-        args.append(limit)
+    if limit or offset:
+        sql += " LIMIT ? OFFSET ?"
+        args += [limit or 2**62, offset]
     with store._reading() as db, _snapshot(db):
         ids = [str(row[0]) for row in db.execute(sql, args).fetchall()]
         return _records(db, ids)
+
+
+def count_runs(
+    store: Store, experiment: str | None, status: str | None, conditions: list[Condition]
+) -> int:
+    """How many runs `select_runs` would return without a limit (the pages of the web UI)."""
+    if not store.exists():
+        return 0
+    if not _indexed(store):
+        runs = store.list_runs(experiment, status, None)
+        return sum(all(c.matches(r) for c in conditions) for r in runs)
+    where, args = _where(experiment, status, conditions)
+    with store._reading() as db:
+        return int(db.execute(f"SELECT COUNT(*) FROM runs{where}", args).fetchone()[0])
 
 
 @contextmanager

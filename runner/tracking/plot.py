@@ -1,8 +1,10 @@
 """Learning curves to a PNG without plotting libraries (zlib + struct are enough).
 
 matplotlib costs ~0.5 s to import and a large install; a line chart needs neither. The image
-has a frame, a light grid and one coloured line per run; the legend (colour → run, axis
-ranges) is printed by the caller, since drawing text would need a font.
+has a title, axes with round tick values and their labels, a light grid, one coloured line
+per run and a legend, written with a small bitmap font (plotfont.py); `log_y` puts the values
+on a log scale (ticks at whole decades; values <= 0 left out). The tick choice is shared with
+the web UI's charts (runner/ui/charts.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import itertools
 import math
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+
+from runner.tracking import plotfont
 
 Color = tuple[int, int, int]
 PALETTE: tuple[Color, ...] = (
@@ -52,6 +57,21 @@ class Canvas:
             if e2 <= dx:
                 err, y0 = err + dx, y0 + sy
 
+    def text(self, x: int, y: int, label: str, color: Color = (0, 0, 0), scale: int = 1) -> None:
+        """`label` with its top-left corner at (x, y), in the 5x7 font times `scale`."""
+        for index, char in enumerate(label):
+            left = x + index * (plotfont.WIDTH + 1) * scale
+            for row, bits in enumerate(plotfont.rows(char)):
+                for col in range(plotfont.WIDTH):
+                    if bits & (1 << (plotfont.WIDTH - 1 - col)):
+                        self.box(left + col * scale, y + row * scale, scale, scale, color)
+
+    def box(self, x: int, y: int, width: int, height: int, color: Color) -> None:
+        """A filled rectangle."""
+        for py in range(y, y + height):
+            for px in range(x, x + width):
+                self.dot(px, py, color)
+
     def png(self) -> bytes:
         """The canvas as PNG bytes (8-bit RGB, no filter)."""
         stride = self.width * 3
@@ -73,39 +93,129 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
 
-def bounds(series: list[Series]) -> tuple[float, float, float, float]:
-    """(x min, x max, y min, y max) over all finite points (a flat range is widened)."""
-    xs = [x for s in series for x, y in s if math.isfinite(y)]
-    ys = [y for s in series for _, y in s if math.isfinite(y)]
+def text_width(label: str, scale: int = 1) -> int:
+    """How wide `label` is drawn, in pixels."""
+    return len(label) * (plotfont.WIDTH + 1) * scale
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values inside [low, high] (1, 2 or 5 times a power of ten apart)."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return [low]
+    raw = (high - low) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def decade_ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """Whole powers of ten (as exponents) inside [low, high], at most about `count`."""
+    first, last = math.ceil(low), math.floor(high)
+    if last < first:
+        return nice_ticks(low, high)
+    stride = max(1, math.ceil((last - first + 1) / count))
+    return [float(e) for e in range(first, last + 1, stride)]
+
+
+def tick_label(value: float) -> str:
+    """A short label: 0.001, 1e+06, 250."""
+    return "0" if abs(value) < 1e-12 else f"{value:.4g}"
+
+
+def bounds(series: list[Series], log_y: bool = False) -> tuple[float, float, float, float]:
+    """(x min, x max, y min, y max) over all plottable points (a flat range is widened);
+    with `log_y`, y is log10 of the values above 0."""
+    kept = [plottable(s, log_y) for s in series]
+    xs = [x for s in kept for x, _ in s]
+    ys = [y for s in kept for _, y in s]
     if not xs:
         return 0.0, 1.0, 0.0, 1.0
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     return x0, (x1 if x1 > x0 else x0 + 1), y0, (y1 if y1 > y0 else y0 + 1)
 
 
-def draw(series: list[Series], path: Path, width: int = 800, height: int = 480) -> None:
-    """Write the curves to `path` as a PNG."""
-    canvas = Canvas(width, height)
-    left, top, right, bottom = 40, 20, width - 20, height - 40
-    x0, x1, y0, y1 = bounds(series)
-    for i in range(5):  # light grid
-        gy = top + (bottom - top) * i // 4
-        gx = left + (right - left) * i // 4
-        canvas.line(left, gy, right, gy, (225, 225, 225))
-        canvas.line(gx, top, gx, bottom, (225, 225, 225))
-    for a, b, c, d in ((left, top, left, bottom), (left, bottom, right, bottom)):
-        canvas.line(a, b, c, d, (0, 0, 0), 2)
+def plottable(points: Series, log_y: bool) -> Series:
+    """Finite points (above 0 and as log10 with `log_y`)."""
+    if log_y:
+        return [(x, math.log10(y)) for x, y in points if math.isfinite(y) and y > 0]
+    return [(x, y) for x, y in points if math.isfinite(y)]
 
-    def at(x: float, y: float) -> tuple[int, int]:
-        px = left + round((x - x0) / (x1 - x0) * (right - left))
-        py = bottom - round((y - y0) / (y1 - y0) * (bottom - top))
+
+@dataclass(frozen=True)
+class Frame:
+    """Where the plot area is on the canvas, and the data range it shows."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+    def at(self, x: float, y: float) -> tuple[int, int]:
+        px = self.left + round((x - self.x0) / (self.x1 - self.x0) * (self.right - self.left))
+        py = self.bottom - round((y - self.y0) / (self.y1 - self.y0) * (self.bottom - self.top))
         return px, py
 
+
+def draw(
+    series: list[Series],
+    path: Path,
+    width: int = 900,
+    height: int = 540,
+    title: str = "",
+    labels: list[str] | None = None,
+    x_label: str = "step",
+    log_y: bool = False,
+) -> None:
+    """Write the curves to `path` as a PNG, with axes, ticks, `title` and a legend."""
+    canvas = Canvas(width, height)
+    frame = Frame(96, 44, width - 24, height - 64, *bounds(series, log_y))
+    _axes(canvas, frame, log_y)
+    canvas.text((width - text_width(title, 2)) // 2, 12, title, scale=2)
+    canvas.text((frame.left + frame.right - text_width(x_label, 2)) // 2, height - 26, x_label,
+                scale=2)  # fmt: skip
     for index, points in enumerate(series):
         color = PALETTE[index % len(PALETTE)]
-        finite = [at(x, y) for x, y in points if math.isfinite(y)]
+        finite = [frame.at(x, y) for x, y in plottable(points, log_y)]
         for (ax, ay), (bx, by) in itertools.pairwise(finite):
             canvas.line(ax, ay, bx, by, color, 2)
         if len(finite) == 1:
             canvas.line(*finite[0], *finite[0], color, 4)
+    _legend(canvas, frame, labels or [])
     path.write_bytes(canvas.png())
+
+
+def _axes(canvas: Canvas, frame: Frame, log_y: bool) -> None:
+    grey, black = (225, 225, 225), (0, 0, 0)
+    for x in nice_ticks(frame.x0, frame.x1):
+        px, _ = frame.at(x, frame.y0)
+        canvas.line(px, frame.top, px, frame.bottom, grey)
+        canvas.line(px, frame.bottom, px, frame.bottom + 5, black)
+        label = tick_label(x)
+        canvas.text(px - text_width(label) // 2, frame.bottom + 9, label)
+    ticks = decade_ticks(frame.y0, frame.y1) if log_y else nice_ticks(frame.y0, frame.y1)
+    for y in ticks:
+        _, py = frame.at(frame.x0, y)
+        canvas.line(frame.left, py, frame.right, py, grey)
+        canvas.line(frame.left - 5, py, frame.left, py, black)
+        label = tick_label(10**y if log_y else y)
+        canvas.text(frame.left - 9 - text_width(label), py - 3, label)
+    canvas.line(frame.left, frame.top, frame.left, frame.bottom, black, 2)
+    canvas.line(frame.left, frame.bottom, frame.right, frame.bottom, black, 2)
+
+
+def _legend(canvas: Canvas, frame: Frame, labels: list[str]) -> None:
+    """Colour → label, in a white box at the top right of the plot area."""
+    if not labels:
+        return
+    inner = max(text_width(label) for label in labels) + 28
+    left, top = frame.right - inner - 8, frame.top + 6
+    canvas.box(left, top, inner + 4, len(labels) * 12 + 6, (255, 255, 255))
+    for index, label in enumerate(labels):
+        y = top + 4 + index * 12
+        canvas.line(left + 4, y + 3, left + 18, y + 3, PALETTE[index % len(PALETTE)], 2)
+        canvas.text(left + 24, y, label)

@@ -139,14 +139,22 @@ class RunRecord:
         if document.get("status") not in FINAL:
             raise RunnerError(f"run {document.get('id')} had not ended when it was exported",
                               "export it again once it has ended")  # fmt: skip
-        record = cls(store, dict(document), NEW)
-        record._write(record._doc, insert=True)
-        record._state = CLOSED
+        record = cls(store, dict(document), CLOSED)
+        _check(record._doc)
+        # Closed already, so no journal: the store is written directly (an import cut short
+        # is simply done again; it copies over what it left).
+        store.create_run(record._doc)
         from runner.tracking.events import EventReader
 
         reader = EventReader(events, Path(str(document["source"]["path"])))
         with reader.lock:
-            record.ingest(reader)
+            reader.poll()
+            state = reader.state
+            if state.pending_points:
+                store.add_metrics(record.id, state.pending_points)
+            for table, pairs in (("logged_params", state.params), ("tags", state.tags)):
+                if pairs:
+                    store.set_pairs(table, record.id, dict(pairs))
         files = [{**i, "direction": "input"} for i in document.get("inputs") or []
                  if i.get("kind") == "file"]  # fmt: skip
         files += [{**o, "direction": "output"} for o in document.get("outputs") or []]

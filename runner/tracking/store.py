@@ -335,18 +335,23 @@ class Store(TablesMixin):
         return record
 
     def list_runs(
-        self, experiment: str | None = None, status: str | None = None, limit: int | None = None
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Records, newest first, optionally filtered (none yet if the store is new)."""
+        """Records, newest first, optionally filtered, `offset` skipped (none if the store is
+        new)."""
         if not self.exists():
             return []
         where, args = run_filters(experiment, status)
         sql = "SELECT record FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY start_time DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
+        sql += " ORDER BY start_time DESC, id"
+        if limit or offset:
+            sql += f" LIMIT {int(limit or 2**62)} OFFSET {int(offset)}"
         with self._reading() as db:
             return [json.loads(row[0]) for row in db.execute(sql, args).fetchall()]
 
