@@ -165,9 +165,18 @@ def tagged(run_id: str) -> list[int]:
                 variables = environ.read().split(b"\0")
         except OSError:
             continue
-        if wanted in variables and pid_alive(int(entry)):
+        if wanted in variables and pid_alive(int(entry)) and _same_pid_namespace(entry):
             found.append(int(entry))
     return found
+
+
+def _same_pid_namespace(pid: str) -> bool:
+    """A container's processes are the docker kind's to stop (`envs gc` removes the
+    container, and a dry run must not touch it)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
 
 
 def _self_and_ancestors() -> set[int]:
