@@ -267,3 +267,20 @@ def test_config_and_cache_files_are_noise_not_inputs(tmp_path: Path) -> None:
     paths = [i["path"] for i in record["inputs"]] + [o["path"] for o in record["outputs"]]
     assert paths == [str(project / "data.csv")]
     assert record["capture"]["noise"] == {"files": 2}
+
+
+def test_a_stored_event_naming_a_path_out_of_logged_is_refused(tmp_path: Path) -> None:
+    """Only the endpoint writes `stored` events, but any process of the run can append to the
+    events file: a name that climbs out of logged/ is a bad line, never an artifact."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lines = [
+        {"type": "stored", "name": "logged/../../secret", "size": 1},
+        {"type": "stored", "name": "logged//etc/passwd", "size": 1},
+        {"type": "stored", "name": "logged/ok/model.pkl", "size": 1},
+    ]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    reader = EventReader(run_dir / "events.jsonl", run_dir)
+    reader.poll()
+    assert reader.state.bad_lines == 2
+    assert reader.state.artifacts == [(str(run_dir / "logged/ok/model.pkl"), "ok/model.pkl")]

@@ -137,7 +137,13 @@ class Capture:
             else:
                 mapped.setdefault(str(local), set()).update(modes)
         kept = []
+        logged_dir = os.path.realpath(self.plan.run_dir / "logged")
         for raw, name in logged:
+            if os.path.realpath(raw).startswith(logged_dir + os.sep):
+                # Stored by the run's MLflow endpoint into this machine's logged/ (the
+                # events reader made the path): already local, and it does not leave logged/.
+                kept.append((raw, name))
+                continue
             local = view.local(raw)
             if local is None:
                 self._refuse_foreign(raw, "logged")

@@ -126,8 +126,9 @@ class EventReader:
         section = self.state.mlflow
         if kind == "stored":
             name = str(event["name"])
-            if not name.startswith("logged/"):
-                raise ValueError(f"stored file {name!r} is not under logged/")
+            parts = name.split("/")
+            if parts[0] != "logged" or len(parts) < 2 or {"", ".", ".."} & set(parts[1:]):
+                raise ValueError(f"stored file {name!r} is not a plain path under logged/")
             self.state.artifacts.append((str(self.path.parent / name), name[len("logged/") :]))
         elif kind == "mlflow_uri":
             section["tracking_uri"] = str(event["uri"])
