@@ -165,7 +165,7 @@ def test_artifacts_upload_list_and_download_under_logged(endpoint: Endpoint) -> 
         {"path": "loss curve.txt", "is_dir": False, "file_size": 6}
     ]
     assert call(endpoint, "GET", f"{base}/plots/loss%20curve.txt") == (200, b"points")
-    assert ingested(endpoint).state.artifacts == [
+    assert ingested(endpoint).state.stored == [
         (str(Path(endpoint.logged) / "plots" / "loss curve.txt"), "plots/loss curve.txt")
     ]
 
@@ -283,4 +283,4 @@ def test_a_stored_event_naming_a_path_out_of_logged_is_refused(tmp_path: Path) -
     reader = EventReader(run_dir / "events.jsonl", run_dir)
     reader.poll()
     assert reader.state.bad_lines == 2
-    assert reader.state.artifacts == [(str(run_dir / "logged/ok/model.pkl"), "ok/model.pkl")]
+    assert reader.state.stored == [(str(run_dir / "logged/ok/model.pkl"), "ok/model.pkl")]

@@ -18,7 +18,7 @@ import glob
 import os
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -96,10 +96,18 @@ class Capture:
         self.hashes.flush()
         return self.result.inputs
 
-    def after(self, opened: dict[str, set[str]], logged: list[tuple[str, str]]) -> Captured:
-        """Find, hash and store the outputs; hash the files read; returns everything found."""
+    def after(
+        self,
+        opened: dict[str, set[str]],
+        logged: list[tuple[str, str]],
+        stored: Sequence[tuple[str, str]] = (),
+    ) -> Captured:
+        """Find, hash and store the outputs; hash the files read; returns everything found.
+        `stored` are the files the run's MLflow endpoint wrote under logged/: paths on this
+        machine already, whatever the command's view."""
         if self.view is not None:
             opened, logged = self._localised(self.view, opened, logged)
+        logged = [*logged, *stored]
         candidates: dict[str, tuple[Path, str, str]] = {}  # abs path → (path, name, source)
         self._workdir_changes(candidates)
         self._returned_workdir(candidates)
@@ -137,13 +145,7 @@ class Capture:
             else:
                 mapped.setdefault(str(local), set()).update(modes)
         kept = []
-        logged_dir = os.path.realpath(self.plan.run_dir / "logged")
         for raw, name in logged:
-            if os.path.realpath(raw).startswith(logged_dir + os.sep):
-                # Stored by the run's MLflow endpoint into this machine's logged/ (the
-                # events reader made the path): already local, and it does not leave logged/.
-                kept.append((raw, name))
-                continue
             local = view.local(raw)
             if local is None:
                 self._refuse_foreign(raw, "logged")

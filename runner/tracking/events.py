@@ -43,6 +43,7 @@ class Ingested:
         self.metrics: dict[str, dict[str, Any]] = {}
         self.opened: dict[str, set[str]] = {}
         self.artifacts: list[tuple[str, str]] = []
+        self.stored: list[tuple[str, str]] = []  # files the MLflow endpoint wrote
         self.bad_lines = 0
         self.first_bad = ""
         self.pending_points: list[tuple[str, float | None, int, float]] = []
@@ -129,7 +130,9 @@ class EventReader:
             parts = name.split("/")
             if parts[0] != "logged" or len(parts) < 2 or {"", ".", ".."} & set(parts[1:]):
                 raise ValueError(f"stored file {name!r} is not a plain path under logged/")
-            self.state.artifacts.append((str(self.path.parent / name), name[len("logged/") :]))
+            # Made here from a checked name, so already a path on this machine (not one in a
+            # container's or a job's view): kept apart from the command's own artifacts.
+            self.state.stored.append((str(self.path.parent / name), name[len("logged/") :]))
         elif kind == "mlflow_uri":
             section["tracking_uri"] = str(event["uri"])
         elif kind == "mlflow_warning":

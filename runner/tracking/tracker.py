@@ -77,7 +77,7 @@ class Tracker:
         assert self.capture is not None, "before() was not called"
         from_events = self.reader.summary()
         try:
-            captured = self.capture.after(state.opened, state.artifacts)
+            captured = self.capture.after(state.opened, state.artifacts, state.stored)
         except ArtifactError:
             self.record.logged(from_events)  # keep what the run logged
             raise
