@@ -65,6 +65,13 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def shared_uv_cache(uv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uv uses the session's cache (modules that build virtualenvs use it for every test:
+    `pytestmark = pytest.mark.usefixtures("shared_uv_cache")`)."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
+
+
 # Tracking: a PostgreSQL schema per test, read-only and tiny mounts.
 
 

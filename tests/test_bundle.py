@@ -37,9 +37,7 @@ SIX_PROJECT = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _shared_uv_cache(uv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
+pytestmark = pytest.mark.usefixtures("shared_uv_cache")
 
 
 def test_export_then_rerun_the_bundle_into_another_store(tmp_path: Path) -> None:

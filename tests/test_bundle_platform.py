@@ -23,9 +23,7 @@ YAML_PROJECT = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _shared_uv_cache(uv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
+pytestmark = pytest.mark.usefixtures("shared_uv_cache")
 
 
 def lock_in(bundle: Path) -> dict[str, Any]:

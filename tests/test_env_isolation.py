@@ -22,8 +22,7 @@ APPEND = (
 
 
 @pytest.fixture(autouse=True)
-def _shared_uv_cache(uv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
+def _hardlinks_asked(shared_uv_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UV_LINK_MODE", "hardlink")  # the user's choice cannot undo isolation
 
 

@@ -14,7 +14,7 @@ import pytest
 from support.cli import cli, ok, records
 from support.git_servers import commit
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_uv_cache")]
 
 TRAIN = """\
 import os, sys
@@ -70,11 +70,6 @@ def project(root: Path, *requirements: str) -> Path:
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     commit(root, {"MLproject": MLPROJECT, "train.py": TRAIN, "python_env.yaml": env})
     return root
-
-
-@pytest.fixture(autouse=True)
-def _shared_uv_cache(uv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
 
 
 def run(path: Path, mode: str) -> dict[str, Any]:
