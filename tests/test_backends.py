@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -144,14 +146,114 @@ def test_user_output_that_looks_like_a_marker_prefix_is_still_shown() -> None:
     assert splitter.feed("\n@@", final=True) == "\n@@"
 
 
-def test_results_that_escape_the_run_directory_are_refused(tmp_path: Path) -> None:
+def _archive(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("../../escaped.txt")
-        info.size = 1
-        tar.addfile(info, io.BytesIO(b"x"))
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return buffer.getvalue()
+
+
+def test_results_that_escape_the_run_directory_are_refused_and_named(tmp_path: Path) -> None:
+    data = _archive({"../../escaped.txt": b"x", "outputs/kept.txt": b"k"})
     (tmp_path / "run").mkdir()
-    block = base64.b64encode(buffer.getvalue()).decode()
-    with pytest.raises(BackendError, match="cannot unpack"):
-        results.unpack(results.decode_block(block), tmp_path / "run", tmp_path)
+    block = base64.b64encode(data).decode()
+    returned = results.unpack(results.decode_block(block), tmp_path / "run", tmp_path)
     assert not (tmp_path / "escaped.txt").exists()
+    assert returned.refused == ["../../escaped.txt"]
+    assert (tmp_path / "run" / "outputs" / "kept.txt").read_text() == "k"
+
+
+def test_a_logged_name_that_climbs_out_is_refused_and_the_rest_lands_in_logged(
+    tmp_path: Path,
+) -> None:
+    """A hostile job's archive: `logged/../x` would land in the run directory beside logged/
+    (tarfile's data filter allows it: it stays inside the directory unpacked into)."""
+    stored = json.dumps({"type": "stored", "name": "logged/docs/ok.txt", "size": 2})
+    data = _archive({"logged/../x": b"canary", "logged/../workdir/sneaked": b"canary",
+                     "logged/docs/ok.txt": b"ok", "events.jsonl": stored.encode() + b"\n",
+                     "manifest.json": json.dumps({"exit_code": 0, "skipped": []}).encode()})  # fmt: skip
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    returned = results.unpack(data, run_dir, tmp_path)
+    assert sorted(returned.refused) == ["logged/../workdir/sneaked", "logged/../x"]
+    assert not (run_dir / "x").exists() and not (run_dir / "workdir").exists()
+    assert not list(tmp_path.rglob("x")) and not list(tmp_path.rglob("sneaked"))
+    assert (run_dir / "logged" / "docs" / "ok.txt").read_text() == "ok"
+    assert returned.files == ["events.jsonl", "logged/docs/ok.txt"]
+    assert "unsafe names refused: logged/../x" in returned.note()
+
+
+MLFLOW_CALLS = """\
+import json, os, urllib.request
+uri, token = os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_TRACKING_TOKEN"]
+run = os.environ["MLFLOW_RUN_ID"]
+def call(method, path, body, kind="application/json"):
+    request = urllib.request.Request(uri + path, data=body, method=method, headers={
+        "Authorization": "Bearer " + token, "Content-Type": kind})
+    return urllib.request.urlopen(request).read()
+call("POST", "/api/2.0/mlflow/runs/log-metric", json.dumps(
+    {"run_id": run, "key": "loss", "value": 0.5, "timestamp": 1, "step": 2}).encode())
+call("PUT", "/api/2.0/mlflow-artifacts/artifacts/0/" + run + "/artifacts/docs/notes.txt",
+     b"notes" * int(os.environ.get("REPEAT", "1")), "application/octet-stream")
+print("experiment", os.environ["MLFLOW_EXPERIMENT_NAME"])
+"""
+
+
+def _run_wrapper(
+    tmp_path: Path, limit: int, env: dict[str, str], script: str = MLFLOW_CALLS
+) -> tuple[str, results.Returned]:
+    """The job wrapper as a cluster runs it: in the unzipped working-dir package, with the
+    MLflow endpoint it ships; its log is split and unpacked as the Ray backend does."""
+    import subprocess
+    import sys
+
+    project = make_project(tmp_path / "p", {"log.py": script})
+    _, package = ray_package.build_package(_job(project, None, None), [])
+    workdir = tmp_path / "cluster"
+    zipfile.ZipFile(io.BytesIO(package)).extractall(workdir)
+    spec = {"run_id": "r" * 32, "argv": ["python", "log.py"], "token": "t0k",
+            "max_result_bytes": limit, "experiment": "churn", "run_name": "brave-owl"}  # fmt: skip
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RUN_PRO"))}
+    proc = subprocess.run([sys.executable, ".run-project/job.py"], cwd=workdir, text=True,
+                          capture_output=True, timeout=60,
+                          env={**child_env, **env, "RUN_PROJECT_JOB_SPEC": json.dumps(spec)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    splitter = results.LogSplitter("t0k")
+    shown = splitter.feed(proc.stdout, final=True)
+    assert splitter.block is not None, proc.stdout
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    return shown, results.unpack(results.decode_block(splitter.block), run_dir, project)
+
+
+def test_the_job_wrapper_serves_mlflow_and_brings_back_what_was_logged(tmp_path: Path) -> None:
+    shown, returned = _run_wrapper(tmp_path, 1 << 20, {})
+    assert "experiment churn" in shown
+    run_dir = tmp_path / "run"
+    assert (run_dir / "logged" / "docs" / "notes.txt").read_text() == "notes"
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert {"type": "stored", "name": "logged/docs/notes.txt", "size": 5} in events
+    assert any(e.get("type") == "metric" and e.get("key") == "loss" for e in events)
+    # What ran on the cluster: the program as found on the job's PATH, and the interpreter.
+    assert returned.ran["argv"][0] == shutil.which("python") and returned.ran["argv"][1:] == [
+        "log.py"
+    ]
+    assert returned.ran["python"] and returned.ran["host"]
+
+
+def test_logged_files_over_the_result_limit_are_skipped_and_named(tmp_path: Path) -> None:
+    _, returned = _run_wrapper(tmp_path, 200_000, {"REPEAT": "100000"})  # 500 kB of notes
+    assert returned.skipped == ["logged/docs/notes.txt"]
+    assert not (tmp_path / "run" / "logged").exists()
+    assert "logged/docs/notes.txt" in returned.note()
+
+
+def test_the_jobs_own_tracking_uri_wins_over_the_endpoint(tmp_path: Path) -> None:
+    own = f"file://{tmp_path / 'own'}"
+    script = "import os; env = os.environ\nprint('uri', env['MLFLOW_TRACKING_URI'], 'MLFLOW_RUN_ID' in env)\n"
+    shown, _ = _run_wrapper(tmp_path, 1 << 20, {"MLFLOW_TRACKING_URI": own}, script)
+    assert f"uri {own} False" in shown
+    assert not (tmp_path / "run" / "logged").exists()

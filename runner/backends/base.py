@@ -66,9 +66,22 @@ class Backend(Protocol):
 
 
 def drive(backend: Backend, job: Job, on_submitted: Callable[[dict[str, Any]], object]) -> Outcome:
-    """Submit, wait; on Ctrl-C/SIGTERM cancel the job, wait for it to stop: KILLED."""
+    """Submit, wait; on Ctrl-C/SIGTERM cancel the job, wait for it to stop: KILLED.
+
+    `on_submitted` gets the backend's facts about the job once submitted, and again once it
+    ended if they changed (a remote job reports the argv that ran there: `launch_argv`)."""
     job_id = backend.submit(job)
-    on_submitted(backend.describe(job_id))
+    submitted = backend.describe(job_id)
+    on_submitted(submitted)
+    try:
+        return _waited(backend, job, job_id)
+    finally:
+        ended = backend.describe(job_id)
+        if ended != submitted:
+            on_submitted(ended)
+
+
+def _waited(backend: Backend, job: Job, job_id: str) -> Outcome:
     try:
         outcome = backend.wait(job_id)
         assert outcome is not None  # no timeout: wait() returns only when the job ended

@@ -1,9 +1,12 @@
 """Results that come back from a job without a shared disk (see job_wrapper.py).
 
 The job's log carries the user's output, then one block of base64 lines between two marker
-lines holding a tar.gz: events.jsonl, outputs/..., workdir/... and manifest.json. This module
-splits the log into what the user printed and that block, and unpacks the archive into the
-run's directory with tarfile's `data` filter (no absolute paths, no `..`, no links out).
+lines holding a tar.gz: events.jsonl, outputs/..., logged/... (what the job's MLflow endpoint
+stored), workdir/... and manifest.json. This module splits the log into what the user printed
+and that block, and unpacks the archive into the run's directory. A member is taken only when
+its name is a plain path in one of those areas (no `..`, `.` or empty part: a
+`logged/../x` is refused and named, as the events reader refuses such a stored name), and
+through tarfile's `data` filter (no absolute paths, no links out).
 """
 
 from __future__ import annotations
@@ -113,14 +116,31 @@ class LogSplitter:
         self._after, self._done = [], True
 
 
+AREAS = ("outputs", "logged", "workdir")  # directories of the archive, moved into the run dir
+SINGLE_FILES = ("events.jsonl", "manifest.json")
+
+
 @dataclass(frozen=True)
 class Returned:
-    """What came back: the command's own exit code (if known), files, and what was skipped."""
+    """What came back: the command's own exit code (if known), files, what was skipped (over
+    the size limit), what was refused (a name that is not a plain path in its area), and the
+    interpreter and argv that ran on the cluster (the job's report; {} when it sent none)."""
 
     exit_code: int | None
     signal: int | None
     files: list[str]
     skipped: list[str]
+    refused: list[str] = field(default_factory=list)
+    ran: dict[str, Any] = field(default_factory=dict)
+
+    def note(self) -> str:
+        """What did not come back, for the run's reason ("" when everything did)."""
+        parts = []
+        if self.skipped:
+            parts.append(f"results over max_result_mb not returned: {', '.join(self.skipped)}")
+        if self.refused:
+            parts.append(f"results with unsafe names refused: {', '.join(self.refused)}")
+        return "; ".join(parts)
 
 
 def decode_block(block: str) -> bytes:
@@ -135,12 +155,15 @@ def decode_block(block: str) -> bytes:
 
 
 def unpack(data: bytes, run_dir: Path, local_workdir: Path) -> Returned:
-    """Unpack a results archive into run_dir: events.jsonl, outputs/, workdir/."""
+    """Unpack a results archive into run_dir: events.jsonl, outputs/, logged/, workdir/."""
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".returned-") as tmp:
         staging = Path(tmp)
         try:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-                tar.extractall(staging, filter="data")
+                members = tar.getmembers()
+                refused = [m.name for m in members if not plain_member(m.name)]
+                taken = [m for m in members if plain_member(m.name)]
+                tar.extractall(staging, members=taken, filter="data")
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise BackendError(
                 f"cannot unpack the results of the job ({exc})", "check the job's log"
@@ -154,7 +177,31 @@ def unpack(data: bytes, run_dir: Path, local_workdir: Path) -> Returned:
         signal=manifest.get("signal"),
         files=files,
         skipped=list(manifest.get("skipped") or []),
+        refused=refused,
+        ran=_ran(manifest),
     )
+
+
+def plain_member(name: str) -> bool:
+    """A results member run-project wrote: one of the single files, or a plain relative path
+    inside one of the areas."""
+    if name in SINGLE_FILES:
+        return True
+    parts = name.split("/")
+    return parts[0] in AREAS and len(parts) > 1 and not {"", ".", ".."} & set(parts[1:])
+
+
+def _ran(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The job's report of what ran: argv (its program found on the job's PATH), the
+    interpreter of the job wrapper, the host; only well-formed values are kept."""
+    ran: dict[str, Any] = {}
+    argv = manifest.get("argv")
+    if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
+        ran["argv"] = argv
+    for key in ("python", "host"):
+        if isinstance(manifest.get(key), str):
+            ran[key] = manifest[key]
+    return ran
 
 
 def _manifest(path: Path) -> dict[str, Any]:
@@ -169,9 +216,7 @@ def _move_into(staging: Path, run_dir: Path) -> list[str]:
     files: list[str] = []
     for path in sorted(staging.rglob("*")):
         rel = path.relative_to(staging).as_posix()
-        if path.is_dir() or rel == "manifest.json":
-            continue
-        if not (rel == "events.jsonl" or rel.startswith(("outputs/", "workdir/"))):
+        if path.is_dir() or rel == "manifest.json" or not plain_member(rel):
             continue
         target = run_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)

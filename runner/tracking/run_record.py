@@ -243,9 +243,12 @@ class RunRecord:
         self._state = RUNNING
 
     def backend_job(self, info: dict[str, Any]) -> None:
-        """The job the backend started (its id, where it runs)."""
+        """The job the backend started (its id, where it runs). A `launch_argv` in it is the
+        argv as the backend ran it (a cluster's interpreter), and replaces this machine's."""
         self._require("backend_job", RUNNING)
-        self._write({"backend_job": info})
+        info = dict(info)
+        ran = info.pop("launch_argv", None)
+        self._write({"backend_job": info, **({"launch_argv": list(ran)} if ran else {})})
 
     def logged(self, summary: dict[str, Any]) -> None:
         """What the run logged so far (metrics, logged_params, tags: `EventReader.summary`)."""

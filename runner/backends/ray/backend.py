@@ -20,7 +20,7 @@ import shlex
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class _Submitted:
     package: str
     info: dict[str, Any]
     follower: LogFollower
+    ran: dict[str, Any] = field(default_factory=dict)  # the job's report of what ran
 
 
 class RayBackend:
@@ -151,14 +152,25 @@ class RayBackend:
             "token": token,
             "max_result_bytes": int(float(self.config.get("max_result_mb", 64)) * 1024 * 1024),
             "results_dir": self.config.get("results_dir"),
+            # The MLflow endpoint beside the job names its experiment and run as a local one.
+            "experiment": job.launch.env.get("RUN_PROJECT_EXPERIMENT", "Default"),
+            "run_name": job.launch.env.get("RUN_PROJECT_RUN_NAME", ""),
         }
 
     def describe(self, job_id: str) -> dict[str, Any]:
-        """The job id, dashboard address and working-dir package, for the record."""
+        """The job id, dashboard address and working-dir package, for the record; once the
+        job has ended, also the argv that ran on the cluster (`launch_argv`, its program as
+        found there) and the wrapper's interpreter and host."""
         submitted = self._jobs[job_id]
         pins = submitted.info.get("pip") or submitted.info.get("uv") or {}
-        return {"id": job_id, "address": self.address, "working_dir": submitted.package,
-                "packages": pins.get("packages", [])}  # fmt: skip
+        facts = {"id": job_id, "address": self.address, "working_dir": submitted.package,
+                 "packages": pins.get("packages", [])}  # fmt: skip
+        ran = dict(submitted.ran)
+        if "argv" in ran:
+            facts["launch_argv"] = ran.pop("argv")
+        if ran:
+            facts["ran"] = ran
+        return facts
 
     def wait(self, job_id: str, timeout: float | None = None) -> Outcome | None:
         """Stream the log until the job ends; bring results back; map the Ray status."""
@@ -213,6 +225,12 @@ class RayBackend:
             sys.stdout.flush()
 
     def _collect(self, submitted: _Submitted) -> results.Returned | None:
+        returned = self._unpack(submitted)
+        if returned is not None:
+            submitted.ran = returned.ran
+        return returned
+
+    def _unpack(self, submitted: _Submitted) -> results.Returned | None:
         splitter, run_dir = submitted.splitter, submitted.job.run_dir
         if splitter.block is not None:
             return results.unpack(results.decode_block(splitter.block), run_dir, submitted.job.cwd)
@@ -255,11 +273,11 @@ def _env_vars(config: dict[str, Any]) -> dict[str, str]:
 
 def _resources(config: dict[str, Any]) -> dict[str, Any]:
     request: dict[str, Any] = {}
-    for key, field in NUMERIC_KEYS.items():
+    for key, name in NUMERIC_KEYS.items():
         if key in config:
             if not isinstance(config[key], int | float) or isinstance(config[key], bool):
                 raise BackendError(f"backend config {key} must be a number", f'"{key}": 1')
-            request[field] = config[key]
+            request[name] = config[key]
     if config.get("resources"):
         request["entrypoint_resources"] = dict(config["resources"])
     return request
@@ -274,11 +292,11 @@ def _portable_argv(argv: tuple[str, ...], cwd: Path) -> list[str]:
 
 def _outcome(info: dict[str, Any], returned: results.Returned | None) -> Outcome:
     status = info.get("status")
-    skipped = f" (results over max_result_mb not returned: {', '.join(returned.skipped)})" \
-        if returned and returned.skipped else ""  # fmt: skip
+    note = returned.note() if returned else ""
+    skipped = f" ({note})" if note else ""
     code = returned.exit_code if returned else info.get("driver_exit_code")
     if status == "SUCCEEDED":
-        return Outcome("FINISHED", 0, skipped.strip(" ()") or None)
+        return Outcome("FINISHED", 0, note or None)
     if returned and returned.signal:
         name = signal.Signals(returned.signal).name
         return Outcome(

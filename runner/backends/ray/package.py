@@ -1,7 +1,9 @@
 """What a Ray job is made of: the working-dir package and the runtime_env.
 
 The checkout is zipped (deterministically, so an unchanged project is uploaded once) with
-run-project's job wrapper as `.run-project/job.py`, and uploaded as a `gcs://` package the
+run-project's job wrapper as `.run-project/job.py`, the tracking client as
+`.run-project/client/` and the MLflow endpoint as `.run-project/run_project_mlflow/` (the job
+wrapper serves it beside the command), and uploaded as a `gcs://` package the
 way Ray's own job client does. The environment is reproduced on the cluster from the run's
 lock: a `pylock.toml` (PEP 751) or requirements lock becomes runtime_env `pip` (or `uv`) with
 exact pins, so the cluster installs what the local build resolved.
@@ -27,6 +29,7 @@ from typing import Any
 
 from runner.backends.base import Job
 from runner.errors import BackendError
+from runner.tracking.mlflow_api.launch import MOUNTED, package_dir
 
 ALWAYS_EXCLUDED = (".git", ".run-project", "__pycache__")
 # Ray's GCS rejects packages at its gRPC message limit (512 MiB); stay well under.
@@ -44,6 +47,8 @@ def build_package(job: Job, excludes: list[str]) -> tuple[str, bytes]:
         _add(archive, ".run-project/job.py", wrapper, 0o644)
         for rel, blob in _client_files():
             _add(archive, f".run-project/client/{rel}", blob, 0o644)
+        for rel, blob in _mlflow_endpoint_files():
+            _add(archive, f".run-project/{MOUNTED}/{rel}", blob, 0o644)
     data = buffer.getvalue()
     if len(data) > MAX_PACKAGE_BYTES:
         raise BackendError(
@@ -87,6 +92,14 @@ def _client_files() -> Iterator[tuple[str, bytes]]:
         return
     for path in sorted(client.rglob("*.py")):
         yield path.relative_to(client).as_posix(), path.read_bytes()
+
+
+def _mlflow_endpoint_files() -> Iterator[tuple[str, bytes]]:
+    """The stdlib-only MLflow endpoint (runner/tracking/mlflow_api/), imported by the job
+    wrapper under the name a container mounts it as."""
+    root = Path(package_dir())
+    for path in sorted(root.glob("*.py")):
+        yield path.name, path.read_bytes()
 
 
 def requirements_from_lock(lock_name: str | None, lock_text: str | None) -> list[str]:
