@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from support.cli import EXAMPLES, REPO, cli, last_record
+from support.cli import EXAMPLES, REPO, cli, last_record, ok
 from support.clusters import http_json, ray_head
 from support.projects import make_project
 
@@ -315,3 +315,66 @@ def test_without_the_stream_the_whole_log_is_polled_and_still_complete(
     stats = _run_loud(tmp_path, ray_address, blocks=10, env=env)
     assert stats["mode"] == "poll"
     assert "Ray's log stream is not available (HTTP 404); polling the whole log" in stats["err"]
+
+
+MLFLOW_TRAIN = """\
+import os, tempfile
+import mlflow
+from mlflow import MlflowClient
+
+mlflow.log_param("where", "ray")
+for step in range(3):
+    mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+mlflow.set_tag("stage", "cluster")
+with open("report.txt", "w") as out:
+    out.write("from the cluster")
+mlflow.log_artifact("report.txt", "reports")
+os.remove("report.txt")
+model = mlflow.initialize_logged_model(name="tiny")
+with tempfile.TemporaryDirectory() as folder:
+    with open(os.path.join(folder, "MLmodel"), "w") as out:
+        out.write("flavors: {}\\n")
+    MlflowClient().log_model_artifacts(model.model_id, folder)
+mlflow.finalize_logged_model(model.model_id, "READY")
+print("logged through", mlflow.get_tracking_uri())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_uv_cache")
+def test_a_ray_run_that_logs_through_mlflow_keeps_what_it_logged(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """mlflow-skinny from the run's lock, installed on the cluster by Ray's uv: the job
+    wrapper serves the endpoint beside the command, and what was logged comes back with the
+    results (the worker needs no way back to this machine)."""
+    project = make_project(tmp_path / "proj", {
+        "MLproject": "name: logs\npython_env: python_env.yaml\n"
+                     "entry_points:\n  main:\n    command: python train.py\n",
+        "python_env.yaml": 'python: "3.11"\ndependencies:\n  - mlflow-skinny==3.18.*\n',
+        "train.py": MLFLOW_TRAIN,
+    })  # fmt: skip
+    result = cli(str(project), "-b", "ray", "--backend-config",
+                 config(ray_address, installer="uv"), timeout=900)  # fmt: skip
+    assert result.code == 0, result.text
+    assert "logged through http://127.0.0.1:" in result.out  # the endpoint on the worker
+    record = last_record()
+    assert record["logged_params"] == {"where": "ray"}
+    assert record["metrics"]["loss"] == {"last": 1 / 3, "step": 2, "min": 1 / 3, "max": 1.0,
+                                         "count": 3}  # fmt: skip
+    assert record["tags"]["stage"] == "cluster"
+    assert record["mlflow"]["tracking_uri"] == "served"
+    (model,) = record["mlflow"]["models"]
+    assert (model["name"], model["status"]) == ("tiny", "LOGGED_MODEL_READY")
+    run_dir = tmp_path / "store" / "artifacts" / record["id"]
+    assert (run_dir / "logged" / "reports" / "report.txt").read_text() == "from the cluster"
+    names = {o["name"] for o in record["outputs"]}
+    assert {"logged/reports/report.txt", f"{model['path']}/MLmodel"} <= names
+    exported = json.loads(ok(cli("runs", "export", record["id"])).out)
+    assert exported["metric_points"]["loss"] == [[0, 1.0], [1, 0.5], [2, 1 / 3]]
+    # What ran: the interpreter of the job's environment on the cluster, not this machine's.
+    assert record["launch_argv"][1:] == ["train.py"]
+    assert "runtime_resources" in record["launch_argv"][0]
+    assert "runtime_resources" in record["backend_job"]["ran"]["python"]
+    assert sorted(p.name for p in project.iterdir()) == ["MLproject", "python_env.yaml",
+                                                          "train.py"]  # fmt: skip
