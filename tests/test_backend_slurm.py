@@ -153,3 +153,40 @@ def test_slurm_jobs_run_in_the_clusters_own_network_namespace(tmp_path: Path) ->
     assert result.code == 0, result.text
     job_netns = re.search(r"netns (\S+)", result.out)
     assert job_netns and job_netns.group(1) != os.readlink("/proc/self/ns/net"), result.out
+
+
+MLFLOW_TRAIN = """\
+import mlflow
+mlflow.log_param("where", "slurm")
+for step in range(3):
+    mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+mlflow.set_tag("stage", "batch")
+with open("report.txt", "w") as out:
+    out.write("from the node")
+mlflow.log_artifact("report.txt", "reports")
+print("logged through", mlflow.get_tracking_uri())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_uv_cache")
+def test_a_slurm_run_that_logs_through_mlflow_keeps_what_it_logged(tmp_path: Path) -> None:
+    """The endpoint's wrapper runs on the node, in the job's own network namespace, from the
+    shared filesystem; what mlflow-skinny logs there lands in the record."""
+    project = make_project(tmp_path / "proj", {
+        "MLproject": "name: logs\npython_env: python_env.yaml\n"
+                     "entry_points:\n  main:\n    command: python train.py\n",
+        "python_env.yaml": 'python: "3.11"\ndependencies:\n  - mlflow-skinny==3.18.*\n',
+        "train.py": MLFLOW_TRAIN,
+    })  # fmt: skip
+    result = cli(str(project), "-b", "slurm", timeout=900)
+    assert result.code == 0, result.text
+    assert "logged through http://127.0.0.1:" in result.out
+    record = last_record()
+    assert record["logged_params"] == {"where": "slurm"}
+    assert record["metrics"]["loss"]["count"] == 3 and record["metrics"]["loss"]["last"] == 1 / 3
+    assert record["tags"]["stage"] == "batch"
+    assert record["mlflow"]["tracking_uri"] == "served"
+    run_dir = tmp_path / "store" / "artifacts" / record["id"]
+    assert (run_dir / "logged" / "reports" / "report.txt").read_text() == "from the node"
+    assert "logged/reports/report.txt" in {o["name"] for o in record["outputs"]}
