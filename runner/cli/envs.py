@@ -15,10 +15,20 @@ from runner.errors import RunnerError
 
 def main(args: Sequence[str]) -> int:
     """Dispatch `envs list|gc`."""
-    parser = argparse.ArgumentParser(prog="run-project envs")
+    ns = _envs_parser().parse_args(args)
+    if ns.command == "list":
+        rows = inventory.list_envs() + ([] if ns.no_images else inventory.list_outside())
+        print(json.dumps([r._asdict() for r in rows], indent=2) if ns.json else format_rows(rows))
+        return 0
+    _collect(ns.store, ns.dry_run)  # first: containers may hold images
+    return _gc(ns.older_than, ns.keep_last, ns.dry_run)
+
+
+def _envs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run-project envs", description="Cached environments.")
     sub = parser.add_subparsers(dest="command", required=True)
     lister = sub.add_parser("list", help="cached environments, most recently used first")
-    lister.add_argument("--json", action="store_true")
+    lister.add_argument("--json", action="store_true", help="the environments as a JSON list")
     lister.add_argument(
         "--no-images", action="store_true", help="leave out Docker images (they are machine-wide)"
     )
@@ -27,13 +37,7 @@ def main(args: Sequence[str]) -> int:
     gc.add_argument("--keep-last", type=int, metavar="N", help="keep the N most recently used")
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed")
     gc.add_argument("--store", help="the store asked about containers left by killed runs")
-    ns = parser.parse_args(args)
-    if ns.command == "list":
-        rows = inventory.list_envs() + ([] if ns.no_images else inventory.list_outside())
-        print(json.dumps([r._asdict() for r in rows], indent=2) if ns.json else format_rows(rows))
-        return 0
-    _collect(ns.store, ns.dry_run)  # first: containers may hold images
-    return _gc(ns.older_than, ns.keep_last, ns.dry_run)
+    return parser
 
 
 def _collect(store_flag: str | None, dry_run: bool) -> None:

@@ -10,39 +10,15 @@ from datetime import datetime
 from typing import Any
 
 from runner import settings
+from runner.cli.args import STORE_HELP
 from runner.tracking.store import Store, open_store
 
 
 def main(args: Sequence[str]) -> int:
-    """Dispatch `runs list|show`."""
-    parser = argparse.ArgumentParser(prog="run-project runs")
-    sub = parser.add_subparsers(dest="command", required=True)
-    lister = sub.add_parser("list", help="runs, newest first")
-    lister.add_argument("--experiment")
-    lister.add_argument(
-        "--status",
-        type=str.upper,
-        choices=["STARTING", "RUNNING", "FINISHED", "FAILED", "KILLED", "LOST"],
-    )
-    lister.add_argument("--limit", type=int, default=50)
-    lister.add_argument("--json", action="store_true")
-    lister.add_argument("--store")
-    lister.add_argument("--param", action="append", default=[], metavar="COND", help="lr>0.01")
-    lister.add_argument("--metric", action="append", default=[], metavar="COND", help="acc>=0.9")
-    lister.add_argument("--sort", help="metric.acc, param.lr or a field; '-' first: descending")
-    shower = sub.add_parser("show", help="everything in one run's record")
-    shower.add_argument("run_id")
-    shower.add_argument(
-        "--json", action="store_true", help="the record as JSON (run-record schema)"
-    )
-    shower.add_argument("--store")
-    syncer = sub.add_parser("sync", help="apply the journals of runs the store missed")
-    syncer.add_argument("--store")
+    """Dispatch `runs list|show|sync|...`."""
     from runner.cli import runs_compare, runs_push
 
-    runs_compare.add_parsers(sub)
-    runs_push.add_parser(sub)
-    ns = parser.parse_args(args)
+    ns = _runs_parser().parse_args(args)
     store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
     if ns.command == "sync":
         return sync(store)
@@ -63,6 +39,40 @@ def main(args: Sequence[str]) -> int:
     for child_id, name, status in store.children_of(record["id"]):
         print(f"child run: {child_id} {name} {status}")
     return 0
+
+
+def _runs_parser() -> argparse.ArgumentParser:
+    from runner.cli import runs_compare, runs_push
+
+    parser = argparse.ArgumentParser(prog="run-project runs", description="Ask the run store.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    lister = sub.add_parser("list", help="runs, newest first")
+    lister.add_argument("--experiment", help="only the runs of this experiment")
+    lister.add_argument(
+        "--status",
+        type=str.upper,
+        choices=["STARTING", "RUNNING", "FINISHED", "FAILED", "KILLED", "LOST"],
+        help="only the runs in this state",
+    )
+    lister.add_argument("--limit", type=int, default=50, help="show at most N runs (0: all)")
+    lister.add_argument("--json", action="store_true", help="the records as a JSON list")
+    lister.add_argument("--store", help=STORE_HELP)
+    lister.add_argument("--param", action="append", default=[], metavar="COND",
+                        help="a parameter condition, e.g. 'lr>0.01' (repeatable)")  # fmt: skip
+    lister.add_argument("--metric", action="append", default=[], metavar="COND",
+                        help="a metric condition, e.g. 'acc>=0.9', or a name: has it")  # fmt: skip
+    lister.add_argument("--sort", help="metric.acc, param.lr or a field; '-' first: descending")
+    shower = sub.add_parser("show", help="everything in one run's record")
+    shower.add_argument("run_id", help="a run id or a unique prefix of one")
+    shower.add_argument(
+        "--json", action="store_true", help="the record as JSON (run-record schema)"
+    )
+    shower.add_argument("--store", help=STORE_HELP)
+    syncer = sub.add_parser("sync", help="apply the journals of runs the store missed")
+    syncer.add_argument("--store", help=STORE_HELP)
+    runs_compare.add_parsers(sub)
+    runs_push.add_parser(sub)
+    return parser
 
 
 def sync(store: Store) -> int:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner.cli.args import STORE_HELP
 from runner.errors import RunnerError
 from runner.tracking import compare, lineage, query
 from runner.tracking.store import Store
@@ -16,18 +17,18 @@ from runner.tracking.store import Store
 def add_parsers(sub: Any) -> None:
     """Add the subcommands to `runs`' subparsers."""
     comparer = sub.add_parser("compare", help="one table of several runs, differences marked")
-    comparer.add_argument("run_ids", nargs="+")
+    comparer.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="runs to compare")
     differ = sub.add_parser("diff", help="what changed from run A to run B")
-    differ.add_argument("run_ids", nargs=2, metavar="RUN")
+    differ.add_argument("run_ids", nargs=2, metavar="RUN", help="run A, then run B")
     liner = sub.add_parser("lineage", help="what produced a file or run, and what used it")
-    liner.add_argument("target", metavar="RUN_ID|FILE")
+    liner.add_argument("target", metavar="RUN_ID|FILE", help="a run, or a file it read or wrote")
     plotter = sub.add_parser("plot", help="learning curves of runs to a PNG")
-    plotter.add_argument("run_ids", nargs="+")
-    plotter.add_argument("--metric", required=True)
-    plotter.add_argument("-o", "--output", default="plot.png")
+    plotter.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="runs to draw")
+    plotter.add_argument("--metric", required=True, help="the metric to draw")
+    plotter.add_argument("-o", "--output", default="plot.png", help="the PNG to write")
     plotter.add_argument("--log-y", action="store_true", help="values on a log scale")
     exporter = sub.add_parser("export", help="a run's record, metric points and files")
-    exporter.add_argument("run_id")
+    exporter.add_argument("run_id", help="a run id or a unique prefix of one")
     exporter.add_argument("--json", action="store_true", default=True, help="(the default)")
     exporter.add_argument(
         "-o", "--output", help="write a run bundle (run.tar.gz) to rerun elsewhere"
@@ -41,7 +42,7 @@ def add_parsers(sub: Any) -> None:
     )
     importer.add_argument("bundle", metavar="BUNDLE", help="a run.tar.gz from `runs export -o`")
     for parser in (comparer, differ, liner, plotter, exporter, importer):
-        parser.add_argument("--store")
+        parser.add_argument("--store", help=STORE_HELP)
 
 
 def select(store: Store, ns: argparse.Namespace) -> list[dict[str, Any]]:
