@@ -71,8 +71,20 @@ class Project(NamedTuple):
         where = f"in {self.manifest}" if self.manifest else f"(no MLproject in {self.path})"
         raise ManifestError(
             f"no entry point '{name}' {where}, and no script {name} in the project",
-            f"declared entry points: {declared}; or name a .py/.sh file inside the project",
+            f"declared entry points: {declared}; or name a .py/.sh file inside the project"
+            + self._folders_hint(),
         )
+
+    def _folders_hint(self) -> str:
+        """A project of folders only and no MLproject is most likely their parent: say how to
+        run one of them."""
+        if self.manifest is not None:
+            return ""
+        children = [c for c in self.path.iterdir() if not c.name.startswith(".")]
+        folders = sorted(c.name + "/" for c in children if c.is_dir() and not c.is_symlink())
+        if not folders or len(folders) < len(children):
+            return ""
+        return f"; its top holds only folders ({', '.join(folders)}): add #FOLDER to the URI"
 
     def problems_beside(self, name: str) -> list[str]:
         """What running each other entry point would refuse. Only the entry point being run
