@@ -11,7 +11,10 @@ from typing import Any
 
 from runner import settings
 from runner.cli.args import STORE_HELP
+from runner.cli.table import Column, render, terminal_width
 from runner.tracking.store import Store, open_store
+
+DEFAULT_LIMIT = 20  # a screenful, as `git log -n`; `--all` for every run
 
 
 def main(args: Sequence[str]) -> int:
@@ -24,9 +27,7 @@ def main(args: Sequence[str]) -> int:
         return sync(store)
     store.sweep_lost()
     if ns.command == "list":
-        records = runs_compare.select(store, ns)
-        print(json.dumps(records, indent=2) if ns.json else format_table(records))
-        return 0
+        return _list(store, ns)
     if ns.command == "push":
         return runs_push.run(store, ns)
     if ns.command != "show":
@@ -54,7 +55,11 @@ def _runs_parser() -> argparse.ArgumentParser:
         choices=["STARTING", "RUNNING", "FINISHED", "FAILED", "KILLED", "LOST"],
         help="only the runs in this state",
     )
-    lister.add_argument("--limit", type=int, default=50, help="show at most N runs (0: all)")
+    lister.add_argument("-n", "--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                        help=f"show the N newest (or first sorted) runs (default {DEFAULT_LIMIT}; "
+                        "0: all)")  # fmt: skip
+    lister.add_argument("-a", "--all", dest="limit", action="store_const", const=0,
+                        help="show every run (as --limit 0)")  # fmt: skip
     lister.add_argument("--json", action="store_true", help="the records as a JSON list")
     lister.add_argument("--store", help=STORE_HELP)
     lister.add_argument("--param", action="append", default=[], metavar="COND",
@@ -75,6 +80,22 @@ def _runs_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _list(store: Store, ns: argparse.Namespace) -> int:
+    """`runs list`: the table (fitted to the terminal) or JSON, and how many more matched."""
+    from runner.cli import runs_compare
+
+    records = runs_compare.select(store, ns)
+    more = runs_compare.not_shown(store, ns, len(records))
+    if ns.json:
+        print(json.dumps(records, indent=2))
+    else:
+        print(format_table(records, terminal_width()))
+    if more:
+        note = f"{more} more run{'s' if more > 1 else ''} (use --limit N or --all)"
+        print(f"note: {note}" if ns.json else f"… {note}", file=sys.stderr if ns.json else None)
+    return 0
+
+
 def sync(store: Store) -> int:
     """`runs sync`: apply every pending journal now and say what each one brought."""
     replayed = store.replay_journals()
@@ -85,27 +106,30 @@ def sync(store: Store) -> int:
     return 1 if any(one.error for one in replayed) else 0
 
 
-def format_table(records: list[dict[str, Any]]) -> str:
-    """A plain-text table of runs (one line each)."""
+def format_table(records: list[dict[str, Any]], width: int | None = None) -> str:
+    """A plain-text table of runs (one line each), fitted to `width` columns (None: not cut).
+    Narrowed in this order: params and metrics cut, then ENTRY, EXPERIMENT, EXIT, DURATION
+    left out, STARTED without its year and seconds; ID and STATUS always shown."""
     if not records:
         return "no runs yet"
-    header = [
-        "ID",
-        "NAME",
-        "EXPERIMENT",
-        "STATUS",
-        "EXIT",
-        "STARTED",
-        "DURATION",
-        "ENTRY",
-        "PARAMS",
-        "METRICS",
+    rows = [_row(r) for r in records]
+
+    def cells(index: int) -> list[str]:
+        return [row[index] for row in rows]
+
+    columns = [
+        Column("ID", cells(0)),
+        Column("NAME", cells(1), shortest=8, drop_rank=6),
+        Column("EXPERIMENT", cells(2), shortest=10, drop_rank=1),
+        Column("STATUS", cells(3)),
+        Column("EXIT", cells(4), drop_rank=2),
+        Column("STARTED", cells(5), shortest=11, drop_rank=4, cut=_shorter_time, steps=(16, 11)),
+        Column("DURATION", cells(6), drop_rank=3),
+        Column("ENTRY", cells(7), shortest=8, drop_rank=0),
+        Column("PARAMS", cells(8), shortest=12, drop_rank=5),
+        Column("METRICS", cells(9), shortest=12, drop_rank=7),
     ]
-    rows = [header] + [_row(r) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
-    )
+    return "\n".join(render(columns, width))
 
 
 def _row(record: dict[str, Any]) -> list[str]:
@@ -122,6 +146,13 @@ def _row(record: dict[str, Any]) -> list[str]:
         _short(params, 40),
         _short(_metrics(record), 40),
     ]
+
+
+def _shorter_time(stamp: str, width: int) -> str:
+    """`2026-12-08 01:41:30` without its seconds (16), then without its year (11)."""
+    if len(stamp) <= width:
+        return stamp
+    return stamp[:16] if width >= 16 else stamp[5:16]
 
 
 def _metrics(record: dict[str, Any]) -> str:

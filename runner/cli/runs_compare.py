@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.cli.args import STORE_HELP
+from runner.cli.table import Column, render, terminal_width
 from runner.errors import RunnerError
 from runner.tracking import compare, lineage, query
 from runner.tracking.store import Store
@@ -54,10 +55,22 @@ def select(store: Store, ns: argparse.Namespace) -> list[dict[str, Any]]:
     return select_runs(store, ns.experiment, ns.status, conditions, ns.sort, ns.limit)
 
 
+def not_shown(store: Store, ns: argparse.Namespace, shown: int) -> int:
+    """How many runs matched `runs list`'s filters beyond the `shown` ones its limit let in
+    (a count in SQL: no record is read)."""
+    if not ns.limit or shown < ns.limit:
+        return 0
+    conditions = [query.parse_condition("param", c) for c in ns.param]
+    conditions += [query.parse_condition("metric", c) for c in ns.metric]
+    from runner.tracking.listing import count_runs
+
+    return max(count_runs(store, ns.experiment, ns.status, conditions) - shown, 0)
+
+
 def run(store: Store, ns: argparse.Namespace) -> int:
     """Dispatch compare, diff, lineage, plot, export and import."""
     if ns.command == "compare":
-        print(compare.compare_table([store.get_run(i) for i in ns.run_ids]))
+        print(_compare_table([store.get_run(i) for i in ns.run_ids], terminal_width()))
     elif ns.command == "diff":
         print(compare.diff(store.get_run(ns.run_ids[0]), store.get_run(ns.run_ids[1])))
     elif ns.command == "lineage":
@@ -76,6 +89,19 @@ def run(store: Store, ns: argparse.Namespace) -> int:
         }
         print(json.dumps({"record": record, "metric_points": metrics}, indent=2))
     return 0
+
+
+def _compare_table(records: list[dict[str, Any]], width: int | None) -> str:
+    """`runs compare`'s table fitted to `width`: fact names and values cut, no run left out."""
+    table = compare.compare_rows(records)
+    header, rows = table[0], table[1:]
+    columns = [
+        Column("", [row[0] for row in rows]),
+        Column("", [row[1] for row in rows], shortest=16, cut=compare.cut_keeping_end),
+        *(Column(title, [row[i] for row in rows], shortest=8) for i, title in enumerate(header)
+          if i >= 2),
+    ]  # fmt: skip
+    return "\n".join([*render(columns, width), f"({compare.MARK} marks rows that differ)"])
 
 
 def _bundle(store: Store, ns: argparse.Namespace) -> None:
