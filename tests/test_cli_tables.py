@@ -50,7 +50,7 @@ def store(tmp_path: Path) -> str:
 
 
 def _list(store: str, *args: str, columns: str | None = "80") -> Result:
-    env = {"COLUMNS": columns or ""}  # empty: not set (the helper passes os.environ on)
+    env = {"COLUMNS": columns} if columns else {}
     result = cli("runs", "list", "--store", store, *args, env=env)
     assert result.code == 0, result.text
     return result
@@ -116,3 +116,17 @@ def test_the_narrowest_columns_are_dropped_in_rank_order_empty_ones_first() -> N
     assert render(columns, 36)[0].split() == ["ID", "LATE", "EARLY"]
     assert render(columns, 28)[0].split() == ["ID", "LATE"]
     assert render(columns, 28)[1] == "12345678  " + "x" * 17 + "…"
+
+
+def test_envs_list_fits_80_columns_keeping_the_end_of_project_paths() -> None:
+    from runner.cli.envs import format_rows
+    from runner.envs.base import EnvRow
+
+    projects = ["/home/someone/work/a-very-long-project-directory-name/churn-model-training"]
+    rows = [EnvRow(key="f" * 32, kind="virtualenv", size=615 * 2**20, last_used=1.7e9,
+                   projects=projects, python="3.11.7", path="/cache/envs/x")]  # fmt: skip
+    lines = format_rows(rows, 80).splitlines()
+    assert max(map(len, lines)) <= 80 and lines[0].split()[:2] == ["KEY", "KIND"], lines
+    assert lines[1].startswith("f" * 12) and lines[1].endswith(projects[0][-16:]), lines
+    assert "  …" in lines[1]
+    assert projects[0] in format_rows(rows, None)  # a pipe: whole

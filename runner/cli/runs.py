@@ -11,7 +11,7 @@ from typing import Any
 
 from runner import settings
 from runner.cli.args import STORE_HELP
-from runner.cli.table import Column, render, terminal_width
+from runner.cli.table import TIME_STEPS, Column, render, shorter_time, terminal_width
 from runner.tracking.store import Store, open_store
 
 DEFAULT_LIMIT = 20  # a screenful, as `git log -n`; `--all` for every run
@@ -123,7 +123,7 @@ def format_table(records: list[dict[str, Any]], width: int | None = None) -> str
         Column("EXPERIMENT", cells(2), shortest=10, drop_rank=1),
         Column("STATUS", cells(3)),
         Column("EXIT", cells(4), drop_rank=2),
-        Column("STARTED", cells(5), shortest=11, drop_rank=4, cut=_shorter_time, steps=(16, 11)),
+        Column("STARTED", cells(5), shortest=11, drop_rank=4, cut=shorter_time, steps=TIME_STEPS),
         Column("DURATION", cells(6), drop_rank=3),
         Column("ENTRY", cells(7), shortest=8, drop_rank=0),
         Column("PARAMS", cells(8), shortest=12, drop_rank=5),
@@ -146,13 +146,6 @@ def _row(record: dict[str, Any]) -> list[str]:
         _short(params, 40),
         _short(_metrics(record), 40),
     ]
-
-
-def _shorter_time(stamp: str, width: int) -> str:
-    """`2026-12-08 01:41:30` without its seconds (16), then without its year (11)."""
-    if len(stamp) <= width:
-        return stamp
-    return stamp[:16] if width >= 16 else stamp[5:16]
 
 
 def _metrics(record: dict[str, Any]) -> str:

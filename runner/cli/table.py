@@ -21,6 +21,21 @@ def ellipsized(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
+def keeping_end(text: str, width: int) -> str:
+    """`text` cut to `width` characters from its start: a path's end says the most."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
+
+
+def shorter_time(stamp: str, width: int) -> str:
+    """`2026-12-08 01:41:30` without its seconds (16 characters), then its year (11)."""
+    if len(stamp) <= width:
+        return stamp
+    return stamp[:16] if width >= 16 else stamp[5:16]
+
+
+TIME_STEPS = (16, 11)  # the widths shorter_time makes use of
+
+
 @dataclass
 class Column:
     """One column: its title, its cells, and how it may be narrowed."""
