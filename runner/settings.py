@@ -115,6 +115,23 @@ def _read_config(path: Path) -> dict[str, Any]:
     import tomllib  # only when a settings file exists
 
     try:
-        return tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RunnerError(f"cannot read settings file {path}: {exc}", "fix or remove it") from exc
+    _check_keys(path, data)
+    return data
+
+
+def _check_keys(path: Path, data: dict[str, Any]) -> None:
+    """A key no setting has (`stroe = ...`) is a typo that would be ignored without a word."""
+    known = [spelling for name in SETTINGS for spelling in (name.replace("_", "-"), name)]
+    for key in data:
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            names = ", ".join(name.replace("_", "-") for name in SETTINGS)
+            raise RunnerError(
+                f"unknown setting '{key}' in settings file {path}",
+                (f"did you mean `{close[0]}`? " if close else "") + f"settings: {names}",
+            )

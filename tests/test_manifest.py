@@ -142,3 +142,23 @@ def test_undeclared_placeholder_is_refused(tmp_path: Path) -> None:
 def test_manifest_name_is_found_case_insensitively(tmp_path: Path) -> None:
     project = load_project(make_project(tmp_path / "p", {"mlproject": "name: lower\n"}))
     assert project.name == "lower"
+
+
+@pytest.mark.parametrize(
+    "declared", ["lr: flaot", "lr: {type: flaot, default: 0.1}", "lr: {type: Float}"]
+)
+def test_a_misspelt_parameter_type_names_the_parameter_and_suggests_the_type(
+    tmp_path: Path, declared: str
+) -> None:
+    err = error_of(tmp_path, f"entry_points:\n  train:\n    parameters:\n      {declared}\n"
+                             "    command: python t.py {lr}\n")  # fmt: skip
+    assert "MLproject:4:" in err.message, err.message
+    assert "parameter 'lr' of entry point 'train'" in err.message, err.message
+    assert "did you mean `float`?" in err.hint, err.hint
+
+
+def test_a_parameter_of_no_known_form_names_the_parameter(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "entry_points:\n  main:\n    parameters:\n      n: [1, 2]\n"
+                             "    command: echo {n}\n")  # fmt: skip
+    assert "parameter 'n' of entry point 'main' has an unknown form" in err.message
+    assert "name: {type: float, default: 0.1}" in err.hint

@@ -236,3 +236,28 @@ def test_links_that_stay_inside_are_extracted(tmp_path: Path) -> None:
     members[0] = _file("MLproject", project.encode())
     result = cli(str(_tar(tmp_path / "ok.tgz", members)))
     assert result.code == 0 and result.out.count("ran in") == 2, result.text
+
+
+def test_an_archive_of_several_projects_lists_its_folders_and_suggests_a_subdirectory(
+    tmp_path: Path,
+) -> None:
+    members = [*_project_members("a/"), *_project_members("b/"), _file("docs/notes.txt")]
+    archive = _tar(tmp_path / "many.tgz", members)
+    result = cli(str(archive))
+    assert result.code != 0 and "Traceback" not in result.err, result.text
+    assert "has no MLproject at its top but 3 folders: a/ (MLproject), b/ (MLproject), docs/" in (
+        result.err
+    )
+    assert f"{archive}#a" in result.err
+    chosen = cli(f"{archive}#b")
+    assert chosen.code == 0 and "ran in b" in chosen.out, chosen.text
+
+
+def test_an_archive_of_folders_without_mlproject_runs_a_script_and_hints_at_a_subdirectory(
+    tmp_path: Path,
+) -> None:
+    archive = _tar(tmp_path / "plain.tgz", [_file("src/run.py", RUN.encode()), _file("data/x")])
+    assert cli(str(archive), "-e", "src/run.py").code == 0  # a script in a folder still runs
+    result = cli(str(archive))
+    assert result.code != 0 and "no entry point 'main'" in result.err, result.text
+    assert "only folders (data/, src/): add #FOLDER to the URI" in result.err

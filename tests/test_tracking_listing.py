@@ -208,7 +208,7 @@ def test_a_read_only_store_from_before_run_values_is_listed_by_the_python_path(
     try:
         mount(["-o", "remount,ro,bind", str(target)])
         result = cli("runs", "list", "--json", "--store", str(target),
-                     "--metric", "acc>0.3", "--sort", "metric.acc")  # fmt: skip
+                     "--metric", "acc>0.3", "--sort", "metric.acc", "--all")  # fmt: skip
     finally:
         subprocess.run(["umount", str(target)], check=False)
     assert result.code == 0, result.text
@@ -238,7 +238,7 @@ def test_pg_store_from_before_run_values_is_upgraded_in_place(pg_url: str) -> No
                 (record["id"], record["experiment"], record["status"], 1000 + i,
                  json.dumps(record)),
             )  # fmt: skip
-    result = cli("runs", "list", "--json", "--store", pg_url, "--param", "lr>0")
+    result = cli("runs", "list", "--json", "--store", pg_url, "--param", "lr>0", "--limit", "50")
     assert result.code == 0, result.text
     store = open_store(pg_url)
     want = listing._in_python(store, None, None, [parse_condition("param", "lr>0")], None, 50)

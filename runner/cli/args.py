@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from runner.errors import ParamError
 
+STORE_HELP = "run store: a directory (default ./runs) or a postgresql:// URL"
+
 
 def parse_params(items: Sequence[str]) -> dict[str, str]:
     """`-P name=value` items → dict; the first `=` splits, a repeated name is an error."""

@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
+from runner.cli.table import TIME_STEPS, Column, keeping_end, render, shorter_time, terminal_width
 from runner.envs import inventory
 from runner.envs.base import EnvRow
 from runner.errors import RunnerError
@@ -15,10 +16,21 @@ from runner.errors import RunnerError
 
 def main(args: Sequence[str]) -> int:
     """Dispatch `envs list|gc`."""
-    parser = argparse.ArgumentParser(prog="run-project envs")
+    ns = _envs_parser().parse_args(args)
+    if ns.command == "list":
+        rows = inventory.list_envs() + ([] if ns.no_images else inventory.list_outside())
+        print(json.dumps([r._asdict() for r in rows], indent=2) if ns.json
+              else format_rows(rows, terminal_width()))  # fmt: skip
+        return 0
+    _collect(ns.store, ns.dry_run)  # first: containers may hold images
+    return _gc(ns.older_than, ns.keep_last, ns.dry_run)
+
+
+def _envs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run-project envs", description="Cached environments.")
     sub = parser.add_subparsers(dest="command", required=True)
     lister = sub.add_parser("list", help="cached environments, most recently used first")
-    lister.add_argument("--json", action="store_true")
+    lister.add_argument("--json", action="store_true", help="the environments as a JSON list")
     lister.add_argument(
         "--no-images", action="store_true", help="leave out Docker images (they are machine-wide)"
     )
@@ -27,13 +39,7 @@ def main(args: Sequence[str]) -> int:
     gc.add_argument("--keep-last", type=int, metavar="N", help="keep the N most recently used")
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed")
     gc.add_argument("--store", help="the store asked about containers left by killed runs")
-    ns = parser.parse_args(args)
-    if ns.command == "list":
-        rows = inventory.list_envs() + ([] if ns.no_images else inventory.list_outside())
-        print(json.dumps([r._asdict() for r in rows], indent=2) if ns.json else format_rows(rows))
-        return 0
-    _collect(ns.store, ns.dry_run)  # first: containers may hold images
-    return _gc(ns.older_than, ns.keep_last, ns.dry_run)
+    return parser
 
 
 def _collect(store_flag: str | None, dry_run: bool) -> None:
@@ -72,20 +78,21 @@ def _gc(older_than: float | None, keep_last: int | None, dry_run: bool) -> int:
     return 0
 
 
-def format_rows(rows: list[EnvRow]) -> str:
-    """A plain-text table of environments."""
+def format_rows(rows: list[EnvRow], width: int | None = None) -> str:
+    """A plain-text table of environments, fitted to `width` columns (None: not cut)."""
     if not rows:
         return "no cached environments"
-    table = [["KEY", "KIND", "PYTHON", "SIZE", "LAST USED", "PROJECTS"]]
-    for r in rows:
-        projects = ", ".join(r.projects) or "-"
-        table.append([r.key[:12], r.kind, r.python or "-", _human(r.size), _when(r.last_used),
-                      projects])  # fmt: skip
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        for row in table
-    )
+    columns = [
+        Column("KEY", [r.key[:12] for r in rows]),
+        Column("KIND", [r.kind for r in rows]),
+        Column("PYTHON", [r.python or "-" for r in rows], drop_rank=0),
+        Column("SIZE", [_human(r.size) for r in rows]),
+        Column("LAST USED", [_when(r.last_used) for r in rows], shortest=11, drop_rank=1,
+               cut=shorter_time, steps=TIME_STEPS),
+        Column("PROJECTS", [", ".join(r.projects) or "-" for r in rows], shortest=16,
+               drop_rank=2, cut=keeping_end),
+    ]  # fmt: skip
+    return "\n".join(render(columns, width))
 
 
 def _human(size: float) -> str:

@@ -98,7 +98,7 @@ def _run_parser() -> argparse.ArgumentParser:
         epilog="other commands: run-project runs "
         "list|show|compare|diff|lineage|plot|export|import ...   "
         "run-project rerun RUN_ID|BUNDLE ...   run-project pack URI -o FILE ...   "
-        "run-project ui [--store S] [--port 5000] ...   "
+        "run-project envs list|gc ...   run-project ui [--store S] [--port 5000] ...   "
         "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
         "RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT, "
         "RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml",
@@ -127,8 +127,9 @@ def _run_parser() -> argparse.ArgumentParser:
         help="backend options as a JSON object or a file holding one "
         "(ray: address, num_cpus, ...; slurm: partition, time, cpus, gpus, mem)",
     )
-    parser.add_argument("--experiment", "--experiment-name", default="Default")
-    parser.add_argument("--run-name")
+    parser.add_argument("--experiment", "--experiment-name", default="Default",
+                        help="experiment the run is recorded under (default: Default)")  # fmt: skip
+    parser.add_argument("--run-name", help="a name for the run (shown by runs list)")
     parser.add_argument(
         "--store", help="run store: a directory (default ./runs) or a postgresql:// URL"
     )

@@ -10,47 +10,24 @@ from datetime import datetime
 from typing import Any
 
 from runner import settings
+from runner.cli.args import STORE_HELP
+from runner.cli.table import TIME_STEPS, Column, render, shorter_time, terminal_width
 from runner.tracking.store import Store, open_store
+
+DEFAULT_LIMIT = 20  # a screenful, as `git log -n`; `--all` for every run
 
 
 def main(args: Sequence[str]) -> int:
-    """Dispatch `runs list|show`."""
-    parser = argparse.ArgumentParser(prog="run-project runs")
-    sub = parser.add_subparsers(dest="command", required=True)
-    lister = sub.add_parser("list", help="runs, newest first")
-    lister.add_argument("--experiment")
-    lister.add_argument(
-        "--status",
-        type=str.upper,
-        choices=["STARTING", "RUNNING", "FINISHED", "FAILED", "KILLED", "LOST"],
-    )
-    lister.add_argument("--limit", type=int, default=50)
-    lister.add_argument("--json", action="store_true")
-    lister.add_argument("--store")
-    lister.add_argument("--param", action="append", default=[], metavar="COND", help="lr>0.01")
-    lister.add_argument("--metric", action="append", default=[], metavar="COND", help="acc>=0.9")
-    lister.add_argument("--sort", help="metric.acc, param.lr or a field; '-' first: descending")
-    shower = sub.add_parser("show", help="everything in one run's record")
-    shower.add_argument("run_id")
-    shower.add_argument(
-        "--json", action="store_true", help="the record as JSON (run-record schema)"
-    )
-    shower.add_argument("--store")
-    syncer = sub.add_parser("sync", help="apply the journals of runs the store missed")
-    syncer.add_argument("--store")
+    """Dispatch `runs list|show|sync|...`."""
     from runner.cli import runs_compare, runs_push
 
-    runs_compare.add_parsers(sub)
-    runs_push.add_parser(sub)
-    ns = parser.parse_args(args)
+    ns = _runs_parser().parse_args(args)
     store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
     if ns.command == "sync":
         return sync(store)
     store.sweep_lost()
     if ns.command == "list":
-        records = runs_compare.select(store, ns)
-        print(json.dumps(records, indent=2) if ns.json else format_table(records))
-        return 0
+        return _list(store, ns)
     if ns.command == "push":
         return runs_push.run(store, ns)
     if ns.command != "show":
@@ -65,6 +42,60 @@ def main(args: Sequence[str]) -> int:
     return 0
 
 
+def _runs_parser() -> argparse.ArgumentParser:
+    from runner.cli import runs_compare, runs_push
+
+    parser = argparse.ArgumentParser(prog="run-project runs", description="Ask the run store.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    lister = sub.add_parser("list", help="runs, newest first")
+    lister.add_argument("--experiment", help="only the runs of this experiment")
+    lister.add_argument(
+        "--status",
+        type=str.upper,
+        choices=["STARTING", "RUNNING", "FINISHED", "FAILED", "KILLED", "LOST"],
+        help="only the runs in this state",
+    )
+    lister.add_argument("-n", "--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                        help=f"show the N newest (or first sorted) runs (default {DEFAULT_LIMIT}; "
+                        "0: all)")  # fmt: skip
+    lister.add_argument("-a", "--all", dest="limit", action="store_const", const=0,
+                        help="show every run (as --limit 0)")  # fmt: skip
+    lister.add_argument("--json", action="store_true", help="the records as a JSON list")
+    lister.add_argument("--store", help=STORE_HELP)
+    lister.add_argument("--param", action="append", default=[], metavar="COND",
+                        help="a parameter condition, e.g. 'lr>0.01' (repeatable)")  # fmt: skip
+    lister.add_argument("--metric", action="append", default=[], metavar="COND",
+                        help="a metric condition, e.g. 'acc>=0.9', or a name: has it")  # fmt: skip
+    lister.add_argument("--sort", help="metric.acc, param.lr or a field; '-' first: descending")
+    shower = sub.add_parser("show", help="everything in one run's record")
+    shower.add_argument("run_id", help="a run id or a unique prefix of one")
+    shower.add_argument(
+        "--json", action="store_true", help="the record as JSON (run-record schema)"
+    )
+    shower.add_argument("--store", help=STORE_HELP)
+    syncer = sub.add_parser("sync", help="apply the journals of runs the store missed")
+    syncer.add_argument("--store", help=STORE_HELP)
+    runs_compare.add_parsers(sub)
+    runs_push.add_parser(sub)
+    return parser
+
+
+def _list(store: Store, ns: argparse.Namespace) -> int:
+    """`runs list`: the table (fitted to the terminal) or JSON, and how many more matched."""
+    from runner.cli import runs_compare
+
+    records = runs_compare.select(store, ns)
+    more = runs_compare.not_shown(store, ns, len(records))
+    if ns.json:
+        print(json.dumps(records, indent=2))
+    else:
+        print(format_table(records, terminal_width()))
+    if more:
+        note = f"{more} more run{'s' if more > 1 else ''} (use --limit N or --all)"
+        print(f"note: {note}" if ns.json else f"… {note}", file=sys.stderr if ns.json else None)
+    return 0
+
+
 def sync(store: Store) -> int:
     """`runs sync`: apply every pending journal now and say what each one brought."""
     replayed = store.replay_journals()
@@ -75,27 +106,30 @@ def sync(store: Store) -> int:
     return 1 if any(one.error for one in replayed) else 0
 
 
-def format_table(records: list[dict[str, Any]]) -> str:
-    """A plain-text table of runs (one line each)."""
+def format_table(records: list[dict[str, Any]], width: int | None = None) -> str:
+    """A plain-text table of runs (one line each), fitted to `width` columns (None: not cut).
+    Narrowed in this order: params and metrics cut, then ENTRY, EXPERIMENT, EXIT, DURATION
+    left out, STARTED without its year and seconds; ID and STATUS always shown."""
     if not records:
         return "no runs yet"
-    header = [
-        "ID",
-        "NAME",
-        "EXPERIMENT",
-        "STATUS",
-        "EXIT",
-        "STARTED",
-        "DURATION",
-        "ENTRY",
-        "PARAMS",
-        "METRICS",
+    rows = [_row(r) for r in records]
+
+    def cells(index: int) -> list[str]:
+        return [row[index] for row in rows]
+
+    columns = [
+        Column("ID", cells(0)),
+        Column("NAME", cells(1), shortest=8, drop_rank=6),
+        Column("EXPERIMENT", cells(2), shortest=10, drop_rank=1),
+        Column("STATUS", cells(3)),
+        Column("EXIT", cells(4), drop_rank=2),
+        Column("STARTED", cells(5), shortest=11, drop_rank=4, cut=shorter_time, steps=TIME_STEPS),
+        Column("DURATION", cells(6), drop_rank=3),
+        Column("ENTRY", cells(7), shortest=8, drop_rank=0),
+        Column("PARAMS", cells(8), shortest=12, drop_rank=5),
+        Column("METRICS", cells(9), shortest=12, drop_rank=7),
     ]
-    rows = [header] + [_row(r) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
-    )
+    return "\n".join(render(columns, width))
 
 
 def _row(record: dict[str, Any]) -> list[str]:

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner.cli.args import STORE_HELP
+from runner.cli.table import Column, render, terminal_width
 from runner.errors import RunnerError
 from runner.tracking import compare, lineage, query
 from runner.tracking.store import Store
@@ -16,18 +18,18 @@ from runner.tracking.store import Store
 def add_parsers(sub: Any) -> None:
     """Add the subcommands to `runs`' subparsers."""
     comparer = sub.add_parser("compare", help="one table of several runs, differences marked")
-    comparer.add_argument("run_ids", nargs="+")
+    comparer.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="runs to compare")
     differ = sub.add_parser("diff", help="what changed from run A to run B")
-    differ.add_argument("run_ids", nargs=2, metavar="RUN")
+    differ.add_argument("run_ids", nargs=2, metavar="RUN", help="run A, then run B")
     liner = sub.add_parser("lineage", help="what produced a file or run, and what used it")
-    liner.add_argument("target", metavar="RUN_ID|FILE")
+    liner.add_argument("target", metavar="RUN_ID|FILE", help="a run, or a file it read or wrote")
     plotter = sub.add_parser("plot", help="learning curves of runs to a PNG")
-    plotter.add_argument("run_ids", nargs="+")
-    plotter.add_argument("--metric", required=True)
-    plotter.add_argument("-o", "--output", default="plot.png")
+    plotter.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="runs to draw")
+    plotter.add_argument("--metric", required=True, help="the metric to draw")
+    plotter.add_argument("-o", "--output", default="plot.png", help="the PNG to write")
     plotter.add_argument("--log-y", action="store_true", help="values on a log scale")
     exporter = sub.add_parser("export", help="a run's record, metric points and files")
-    exporter.add_argument("run_id")
+    exporter.add_argument("run_id", help="a run id or a unique prefix of one")
     exporter.add_argument("--json", action="store_true", default=True, help="(the default)")
     exporter.add_argument(
         "-o", "--output", help="write a run bundle (run.tar.gz) to rerun elsewhere"
@@ -41,7 +43,7 @@ def add_parsers(sub: Any) -> None:
     )
     importer.add_argument("bundle", metavar="BUNDLE", help="a run.tar.gz from `runs export -o`")
     for parser in (comparer, differ, liner, plotter, exporter, importer):
-        parser.add_argument("--store")
+        parser.add_argument("--store", help=STORE_HELP)
 
 
 def select(store: Store, ns: argparse.Namespace) -> list[dict[str, Any]]:
@@ -53,10 +55,22 @@ def select(store: Store, ns: argparse.Namespace) -> list[dict[str, Any]]:
     return select_runs(store, ns.experiment, ns.status, conditions, ns.sort, ns.limit)
 
 
+def not_shown(store: Store, ns: argparse.Namespace, shown: int) -> int:
+    """How many runs matched `runs list`'s filters beyond the `shown` ones its limit let in
+    (a count in SQL: no record is read)."""
+    if not ns.limit or shown < ns.limit:
+        return 0
+    conditions = [query.parse_condition("param", c) for c in ns.param]
+    conditions += [query.parse_condition("metric", c) for c in ns.metric]
+    from runner.tracking.listing import count_runs
+
+    return max(count_runs(store, ns.experiment, ns.status, conditions) - shown, 0)
+
+
 def run(store: Store, ns: argparse.Namespace) -> int:
     """Dispatch compare, diff, lineage, plot, export and import."""
     if ns.command == "compare":
-        print(compare.compare_table([store.get_run(i) for i in ns.run_ids]))
+        print(_compare_table([store.get_run(i) for i in ns.run_ids], terminal_width()))
     elif ns.command == "diff":
         print(compare.diff(store.get_run(ns.run_ids[0]), store.get_run(ns.run_ids[1])))
     elif ns.command == "lineage":
@@ -75,6 +89,19 @@ def run(store: Store, ns: argparse.Namespace) -> int:
         }
         print(json.dumps({"record": record, "metric_points": metrics}, indent=2))
     return 0
+
+
+def _compare_table(records: list[dict[str, Any]], width: int | None) -> str:
+    """`runs compare`'s table fitted to `width`: fact names and values cut, no run left out."""
+    table = compare.compare_rows(records)
+    header, rows = table[0], table[1:]
+    columns = [
+        Column("", [row[0] for row in rows]),
+        Column("", [row[1] for row in rows], shortest=16, cut=compare.cut_keeping_end),
+        *(Column(title, [row[i] for row in rows], shortest=8) for i, title in enumerate(header)
+          if i >= 2),
+    ]  # fmt: skip
+    return "\n".join([*render(columns, width), f"({compare.MARK} marks rows that differ)"])
 
 
 def _bundle(store: Store, ns: argparse.Namespace) -> None:

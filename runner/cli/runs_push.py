@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from runner.cli.args import STORE_HELP
 from runner.tracking.store import Store
 
 
@@ -20,12 +21,12 @@ def add_parser(sub: Any) -> None:
         "Credentials: MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
         "MLFLOW_TRACKING_PASSWORD.",
     )
-    pusher.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    pusher.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="runs to copy")
     pusher.add_argument("--to", required=True, metavar="URL",
                         help="the tracking server, e.g. http://127.0.0.1:5000")  # fmt: skip
     pusher.add_argument("--experiment", metavar="NAME",
                         help="experiment on the server (default: each run's own)")  # fmt: skip
-    pusher.add_argument("--store")
+    pusher.add_argument("--store", help=STORE_HELP)
 
 
 def run(store: Store, ns: argparse.Namespace) -> int:

@@ -16,16 +16,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def main(args: Sequence[str]) -> int:
     """Parse, open the store, serve until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="run-project ui", description=__doc__)
-    parser.add_argument("--store", help="run store: a directory (default ./runs) or postgresql://")
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1: this machine only); any other "
-        "address shows the store to the network, without authentication",
-    )
-    parser.add_argument("--port", type=int, default=5000, help="port (default 5000; 0: any)")
-    ns = parser.parse_args(args)
+    ns = _ui_parser().parse_args(args)
     store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
     if not store.exists():
         raise StoreError(f"no run store at {store.label}", "run a project first, or pass --store")
@@ -53,3 +44,16 @@ def main(args: Sequence[str]) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _ui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run-project ui", description=__doc__)
+    parser.add_argument("--store", help="run store: a directory (default ./runs) or postgresql://")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only); any other "
+        "address shows the store to the network, without authentication",
+    )
+    parser.add_argument("--port", type=int, default=5000, help="port (default 5000; 0: any)")
+    return parser

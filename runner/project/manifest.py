@@ -71,8 +71,20 @@ class Project(NamedTuple):
         where = f"in {self.manifest}" if self.manifest else f"(no MLproject in {self.path})"
         raise ManifestError(
             f"no entry point '{name}' {where}, and no script {name} in the project",
-            f"declared entry points: {declared}; or name a .py/.sh file inside the project",
+            f"declared entry points: {declared}; or name a .py/.sh file inside the project"
+            + self._folders_hint(),
         )
+
+    def _folders_hint(self) -> str:
+        """A project of folders only and no MLproject is most likely their parent: say how to
+        run one of them."""
+        if self.manifest is not None:
+            return ""
+        children = [c for c in self.path.iterdir() if not c.name.startswith(".")]
+        folders = sorted(c.name + "/" for c in children if c.is_dir() and not c.is_symlink())
+        if not folders or len(folders) < len(children):
+            return ""
+        return f"; its top holds only folders ({', '.join(folders)}): add #FOLDER to the URI"
 
     def problems_beside(self, name: str) -> list[str]:
         """What running each other entry point would refuse. Only the entry point being run
@@ -175,13 +187,32 @@ def _explain(error: Any, doc: yamlsafe.Document, schema: dict[str, Any]) -> Mani
             "names start with a letter or _ and hold only letters, digits, _ . and -",
         )
     if error.validator in ("oneOf", "enum") and path and "parameters" in path:
-        return ManifestError(
-            f"{doc.where(path)}: parameter '{path[-1]}' has an unknown type or form",
-            "write `name: float` or `name: {type: float, default: 0.1}`; types: "
-            "string, float, int, bool, path, uri",
-        )
+        return _bad_parameter(path, error.instance, doc)
     return ManifestError(
         f"{doc.where(path)}: {dotted}: {error.message}", "see the MLproject format in the README"
+    )
+
+
+def _bad_parameter(path: tuple[Any, ...], value: Any, doc: yamlsafe.Document) -> ManifestError:
+    """A parameter whose type is misspelt (`lr: flaot`, `{type: flaot}`) or whose form is
+    neither: named with its entry point, and the type it most likely meant."""
+    at = path.index("parameters")
+    entry, name = path[at - 1], path[at + 1] if len(path) > at + 1 else "?"
+    typed = value.get("type") if isinstance(value, dict) else value
+    if isinstance(typed, str):
+        import difflib
+
+        close = difflib.get_close_matches(typed, list(params.TYPE_ALIASES), n=1, cutoff=0.5)
+        return ManifestError(
+            f"{doc.where(path)}: parameter '{name}' of entry point '{entry}' has an unknown "
+            f"type {typed!r}",
+            (f"did you mean `{close[0]}`? " if close else "")
+            + "types: string, float, int, bool, path, uri",
+        )
+    return ManifestError(
+        f"{doc.where(path)}: parameter '{name}' of entry point '{entry}' has an unknown form",
+        "write `name: float` or `name: {type: float, default: 0.1}`; types: "
+        "string, float, int, bool, path, uri",
     )
 
 

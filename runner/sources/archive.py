@@ -303,6 +303,27 @@ def _empty(into: Path) -> None:
             child.unlink(missing_ok=True)
 
 
+def refuse_a_choice_of_projects(top: Path, shown: str) -> None:
+    """An archive of projects side by side (no MLproject at its top, several folders, one at
+    least holding an MLproject): which one to run is for the user to say, with `#folder`."""
+    from runner.project.manifest import find_manifest
+
+    if find_manifest(top) is not None:
+        return
+    folders = sorted(
+        c.name for c in top.iterdir() if c.is_dir() and not c.is_symlink() and c.name[0] != "."
+    )
+    projects = [name for name in folders if find_manifest(top / name) is not None]
+    if len(folders) < 2 or not projects:
+        return
+    marked = [name + "/" + (" (MLproject)" if name in projects else "") for name in folders]
+    listed = ", ".join(marked)
+    raise SourceError(
+        f"{shown} has no MLproject at its top but {len(folders)} folders: {listed}",
+        f"name the project to run after '#': {shown}#{projects[0]}",
+    )
+
+
 def project_root(into: Path) -> Path:
     """The project inside an extracted archive: the top, or its single top-level directory
     when that is all there is (as most release archives are laid out)."""

@@ -90,7 +90,10 @@ def from_archive(location: uris.Location, keep: bool, progress: Progress) -> Che
         file = _archive_file(location, download, progress)
         digest = archive.sha256(file)
         archive.extract(file, location.shown, work)
-        path = _inside(archive.project_root(work), location.subdirectory, location.shown)
+        top = archive.project_root(work)
+        if not location.subdirectory:
+            archive.refuse_a_choice_of_projects(top, location.shown)
+        path = _inside(top, location.subdirectory, location.shown)
     except BaseException:
         workcopy.remove(work)
         raise

@@ -7,6 +7,7 @@ from typing import Any
 from runner.tracking.record import project_relative
 
 MARK = "*"
+CELL_WIDTH = 48  # the widest a cell of `runs compare` is shown, terminal or not
 
 
 def facts(record: dict[str, Any]) -> dict[str, str]:
@@ -56,23 +57,19 @@ def packages(record: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def compare_table(records: list[dict[str, Any]]) -> str:
-    """One table: a row per fact, a column per run; rows that differ start with `*`."""
+def compare_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """The cells of `runs compare`: a title row (the run ids), then a row per fact: `*` when
+    the runs differ, the fact, a value per run; each cell at most CELL_WIDTH characters."""
     columns = [facts(r) for r in records]
     keys: list[str] = []
     for column in columns:
         keys += [k for k in column if k not in keys]
-    header = ["", "", *(r["id"][:8] for r in records)]
-    table = [header]
+    table = [["", "", *(r["id"][:8] for r in records)]]
     for key in keys:
         values = [c.get(key, "-") for c in columns]
         table.append([MARK if len(set(values)) > 1 else "", key, *values])
-    widths = [min(max(len(row[i]) for row in table), 48) for i in range(len(header))]
-    lines = [
-        "  ".join(_fit(c, widths[i], keep_end=i == 1) for i, c in enumerate(row)).rstrip()
-        for row in table
-    ]
-    return "\n".join([*lines, f"({MARK} marks rows that differ)"])
+    return [[row[0], cut_keeping_end(row[1], CELL_WIDTH), *(_cut(c, CELL_WIDTH) for c in row[2:])]
+            for row in table]  # fmt: skip
 
 
 def diff(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -122,11 +119,16 @@ def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _fit(text: str, width: int, keep_end: bool = False) -> str:
-    if len(text) <= width:
-        return text.ljust(width)
-    # Row names are paths more often than not: their end says the most.
-    if keep_end:
-        section, _, rest = text.partition(".")
-        return f"{section}.…{rest[-(width - len(section) - 2) :]}"
-    return text[: width - 1] + "…"
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cut_keeping_end(name: str, width: int) -> str:
+    """A row name cut to `width` keeping its section and its end: row names are paths more
+    often than not, and their end says the most (`input.…/data/train.csv`)."""
+    if len(name) <= width:
+        return name
+    section, _, rest = name.partition(".")
+    if width < len(section) + 3:
+        return _cut(name, width)
+    return f"{section}.…{rest[-(width - len(section) - 2) :]}"

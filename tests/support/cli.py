@@ -30,7 +30,9 @@ class Result:
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
         timeout: float = 120) -> Result:  # fmt: skip
     """Run `python -m runner ARGS` as a real subprocess."""
-    full_env = dict(os.environ, **(env or {}))
+    # pytest-xdist's workers have COLUMNS=80: a table would be fitted to it only under xdist.
+    inherited = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    full_env = dict(inherited, **(env or {}))
     # This checkout's code, whatever is installed (worktrees test their own tree).
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     proc = subprocess.run(
