@@ -337,3 +337,48 @@ def test_a_run_whose_journal_cannot_be_written_still_records_everything(
     store = open_store(str(tmp_path / "store"))
     (record,) = store.list_runs()
     assert record["status"] == "FINISHED" and _steps(store, record["id"]) == [0, 1, 2]
+
+
+# -- every command that opens the store replays first --------------------------------------
+
+
+def _pending_copy_of_a_real_run(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A finished run recorded in another store, whose journal waits for this test's store
+    (RUN_PROJECT_STORE): the store has never heard of it until a replay. Both stores share
+    one artifacts directory, so the run's files are where a rerun looks for them."""
+    project = _project(tmp_path)
+    first = tmp_path / "first"
+    shared = str(first / "artifacts")
+    ok(cli(str(project), "-P", "n=3", "-P", "pause=0", env={"RUN_PROJECT_STORE": str(first)}))
+    (record,) = open_store(str(first)).list_runs()
+    store = open_store(os.environ["RUN_PROJECT_STORE"], shared)
+    journal = Journal.start(store.label, record["id"])
+    journal.append("create", {"record": record})
+    journal.close()
+    return str(record["id"]), {"RUN_PROJECT_ARTIFACTS": shared}
+
+
+def test_a_rerun_replays_the_journal_of_the_run_it_repeats_first(tmp_path: Path) -> None:
+    run_id, env = _pending_copy_of_a_real_run(tmp_path)
+    result = ok(cli("rerun", run_id, env=env))
+    assert f"of {run_id[:8]}: " in result.out and "different" not in result.out, result.text
+    store = open_store(os.environ["RUN_PROJECT_STORE"], env["RUN_PROJECT_ARTIFACTS"])
+    assert pending(store.label) == []
+    assert {r["id"] for r in store.list_runs() if r.get("rerun_of") == run_id}
+
+
+@pytest.mark.parametrize("verb", [("envs", "list"), ("envs", "gc", "--dry-run")])
+def test_envs_verbs_replay_the_journals_waiting_for_the_store(
+    tmp_path: Path, verb: tuple[str, ...]
+) -> None:
+    store = open_store(os.environ["RUN_PROJECT_STORE"])
+    run_id = _journal(store, points=5, per_entry=5)
+    ok(cli(*verb))
+    assert pending(store.label) == []
+    assert store.get_run(run_id)["status"] == "FINISHED" and _steps(store, run_id) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]

@@ -29,6 +29,7 @@ def main(args: Sequence[str]) -> int:
     gc.add_argument("--store", help="the store asked about containers left by killed runs")
     ns = parser.parse_args(args)
     if ns.command == "list":
+        inventory.catch_up_store()
         rows = inventory.list_envs() + ([] if ns.no_images else inventory.list_outside())
         print(json.dumps([r._asdict() for r in rows], indent=2) if ns.json else format_rows(rows))
         return 0

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from runner import settings
-from runner.tracking.store import Store, open_store
+from runner.tracking.store import Store, open_current, open_store
 
 
 def main(args: Sequence[str]) -> int:
@@ -43,9 +43,9 @@ def main(args: Sequence[str]) -> int:
     runs_compare.add_parsers(sub)
     runs_push.add_parser(sub)
     ns = parser.parse_args(args)
-    store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
-    if ns.command == "sync":
-        return sync(store)
+    if ns.command == "sync":  # reports on every journal it applies
+        return sync(open_store(settings.get("store", ns.store), settings.get("artifacts")))
+    store = open_current(settings.get("store", ns.store), settings.get("artifacts"))
     store.sweep_lost()
     if ns.command == "list":
         records = runs_compare.select(store, ns)

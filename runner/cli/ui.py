@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from runner import settings
 from runner.errors import RunnerError, StoreError
-from runner.tracking.store import open_store
+from runner.tracking.store import open_current
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -26,7 +26,7 @@ def main(args: Sequence[str]) -> int:
     )
     parser.add_argument("--port", type=int, default=5000, help="port (default 5000; 0: any)")
     ns = parser.parse_args(args)
-    store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
+    store = open_current(settings.get("store", ns.store), settings.get("artifacts"))
     if not store.exists():
         raise StoreError(f"no run store at {store.label}", "run a project first, or pass --store")
     store.connect(write=False)  # a wrong URL or password fails here, not on the first page

@@ -205,9 +205,7 @@ class RunRecord:
         """Store the new record (STARTING): before any slow step, so any failure is recorded."""
         self._require("create", NEW)
         _check(self._doc)
-        for replayed in self._store.replay_journals():  # earlier runs' results first
-            if replayed.torn or replayed.error:
-                print(f"warning: {replayed.describe()}", file=sys.stderr)
+        self._store.catch_up()  # earlier runs' results first
         self._store.make_run_dir(self.id)
         try:
             self._journal = Journal.start(self._store.label, self.id)

@@ -55,6 +55,15 @@ def open_store(location: str | None, artifacts: str | None = None) -> Store:
     return store
 
 
+def open_current(location: str | None, artifacts: str | None = None) -> Store:
+    """`open_store()` for a command: the journals (and artifact copies) waiting for the store
+    are applied first, so what the command reads is current. Every verb that opens a store
+    opens it here (docs/tracking.md#durability-the-runs-journal, "Replay")."""
+    store = open_store(location, artifacts)
+    store.catch_up()
+    return store
+
+
 class Store(TablesMixin):
     """Run records (and metrics, params, tags, files) in a database; artifacts in a directory."""
 
@@ -64,6 +73,7 @@ class Store(TablesMixin):
         self.label = label
         self.root = artifacts_root  # where a run's files live; SQLite stores override it
         self._migrated = False
+        self._caught_up = False
 
     def reopen(self) -> Store:
         """The same store on a new connection (for another thread)."""
@@ -258,6 +268,16 @@ class Store(TablesMixin):
             return []
         return journal.replay(self)
 
+    def catch_up(self) -> None:
+        """Replay the pending journals once for this object, warning about the ones that
+        were torn or could not be applied (`runs sync` reports on every one instead)."""
+        if self._caught_up:
+            return
+        self._caught_up = True
+        for replayed in self.replay_journals():
+            if replayed.torn or replayed.error:
+                print(f"warning: {replayed.describe()}", file=sys.stderr)
+
     def heartbeat(self, run_id: str) -> None:
         """Mark the run alive now (a runner that stops beating is presumed dead: LOST)."""
         now = time.time()
@@ -269,9 +289,7 @@ class Store(TablesMixin):
 
     def sweep_lost(self) -> int:
         """Close runs whose runner died (same host, pid gone) or stopped beating: LOST."""
-        for replayed in self.replay_journals():  # a finished run's journal beats LOST
-            if replayed.torn or replayed.error:
-                print(f"warning: {replayed.describe()}", file=sys.stderr)
+        self.catch_up()  # a finished run's journal beats LOST
         if not self.exists() or not self.writable():
             return 0
         with self._reading() as db:
