@@ -135,35 +135,35 @@ class Journal:
     def keep_copies(self, copies: list[dict[str, Any]], run_dir: Path) -> Path:
         """Keep the run's outputs the artifacts' disk refused until a replay stores them:
         their bytes in `<run id>.files/` (those outside `run_dir`, which stays), then the
-        list, fsynced and renamed into place. Returns where they are kept.
+        list, each fsynced, the list renamed into place last. Returns where they are kept.
 
-        Raises OSError when the journal's disk refuses too."""
-        from runner.tracking.artifacts import ArtifactError, ObjectStore
+        Raises OSError when the journal's disk refuses too (nothing is left half kept)."""
+        import shutil
 
         if self._fd < 0:
             raise OSError(f"{self.path} could not be created")
-        spool = ObjectStore(self.path.with_suffix(".files"))
-        inside = os.path.join(os.path.realpath(run_dir), "")
-        kept = []
-        for copy in copies:
-            source = copy["from"]
-            if not os.path.realpath(source).startswith(inside):
-                try:
-                    if spool.put(Path(source), copy["sha256"]) == copy["sha256"]:
-                        source = str(spool.path_of(copy["sha256"]))
-                except ArtifactError as exc:
-                    raise OSError(exc.message) from exc
-            kept.append({**copy, "from": source})
+        spool = self.path.with_suffix(".files")
         listing = self.path.with_suffix(COPIES)
         staging = listing.with_name(listing.name + ".new")
-        text = "".join(json.dumps(c, separators=(",", ":")) + "\n" for c in kept)
-        with open(staging, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.rename(staging, listing)
-        _sync_dir(listing.parent)
-        return spool.root if spool.root.exists() else listing
+        inside = os.path.join(os.path.realpath(run_dir), "")
+        try:
+            kept = [
+                copy if os.path.realpath(copy["from"]).startswith(inside) else _spooled(spool, copy)
+                for copy in copies
+            ]
+            text = "".join(json.dumps(c, separators=(",", ":")) + "\n" for c in kept)
+            with open(staging, "w") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(staging, listing)
+            _sync_dir(listing.parent)
+        except OSError:
+            shutil.rmtree(spool, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging.unlink()
+            raise
+        return spool if spool.exists() else listing
 
     def remove(self) -> None:
         """Delete the journal (every entry is in the store), then let go of it."""
@@ -334,6 +334,27 @@ def pending(store_label: str, suffix: str = SUFFIX) -> list[Path]:
         return []
     folder = journals_dir(store_label)
     return sorted(folder / name for name in names if name.endswith(suffix))
+
+
+def _spooled(spool: Path, copy: dict[str, Any]) -> dict[str, Any]:
+    """`copy` with its bytes kept (and fsynced) under `spool`; from where it is if they
+    changed since they were hashed (a replay then reports them changed)."""
+    from runner.tracking.artifacts import ArtifactError, ObjectStore
+
+    objects = ObjectStore(spool)
+    try:
+        digest = objects.put(Path(copy["from"]), copy["sha256"])
+    except ArtifactError as exc:
+        raise OSError(exc.message) from exc
+    if digest != copy["sha256"]:
+        return copy
+    fd = os.open(objects.path_of(digest), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _sync_dir(objects.path_of(digest).parent)  # its name too: it was renamed into place
+    return {**copy, "from": str(objects.path_of(digest))}
 
 
 def _sync_dir(folder: Path) -> None:
