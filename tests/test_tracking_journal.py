@@ -5,6 +5,8 @@ once, a torn journal, a log file on a full disk."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -12,11 +14,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from runner.tracking.journal import Journal, journals_dir, pending
+from runner.tracking.journal import COPIES, Journal, journals_dir, pending
 from runner.tracking.record import iso
 from runner.tracking.run_record import RunRecord
 from runner.tracking.store import Store, open_store
@@ -45,11 +49,25 @@ entry_points:
     command: "python train.py {n} {pause} {code}"
   loud:
     command: "python -c \\"import sys; [print('x' * 1000) for _ in range(3000)]\\""
+  model:
+    parameters:
+      go: {type: string}
+      code: {type: int, default: 0}
+    command: "python model.py {go} {code}"
+"""
+MODEL = """\
+import os, sys, time
+print("waiting", flush=True)
+while not os.path.exists(sys.argv[1]):  # the test breaks the artifacts' disk, then says go
+    time.sleep(0.05)
+open("model.bin", "wb").write(bytes(range(256)) * 1200)  # 300 KB in the working directory
+sys.exit(int(sys.argv[2]))
 """
 
 
 def _project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "proj", {"MLproject": MLPROJECT, "train.py": TRAIN})
+    files = {"MLproject": MLPROJECT, "train.py": TRAIN, "model.py": MODEL}
+    return make_project(tmp_path / "proj", files)
 
 
 def _start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -337,3 +355,158 @@ def test_a_run_whose_journal_cannot_be_written_still_records_everything(
     store = open_store(str(tmp_path / "store"))
     (record,) = store.list_runs()
     assert record["status"] == "FINISHED" and _steps(store, record["id"]) == [0, 1, 2]
+
+
+# -- every command that opens the store replays first --------------------------------------
+
+
+def _pending_copy_of_a_real_run(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A finished run recorded in another store, whose journal waits for this test's store
+    (RUN_PROJECT_STORE): the store has never heard of it until a replay. Both stores share
+    one artifacts directory, so the run's files are where a rerun looks for them."""
+    project = _project(tmp_path)
+    first = tmp_path / "first"
+    shared = str(first / "artifacts")
+    ok(cli(str(project), "-P", "n=3", "-P", "pause=0", env={"RUN_PROJECT_STORE": str(first)}))
+    (record,) = open_store(str(first)).list_runs()
+    store = open_store(os.environ["RUN_PROJECT_STORE"], shared)
+    journal = Journal.start(store.label, record["id"])
+    journal.append("create", {"record": record})
+    journal.close()
+    return str(record["id"]), {"RUN_PROJECT_ARTIFACTS": shared}
+
+
+def test_a_rerun_replays_the_journal_of_the_run_it_repeats_first(tmp_path: Path) -> None:
+    run_id, env = _pending_copy_of_a_real_run(tmp_path)
+    result = ok(cli("rerun", run_id, env=env))
+    assert f"of {run_id[:8]}: " in result.out and "different" not in result.out, result.text
+    store = open_store(os.environ["RUN_PROJECT_STORE"], env["RUN_PROJECT_ARTIFACTS"])
+    assert pending(store.label) == []
+    assert {r["id"] for r in store.list_runs() if r.get("rerun_of") == run_id}
+
+
+@pytest.mark.parametrize("verb", [("envs", "list"), ("envs", "gc", "--dry-run")])
+def test_envs_verbs_replay_the_journals_waiting_for_the_store(
+    tmp_path: Path, verb: tuple[str, ...]
+) -> None:
+    store = open_store(os.environ["RUN_PROJECT_STORE"])
+    run_id = _journal(store, points=5, per_entry=5)
+    ok(cli(*verb))
+    assert pending(store.label) == []
+    assert store.get_run(run_id)["status"] == "FINISHED" and _steps(store, run_id) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
+# -- outputs the artifacts' disk refuses ---------------------------------------------------
+
+
+def _model_run_with_a_broken_artifacts_disk(
+    tmp_path: Path, artifacts: Path, code: int, break_disk: Callable[[], object]
+) -> tuple[str, dict[str, Any]]:
+    """A run whose output is written once `break_disk` made the artifacts' disk full or
+    read-only; the command exits with `code`. Returns the run's stderr and its record."""
+    project = _project(tmp_path)
+    go = tmp_path / "go"
+    running = _start(
+        str(project), "-e", "model", "-P", f"go={go}", "-P", f"code={code}",
+        env={"RUN_PROJECT_ARTIFACTS": str(artifacts)},
+    )  # fmt: skip
+    _until_output(running, "waiting")
+    try:
+        break_disk()
+    except BaseException:
+        running.terminate()  # the command waits for `go` forever otherwise
+        running.wait()
+        raise
+    go.touch()
+    _out, err = running.communicate(timeout=120)
+    assert running.returncode == code, err  # the command's own exit code
+    assert "Traceback" not in err
+    (record,) = open_store(os.environ["RUN_PROJECT_STORE"], str(artifacts)).list_runs()
+    return err, record
+
+
+def _model_output(record: dict[str, Any]) -> dict[str, Any]:
+    (output,) = [o for o in record["outputs"] if o["name"] == "workdir/model.bin"]
+    return dict(output)
+
+
+@pytest.mark.slow
+def test_an_output_the_full_artifacts_disk_refused_is_stored_by_the_next_sync(
+    tmp_path: Path, tiny_disk: Path
+) -> None:
+    filler = tiny_disk / "filler"
+    err, record = _model_run_with_a_broken_artifacts_disk(
+        tmp_path, tiny_disk, 0, lambda: _fill(filler)
+    )
+    (line,) = [line for line in err.splitlines() if "could not be stored" in line]
+    assert "disk is full" in line and "runs sync" in line, err
+    assert (record["status"], record["exit_code"]) == ("FINISHED", 0)
+    output = _model_output(record)
+    assert output["pending"] is True and output["stored"] is False
+    assert line.removeprefix("run-project: ") in record["capture"]["warnings"]
+    model = tmp_path / "proj" / "model.bin"
+    expected = hashlib.sha256(model.read_bytes()).hexdigest()
+    model.write_bytes(b"changed after the run")  # the journal kept the run's own bytes
+    filler.unlink()
+    env = {"RUN_PROJECT_ARTIFACTS": str(tiny_disk)}
+    synced = ok(cli("runs", "sync", env=env))
+    assert f"run {record['id'][:8]}: stored 1 pending artifact(s)" in synced.out, synced.out
+    kept = tiny_disk / record["id"] / "workdir" / "model.bin"
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == expected == output["sha256"]
+    store = open_store(os.environ["RUN_PROJECT_STORE"], str(tiny_disk))
+    after = store.get_run(record["id"])
+    assert "pending" not in _model_output(after) and "stored" not in _model_output(after)
+    assert after["capture"]["stored_bytes"] == record["capture"]["stored_bytes"] + 307_200
+    assert pending(store.label, COPIES) == [] and os.listdir(journals_dir(store.label)) == []
+
+
+@pytest.mark.slow
+def test_an_output_a_read_only_artifacts_disk_refused_is_stored_by_the_next_command(
+    tmp_path: Path,
+) -> None:
+    # The objects directory, where every artifact's bytes go, bind-mounted read-only over
+    # itself mid-run (EROFS even for root), then made writable again by unmounting it.
+    artifacts = tmp_path / "artifacts"
+    objects = artifacts / "objects"
+    objects.mkdir(parents=True)
+
+    def read_only() -> None:
+        subprocess.run(["mount", "--bind", str(objects), str(objects)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(objects)], check=True)
+
+    try:
+        err, record = _model_run_with_a_broken_artifacts_disk(tmp_path, artifacts, 3, read_only)
+    finally:
+        subprocess.run(["umount", str(objects)], check=False)
+    assert len([line for line in err.splitlines() if "could not be stored" in line]) == 1, err
+    assert (record["status"], record["exit_code"]) == ("FAILED", 3)  # the command's outcome
+    assert _model_output(record)["pending"] is True
+    ok(cli("runs", "show", record["id"], env={"RUN_PROJECT_ARTIFACTS": str(artifacts)}))
+    kept = artifacts / record["id"] / "workdir" / "model.bin"
+    assert kept.read_bytes() == (tmp_path / "proj" / "model.bin").read_bytes()
+    store = open_store(os.environ["RUN_PROJECT_STORE"], str(artifacts))
+    assert "pending" not in _model_output(store.get_run(record["id"]))
+    assert pending(store.label, COPIES) == []
+
+
+def test_a_pending_output_whose_artifacts_disk_still_refuses_is_kept_for_later(
+    tmp_path: Path, read_only_dir: Path
+) -> None:
+    store = open_store(os.environ["RUN_PROJECT_STORE"], str(read_only_dir))
+    run_id = _journal(store, points=0, per_entry=1)
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    copies = journals_dir(store.label) / f"{run_id}{COPIES}"
+    copy = {"from": str(source), "name": "workdir/model.bin", "sha256": digest, "size": 7}
+    copies.write_text(json.dumps(copy) + "\n")
+    synced = cli("runs", "sync", env={"RUN_PROJECT_ARTIFACTS": str(read_only_dir)})
+    assert synced.code != 0, synced.text
+    assert f"run {run_id[:8]}: pending artifacts not stored (cannot store artifact" in synced.out
+    assert pending(store.label) == [] and pending(store.label, COPIES) == [copies]

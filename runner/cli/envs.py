@@ -18,6 +18,7 @@ def main(args: Sequence[str]) -> int:
     """Dispatch `envs list|gc`."""
     ns = _envs_parser().parse_args(args)
     if ns.command == "list":
+        inventory.catch_up_store()
         rows = inventory.list_envs() + ([] if ns.no_images else inventory.list_outside())
         print(json.dumps([r._asdict() for r in rows], indent=2) if ns.json
               else format_rows(rows, terminal_width()))  # fmt: skip

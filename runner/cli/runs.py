@@ -12,7 +12,7 @@ from typing import Any
 from runner import settings
 from runner.cli.args import STORE_HELP
 from runner.cli.table import TIME_STEPS, Column, render, shorter_time, terminal_width
-from runner.tracking.store import Store, open_store
+from runner.tracking.store import Store, open_current, open_store
 
 DEFAULT_LIMIT = 20  # a screenful, as `git log -n`; `--all` for every run
 
@@ -22,9 +22,9 @@ def main(args: Sequence[str]) -> int:
     from runner.cli import runs_compare, runs_push
 
     ns = _runs_parser().parse_args(args)
-    store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
-    if ns.command == "sync":
-        return sync(store)
+    if ns.command == "sync":  # reports on every journal it applies
+        return sync(open_store(settings.get("store", ns.store), settings.get("artifacts")))
+    store = open_current(settings.get("store", ns.store), settings.get("artifacts"))
     store.sweep_lost()
     if ns.command == "list":
         return _list(store, ns)

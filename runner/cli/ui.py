@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from runner import settings
 from runner.errors import RunnerError, StoreError
-from runner.tracking.store import open_store
+from runner.tracking.store import open_current
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -17,7 +17,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 def main(args: Sequence[str]) -> int:
     """Parse, open the store, serve until Ctrl-C."""
     ns = _ui_parser().parse_args(args)
-    store = open_store(settings.get("store", ns.store), settings.get("artifacts"))
+    store = open_current(settings.get("store", ns.store), settings.get("artifacts"))
     if not store.exists():
         raise StoreError(f"no run store at {store.label}", "run a project first, or pass --store")
     store.connect(write=False)  # a wrong URL or password fails here, not on the first page

@@ -110,12 +110,22 @@ def _remove_entry(row: EnvRow) -> list[str] | None:
     return new_kind(row.kind).remove(entry)
 
 
+def catch_up_store() -> None:
+    """`envs list` opens no store, but like every command it applies the journals waiting
+    for the configured one (docs/tracking.md, "Replay"): one directory listing when none
+    is; a store that cannot take them keeps them, with a warning."""
+    from runner.tracking.store import open_current
+
+    with contextlib.suppress(RunnerError):
+        open_current(settings.get("store"), settings.get("artifacts")).close()
+
+
 def collect(store_flag: str | None, dry_run: bool) -> list[str]:
     """Ask every kind to remove what runs that are over left outside the cache (docker:
     containers of killed runs); the store says which runs are over."""
-    from runner.tracking.store import open_store
+    from runner.tracking.store import open_current
 
-    store = open_store(settings.get("store", store_flag), settings.get("artifacts"))
+    store = open_current(settings.get("store", store_flag), settings.get("artifacts"))
     if not store.exists():
         return []
     if not dry_run:  # runs whose runner died: closed LOST, what they left running stopped

@@ -22,7 +22,7 @@ from runner.project.params import format_value
 from runner.sources.checkout import Checkout
 from runner.sources.restore import materialise, tag_moved
 from runner.tracking.run_record import RunRecord
-from runner.tracking.store import open_store
+from runner.tracking.store import open_current
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def rerun(options: RerunOptions, progress: Progress) -> int:
         with opened_run(Path(options.target)) as original:
             _import_original(store_url, original, progress)
             return _rerun(original, options, store_url, progress)
-    store = open_store(store_url, settings.get("artifacts"))
+    store = open_current(store_url, settings.get("artifacts"))
     record = store.get_run(options.target)
     store.close()
     original = Original(record, store.artifact_dir(record["id"]))
@@ -60,7 +60,7 @@ def _import_original(store_url: str | None, original: Original, progress: Progre
     `runs show A`) work here."""
     from runner.bundles.run_bundle import import_run
 
-    store = open_store(store_url, settings.get("artifacts"))
+    store = open_current(store_url, settings.get("artifacts"))
     try:
         if import_run(store, original):
             progress.step(f"imported the original run {original.record['id'][:8]} into the store")
@@ -202,7 +202,7 @@ def _verdict(
     from runner.rerun.verdict import Tolerance, judge
 
     record = original.record
-    store = open_store(store_url, settings.get("artifacts"))
+    store = open_current(store_url, settings.get("artifacts"))
     new = RunRecord.load(store, new_id)
     tolerance = Tolerance(options.rtol, options.atol)
     verdict = judge(record, new.document(), original.files, new.run_dir, tolerance)

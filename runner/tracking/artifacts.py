@@ -118,10 +118,13 @@ class ObjectStore:
         if expected and self.path_of(expected).is_file():
             _narrow(self.path_of(expected), mode)
             return expected
-        private_dirs(self.objects)
         import tempfile  # only a run with outputs to store pays for it
 
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.objects)
+        try:  # a disk that refuses (full, read-only) is an ArtifactError, never a bare OSError
+            private_dirs(self.objects)
+            fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.objects)
+        except OSError as exc:
+            raise _storage_error(source, exc) from exc
         tmp = Path(tmp_name)
         try:
             digest = _copy_hashing(source, fd)
@@ -141,11 +144,11 @@ class ObjectStore:
 
     def link(self, sha256: str, dest: Path) -> None:
         """Make `dest` show the object (hard link; a copy across filesystems)."""
-        private_dirs(dest.parent)
         tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
         try:
+            private_dirs(dest.parent)
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
             try:
                 os.link(self.path_of(sha256), tmp)
             except OSError:

@@ -62,6 +62,11 @@ class Captured:
         self.warnings: list[str] = []
         self.stored_bytes = 0
         self.noise_files = 0  # opened under the user's config/cache dirs: counted, not kept
+        # Outputs hashed but not copied because the artifacts' disk refused (full, read-only):
+        # {"from", "name", "sha256", "size"}, kept beside the run's journal until a replay
+        # stores them (RunRecord.captured); `refused` says why, once.
+        self.pending: list[dict[str, Any]] = []
+        self.refused: str | None = None
 
 
 class Capture:
@@ -304,11 +309,28 @@ class Capture:
             entry = {"path": str(path), "name": name, "sha256": expected, "size": st.st_size}
             self.result.outputs.append({**entry, "source": source, "stored": False})
             return
-        digest = self.objects.put(path, expected)
-        self.objects.link(digest, self.plan.run_dir / name)
+        entry = {"path": str(path), "name": name, "sha256": expected, "size": st.st_size}
+        try:
+            digest = self.objects.put(path, expected)
+            self.objects.link(digest, self.plan.run_dir / name)
+        except (ArtifactError, OSError) as exc:  # a fault of the artifacts' disk, not the run's
+            self._not_copied(path, entry, source, exc)
+            return
         self.result.stored_bytes += st.st_size
-        entry = {"path": str(path), "name": name, "sha256": digest, "size": st.st_size}
-        self.result.outputs.append({**entry, "source": source})
+        self.result.outputs.append({**entry, "sha256": digest, "source": source})
+
+    def _not_copied(
+        self, path: Path, entry: dict[str, Any], source: str, exc: ArtifactError | OSError
+    ) -> None:
+        """The output keeps its hash in the record and waits to be copied by a replay
+        (docs/tracking.md#durability-the-runs-journal): the run's outcome stays the command's."""
+        if self.result.refused is None:
+            reason = exc.message if isinstance(exc, ArtifactError) else str(exc)
+            self.result.refused = reason.splitlines()[0] if reason else "refused"
+        self.result.pending.append(
+            {"from": str(path), **{k: entry[k] for k in ("name", "sha256", "size")}}
+        )
+        self.result.outputs.append({**entry, "source": source, "stored": False, "pending": True})
 
     # -- helpers --------------------------------------------------------------------------
     def _walk(self, root: Path) -> list[tuple[Path, os.stat_result]]:

@@ -15,6 +15,13 @@ Each line is one write followed by fsync: once a step returns, its change surviv
 the runner, the store or the machine. The runner holds an exclusive flock on its journal for
 its whole life; a replayer skips a journal it cannot lock (its runner applies it itself).
 
+Artifacts not yet copied (the artifacts' disk full or read-only at the end of the run) are
+kept beside the journal: `<run id>.copies` lists them (one JSON line each: name, sha256,
+size, the file to copy `from` and the run's artifacts `root`); `<run id>.files/` holds the
+bytes of those that lived outside the run's directory (a working copy that is cleaned up, a
+file the user may change). A replay stores them once the run's journal is applied
+(`Store.store_pending`).
+
 Bound: metric points stop being journaled once the file passes `journal_limit` (they still go
 to the store when it answers, and they stay in the run's events.jsonl); state changes, params,
 tags and files are always journaled. See docs/tracking.md, "Durability".
@@ -36,6 +43,7 @@ from runner import settings
 from runner.errors import RunnerError
 
 SUFFIX = ".jsonl"
+COPIES = ".copies"
 DEFAULT_LIMIT = 256 * 2**20
 
 
@@ -124,6 +132,39 @@ class Journal:
         self.seq += 1
         return {"seq": self.seq, "t": time.time(), "op": op, **body}
 
+    def keep_copies(self, copies: list[dict[str, Any]], run_dir: Path) -> Path:
+        """Keep the run's outputs the artifacts' disk refused until a replay stores them:
+        their bytes in `<run id>.files/` (those outside `run_dir`, which stays), then the
+        list, each fsynced, the list renamed into place last. Returns where they are kept.
+
+        Raises OSError when the journal's disk refuses too (nothing is left half kept)."""
+        import shutil
+
+        if self._fd < 0:
+            raise OSError(f"{self.path} could not be created")
+        spool = self.path.with_suffix(".files")
+        listing = self.path.with_suffix(COPIES)
+        staging = listing.with_name(listing.name + ".new")
+        inside = os.path.join(os.path.realpath(run_dir), "")
+        try:
+            kept = [
+                copy if os.path.realpath(copy["from"]).startswith(inside) else _spooled(spool, copy)
+                for copy in copies
+            ]
+            text = "".join(json.dumps(c, separators=(",", ":")) + "\n" for c in kept)
+            with open(staging, "w") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(staging, listing)
+            _sync_dir(listing.parent)
+        except OSError:
+            shutil.rmtree(spool, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging.unlink()
+            raise
+        return spool if spool.exists() else listing
+
     def remove(self) -> None:
         """Delete the journal (every entry is in the store), then let go of it."""
         if self._fd >= 0:
@@ -155,6 +196,8 @@ class Target(Protocol):
 
     def status_of(self, run_id: str) -> str | None: ...
 
+    def store_pending(self, run_id: str, copies: list[dict[str, Any]]) -> tuple[int, int]: ...
+
 
 class Replayed(NamedTuple):
     """One journal found by a replay, and what became of it."""
@@ -166,10 +209,19 @@ class Replayed(NamedTuple):
     busy: bool  # its runner is alive and applies it itself
     status: str | None  # the run's status in the store afterwards
     error: str | None = None  # why it could not be applied (it is kept)
+    copies: tuple[int, int] | None = None  # pending artifacts: (stored now, changed or gone)
 
     def describe(self) -> str:
         """One line for `runs sync` and for the warnings of an implicit replay."""
         head = f"run {self.run_id[:8]}"
+        if self.copies is not None and self.error:
+            return f"{head}: pending artifacts not stored ({self.error}); kept in {self.path}"
+        if self.copies is not None:
+            stored, gone = self.copies
+            text = f"{head}: stored {stored} pending artifact(s)"
+            if gone:
+                text += f"; {gone} changed or gone since the run, not stored (see `runs show`)"
+            return text
         if self.busy:
             return f"{head}: its runner is still running and writes its own results"
         if self.error:
@@ -192,7 +244,28 @@ def replay(store: Target) -> list[Replayed]:
                 done.append(_replay_one(store, path))
             elif path.exists():  # not vanished: another process holds it
                 done.append(Replayed(path.stem, path, Applied(0, 0), 0, True, None))
+    for path in pending(store.label, COPIES):
+        if path.with_suffix(SUFFIX).exists():
+            continue  # the run's journal first: its record lists these outputs
+        with taken(path) as fd:
+            if fd is not None and path.exists():
+                done.append(_store_copies(store, path))
     return done
+
+
+def _store_copies(store: Target, path: Path) -> Replayed:
+    """Store one run's pending artifacts; their list and bytes are deleted once stored."""
+    run_id, copies = path.stem, list(read_entries(path, key="name"))
+    try:
+        counts = store.store_pending(run_id, copies)
+    except RunnerError as exc:
+        why = exc.message.splitlines()[0] if exc.message else "refused"
+        return Replayed(run_id, path, Applied(0, 0), 0, False, None, why, (0, 0))
+    import shutil  # only a replay with pending artifacts pays for it
+
+    path.unlink()  # first: a crash now leaves only bytes nothing points to
+    shutil.rmtree(path.with_suffix(".files"), ignore_errors=True)
+    return Replayed(run_id, path, Applied(0, 0), 0, False, None, None, counts)
 
 
 def _replay_one(store: Target, path: Path) -> Replayed:
@@ -211,16 +284,19 @@ class _Torn:
     count = 0
 
 
-def read_entries(path: Path, torn: _Torn | None = None) -> Iterator[dict[str, Any]]:
-    """Every whole entry of a journal, in order; a torn line (a crash mid-write) is counted
-    in `torn` and skipped."""
+def read_entries(
+    path: Path, torn: _Torn | None = None, key: str = "seq"
+) -> Iterator[dict[str, Any]]:
+    """Every whole entry of a journal (or a list of pending copies: `key` "name"), in
+    order; a torn line (a crash mid-write) is counted in `torn` and skipped."""
     with open(path, "rb") as handle:
         for raw in handle:
             try:
                 if not raw.endswith(b"\n"):
                     raise ValueError("no newline")
                 entry = json.loads(raw)
-                if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
+                wanted = int if key == "seq" else str
+                if not isinstance(entry, dict) or not isinstance(entry.get(key), wanted):
                     raise ValueError("not an entry")
             except ValueError:
                 if torn is not None:
@@ -249,14 +325,36 @@ def taken(path: Path) -> Iterator[int | None]:
         os.close(fd)
 
 
-def pending(store_label: str) -> list[Path]:
-    """The journals waiting for this store: one directory listing, nothing more."""
+def pending(store_label: str, suffix: str = SUFFIX) -> list[Path]:
+    """The journals (or lists of pending copies) waiting for this store: one directory
+    listing, nothing more."""
     try:
         names = os.listdir(journals_dir(store_label))
     except FileNotFoundError:
         return []
     folder = journals_dir(store_label)
-    return sorted(folder / name for name in names if name.endswith(SUFFIX))
+    return sorted(folder / name for name in names if name.endswith(suffix))
+
+
+def _spooled(spool: Path, copy: dict[str, Any]) -> dict[str, Any]:
+    """`copy` with its bytes kept (and fsynced) under `spool`; from where it is if they
+    changed since they were hashed (a replay then reports them changed)."""
+    from runner.tracking.artifacts import ArtifactError, ObjectStore
+
+    objects = ObjectStore(spool)
+    try:
+        digest = objects.put(Path(copy["from"]), copy["sha256"])
+    except ArtifactError as exc:
+        raise OSError(exc.message) from exc
+    if digest != copy["sha256"]:
+        return copy
+    fd = os.open(objects.path_of(digest), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _sync_dir(objects.path_of(digest).parent)  # its name too: it was renamed into place
+    return {**copy, "from": str(objects.path_of(digest))}
 
 
 def _sync_dir(folder: Path) -> None:

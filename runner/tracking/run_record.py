@@ -205,9 +205,7 @@ class RunRecord:
         """Store the new record (STARTING): before any slow step, so any failure is recorded."""
         self._require("create", NEW)
         _check(self._doc)
-        for replayed in self._store.replay_journals():  # earlier runs' results first
-            if replayed.torn or replayed.error:
-                print(f"warning: {replayed.describe()}", file=sys.stderr)
+        self._store.catch_up()  # earlier runs' results first
         self._store.make_run_dir(self.id)
         try:
             self._journal = Journal.start(self._store.label, self.id)
@@ -261,6 +259,8 @@ class RunRecord:
         """Inputs and outputs after the run (also in the files table, for lineage), what it
         logged, and how the capture went."""
         self._require("captured", RUNNING)
+        if result.pending:
+            self._keep_pending(result)
         files = [{**i, "direction": "input"} for i in result.inputs if i.get("kind") == "file"]
         files += [{**o, "direction": "output"} for o in result.outputs]
         self._journal_entry("files", {"files": files})
@@ -278,6 +278,30 @@ class RunRecord:
                 },
             }
         )
+
+    def _keep_pending(self, result: Captured) -> None:
+        """Outputs the artifacts' disk refused wait beside the journal for a replay to store
+        them; the run goes on to its own outcome, and one line says where they are."""
+        head = (
+            f"{len(result.pending)} output(s) of run {self.id[:8]} could not be stored in "
+            f"{self._store.artifacts_root} ({result.refused})"
+        )
+        try:
+            if self._journal is None:
+                raise OSError("the run has no journal")
+            root = str(self._store.artifacts_root)
+            copies = [{**copy, "root": root} for copy in result.pending]
+            where = self._journal.keep_copies(copies, self.run_dir)
+            line = (
+                f"{head}; they are kept in {where} and reach the store at the next run-project "
+                "command that opens it (or `run-project runs sync`)"
+            )
+        except OSError as exc:
+            for output in result.outputs:
+                output.pop("pending", None)
+            line = f"{head}; they could not be kept either ({exc}): only where the run wrote them"
+        result.warnings.append(line)
+        print(f"run-project: {line}", file=sys.stderr, flush=True)
 
     def close(self, status: str, exit_code: int | None, reason: str | None) -> None:
         """The run ended (FINISHED, FAILED or KILLED), once."""

@@ -24,7 +24,7 @@ from runner import settings
 from runner.errors import RunnerError, StoreError
 from runner.pids import SESSION_FILE, pid_alive, stop_lost_run
 from runner.tracking import journal, migrations, runindex
-from runner.tracking.artifacts import private_dirs, private_file
+from runner.tracking.artifacts import ObjectStore, private_dirs, private_file
 from runner.tracking.db import Database, SQLiteDatabase, redact
 from runner.tracking.journal import Applied, Replayed
 from runner.tracking.record import ACTIVE, iso
@@ -55,6 +55,15 @@ def open_store(location: str | None, artifacts: str | None = None) -> Store:
     return store
 
 
+def open_current(location: str | None, artifacts: str | None = None) -> Store:
+    """`open_store()` for a command: the journals (and artifact copies) waiting for the store
+    are applied first, so what the command reads is current. Every verb that opens a store
+    opens it here (docs/tracking.md#durability-the-runs-journal, "Replay")."""
+    store = open_store(location, artifacts)
+    store.catch_up()
+    return store
+
+
 class Store(TablesMixin):
     """Run records (and metrics, params, tags, files) in a database; artifacts in a directory."""
 
@@ -64,6 +73,7 @@ class Store(TablesMixin):
         self.label = label
         self.root = artifacts_root  # where a run's files live; SQLite stores override it
         self._migrated = False
+        self._caught_up = False
 
     def reopen(self) -> Store:
         """The same store on a new connection (for another thread)."""
@@ -251,12 +261,70 @@ class Store(TablesMixin):
             )
         return 0
 
+    def store_pending(self, run_id: str, copies: list[dict[str, Any]]) -> tuple[int, int]:
+        """Copy the outputs a run's runner could not store (journal.py, "Artifacts not yet
+        copied") and mark them stored in its record; (stored now, changed or gone since the
+        run: their record entries keep `stored: false`). Safe to repeat: an object already
+        there is not copied again, and only outputs still pending are counted.
+
+        Raises ArtifactError when the artifacts' disk still refuses (the list is kept)."""
+        copied, gone = set(), set()
+        for copy in copies:
+            # Into the artifacts directory of the run (the one it had), whatever this
+            # command's RUN_PROJECT_ARTIFACTS.
+            root = Path(copy.get("root") or self.artifacts_root)
+            objects, source, expected = ObjectStore(root), Path(copy["from"]), copy["sha256"]
+            there = objects.path_of(expected).is_file()  # an earlier replay stored it
+            if not there and (not source.is_file() or objects.put(source) != expected):
+                gone.add((copy["name"], expected))
+                continue
+            objects.link(expected, root / run_id / copy["name"])
+            copied.add((copy["name"], expected))
+        return self._transaction(lambda db: self._mark_stored(db, run_id, copied, gone))
+
+    def _mark_stored(
+        self, db: Database, run_id: str, copied: set[tuple[str, str]], gone: set[tuple[str, str]]
+    ) -> tuple[int, int]:
+        row = db.execute(
+            "SELECT record FROM runs WHERE id = ?" + db.locking_read, (run_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"run {run_id} is not in the store {self.label}", "run `runs sync`")
+        record = json.loads(row[0])
+        outputs, stored_bytes, counts = record.get("outputs") or [], 0, [0, 0]
+        for output in outputs:
+            key = (output["name"], output["sha256"])
+            if not output.get("pending") or (key not in copied and key not in gone):
+                continue
+            del output["pending"]
+            if key in copied:
+                del output["stored"]
+                stored_bytes += int(output.get("size") or 0)
+            counts[key not in copied] += 1
+        changes: dict[str, Any] = {"outputs": outputs}
+        if "capture" in record:
+            before = int(record["capture"].get("stored_bytes") or 0)
+            changes["capture"] = {**record["capture"], "stored_bytes": before + stored_bytes}
+        if any(counts):
+            self._merge(db, run_id, changes, time.time())
+        return counts[0], counts[1]
+
     def replay_journals(self) -> list[Replayed]:
         """Apply every pending journal of this store (journal.replay); cheap when there is
         none: one directory listing."""
         if self.exists() and not self.writable():
             return []
         return journal.replay(self)
+
+    def catch_up(self) -> None:
+        """Replay the pending journals once for this object, warning about the ones that
+        were torn or could not be applied (`runs sync` reports on every one instead)."""
+        if self._caught_up:
+            return
+        self._caught_up = True
+        for replayed in self.replay_journals():
+            if replayed.torn or replayed.error:
+                print(f"warning: {replayed.describe()}", file=sys.stderr)
 
     def heartbeat(self, run_id: str) -> None:
         """Mark the run alive now (a runner that stops beating is presumed dead: LOST)."""
@@ -269,9 +337,7 @@ class Store(TablesMixin):
 
     def sweep_lost(self) -> int:
         """Close runs whose runner died (same host, pid gone) or stopped beating: LOST."""
-        for replayed in self.replay_journals():  # a finished run's journal beats LOST
-            if replayed.torn or replayed.error:
-                print(f"warning: {replayed.describe()}", file=sys.stderr)
+        self.catch_up()  # a finished run's journal beats LOST
         if not self.exists() or not self.writable():
             return 0
         with self._reading() as db:

@@ -171,6 +171,11 @@ def install_audit_hook() -> None:
         if (full, kind) in seen or full.startswith(ignored) or (output and full.startswith(output)):
             return
         seen.add((full, kind))
-        _emit({"type": "open", "path": full, "mode": kind})
+        # The events' disk full must not fail the command's own open(); no contextlib here:
+        # this module loads into every Python the run starts.
+        try:  # noqa: SIM105
+            _emit({"type": "open", "path": full, "mode": kind})
+        except OSError:
+            pass
 
     sys.addaudithook(hook)
