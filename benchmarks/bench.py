@@ -20,65 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cases
 import harness
 from harness import Measure, table
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-WORK = HERE / "work"
-PEERS = WORK / "peers-venv"
-# run-project installed as users get it from PyPI: a wheel in a venv, bytecode compiled.
-OURS = WORK / "run-project-venv"
-
-
-def peers_python() -> Path:
-    """A venv with mlflow and dvc from PyPI (made once; uv makes it in ~10 s)."""
-    python = PEERS / "bin" / "python"
-    if not (PEERS / "bin" / "mlflow").exists():
-        uv = shutil.which("uv") or _uv_from_package()
-        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(PEERS)], check=True)
-        subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "mlflow", "dvc"],
-                       check=True)  # fmt: skip
-    return python
-
-
-def _uv_from_package() -> str:
-    import uv
-
-    return str(uv.find_uv_bin())
-
-
-def install_runner() -> None:
-    """This checkout built and installed into OURS (not editable: an editable install adds an
-    import hook to every Python start in that venv, the entry point's `python` included)."""
-    uv = shutil.which("uv") or _uv_from_package()
-    if not (OURS / "bin" / "python").exists():
-        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(OURS)], check=True)
-    subprocess.run([uv, "pip", "install", "-q", "--python", str(OURS / "bin" / "python"),
-                    "--reinstall-package", "run-project", "--compile-bytecode", str(REPO)],
-                   check=True)  # fmt: skip
-
-
-def runner_argv() -> list[str]:
-    """How users start run-project: the installed console script."""
-    return [str(OURS / "bin" / "run-project")]
-
-
-def base_env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(RUN_PROJECT_CACHE=str(tmp / "cache"), RUN_PROJECT_STORE=str(tmp / "store"),
-               MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
-               GIT_PYTHON_REFRESH="quiet",
-               RUN_PROJECT_IGNORE_OLD_GIT="1", MLFLOW_TRACKING_URI_WARNING="false")  # fmt: skip
-    # Bytecode as an installed package has it: without .pyc files every start compiles source.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("PYTHONPATH", None)  # whole commands use the installed copy (workers set it)
-    # Every tool's entry point `python -c pass` is the same venv interpreter, as with an
-    # activated venv (a pyenv shim on PATH costs ~80 ms more per start); pyenv/bin for
-    # mlflow's virtualenv manager.
-    path = f"{OURS / 'bin'}:{Path.home() / '.pyenv' / 'bin'}:{env.get('PATH', '')}"
-    env["PATH"] = path
-    return env
+from workspace import HERE, PEERS, WORK, install_runner, peers_python, uv_bin
 
 
 def main() -> int:
@@ -96,8 +41,6 @@ def main() -> int:
     started = time.monotonic()
     load_before = os.getloadavg()
     measures: list[Measure] = []
-    import cases
-
     for name in args.only.split(","):
         print(f"== {name} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
         measures += cases.CASES[name](peers, repeat, args.quick)
@@ -146,7 +89,7 @@ def _load(avg: tuple[float, float, float]) -> str:
 def _versions(peers: Path) -> str:
     code = "import mlflow, dvc.version; print(mlflow.__version__, dvc.version.__version__)"
     out = subprocess.run([str(peers), "-c", code], capture_output=True, text=True).stdout.split()
-    uv = subprocess.run([shutil.which("uv") or "uv", "--version"], capture_output=True, text=True)
+    uv = subprocess.run([uv_bin(), "--version"], capture_output=True, text=True)
     names = ("mlflow", "dvc")
     return ", ".join(f"{n} {v}" for n, v in zip(names, out)) + f", {uv.stdout.strip()}"
 

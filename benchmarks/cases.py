@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import cases_data
-from bench import WORK, base_env, runner_argv
 from harness import Measure, repeat, run_timed
+from workspace import WORK, base_env, runner_argv
 
 TRIVIAL = 'name: trivial\nentry_points:\n  main:\n    command: "python -c pass"\n'
 SLOW_PEER = 300.0  # a peer command slower than this is stopped and shown as a lower bound

@@ -11,8 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import REPO, WORK, base_env
 from harness import Measure, repeat, run_timed, run_worker
+from workspace import REPO, WORK, base_env
 
 HERE = Path(__file__).resolve().parent
 SLOW_PEER = 300.0

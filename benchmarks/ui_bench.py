@@ -39,7 +39,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORK = HERE / "work" / "ui"
-PEERS = HERE / "work" / "peers-venv"
 CURVE_RUN = "f" * 32
 TIMEOUT = 300.0
 
@@ -68,12 +67,11 @@ def main() -> int:
 
 
 def _peers() -> Path:
-    python = PEERS / "bin" / "python"
-    if not (PEERS / "bin" / "mlflow").exists():
-        subprocess.run(["uv", "venv", "-q", str(PEERS)], check=True)
-        subprocess.run(["uv", "pip", "install", "-q", "--python", str(python), "mlflow"],
-                       check=True)  # fmt: skip
-    return python
+    """bench.py's peers venv (made once), through the uv it finds off PATH too."""
+    sys.path.insert(0, str(HERE))
+    from workspace import peers_python
+
+    return peers_python()
 
 
 def _populate(runs: int, points: int, mlflow_python: Path) -> tuple[Path, Path]:

@@ -324,6 +324,18 @@ def try_remove(area: Path, entry: Path) -> bool:
         os.close(fd)
 
 
+def in_use(area: Path, entry: Path) -> bool:
+    """Whether a run holds `entry`'s lock now (what `try_remove` would be refused by)."""
+    fd = os.open(area / f"{entry.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the lock at once
+    return False
+
+
 def sweep(area: Path) -> int:
     """Remove what interrupted builds left in `area` (staging dirs, trash, entries without a
     marker) unless a live builder holds their key's lock; returns how many were removed."""

@@ -113,7 +113,7 @@ def test_pack_with_deps_runs_with_the_index_unreachable_in_a_fresh_cache(
     commit(project, {})
     bundle = tmp_path / "project.tar.gz"
     packed = ok(cli("pack", str(project), "-o", str(bundle), "--with-deps"))
-    assert "with 1 wheels" in packed.out
+    assert "with 1 wheel;" in packed.out
     info = manifest_of(bundle, ".run-project-bundle/bundle.json")
     assert schema_errors("bundle", info) == []
     assert info["env"] == {"kind": "virtualenv", "lock": "pylock.toml", "with_deps": True}

@@ -37,6 +37,8 @@ def test_pack_with_deps_of_a_conda_project_runs_with_the_channel_gone(
     assert any(f.startswith("conda/alpha-1.") for f in files), files
     assert any(f.startswith("conda/python-") for f in files), files
     assert "wheels/six-1.17.0-py2.py3-none-any.whl" in files
+    conda = sum(f.startswith("conda/") for f in files)
+    assert f"with {conda} conda packages and 1 wheel;" in packed.out, packed.out
     # The teammate's machine: fresh caches, the channel alias and the index unreachable.
     monkeypatch.setenv("RUN_PROJECT_CACHE", str(tmp_path / "teammate-cache"))
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "teammate-uv"))
@@ -56,7 +58,10 @@ def test_a_bundled_conda_archive_is_still_hash_checked(
     proj = project(tmp_path / "p", ["python", "alpha <2"])
     commit(proj, {})
     bundle = tmp_path / "project.tar.gz"
-    assert cli("pack", str(proj), "-o", str(bundle), "--with-deps").code == 0
+    packed = cli("pack", str(proj), "-o", str(bundle), "--with-deps")
+    assert packed.code == 0, packed.text
+    conda = len(manifest_of(bundle, ".run-project-bundle/bundle.json")["wheels"])
+    assert f"with {conda} conda packages;" in packed.out and "wheel" not in packed.out
     unpacked = tmp_path / "unpacked"
     with tarfile.open(bundle) as tar:
         tar.extractall(unpacked, filter="data")

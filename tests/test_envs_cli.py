@@ -77,8 +77,20 @@ def test_gc_keep_last_and_older_than(tmp_path: Path) -> None:
     old, new = sorted(listed(), key=lambda r: r["last_used"])
     past = time.time() - 3 * 86400
     os.utime(Path(old["path"]) / ".run-project-last-used", (past, past))
-    assert "would remove" in cli("envs", "gc", "--older-than", "2", "--dry-run").out
+    dry = cli("envs", "gc", "--older-than", "2", "--dry-run")
+    assert dry.code == 0, dry.text
+    [line] = [ln for ln in dry.out.splitlines() if ln.startswith("would remove")]
+    when = time.strftime("%Y-%m-%d", time.localtime(past))
+    assert f"virtualenv/{old['key'][:12]} (" in line and f"last used {when}" in line
+    assert " KB" in line or " MB" in line  # its size
+    assert "unused for 3.0 days (--older-than 2)" in line
+    assert new["key"][:12] not in dry.out
+    assert "would free" in dry.out and "(1 environment(s))" in dry.out
+    assert "nothing removed" in dry.out and "freed" not in dry.out.replace("would free", "")
     assert len(listed()) == 2
+    both = cli("envs", "gc", "--keep-last", "0", "--older-than", "2", "--dry-run").out
+    assert "(--older-than 2); not among the 0 most recently used (--keep-last 0)" in both
+    assert "(2 environment(s))" in both and len(listed()) == 2
     result = cli("envs", "gc", "--older-than", "2")
     assert result.code == 0 and f"removed virtualenv/{old['key'][:12]}" in result.out
     assert [r["key"] for r in listed()] == [new["key"]]
@@ -96,6 +108,9 @@ def test_gc_never_removes_an_env_in_use(tmp_path: Path) -> None:
     try:
         wait_for(lambda: (project / "running").exists(), timeout=120, what="the run to start")
         [row] = listed()
+        dry = cli("envs", "gc", "--keep-last", "0", "--dry-run")
+        assert "would keep virtualenv/" in dry.out and "in use by a run" in dry.out, dry.text
+        assert "would free 0 B (0 environment(s)); 1 in use, kept" in dry.out
         result = cli("envs", "gc", "--keep-last", "0")
         assert result.code == 0 and "in use by a run" in result.out, result.text
         assert Path(row["path"], ".run-project-complete").is_file()

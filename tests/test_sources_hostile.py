@@ -3,6 +3,7 @@ create and asserts it stays absent, with an error that names the input and says 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -207,6 +208,32 @@ def test_old_git_gets_one_warning_line_unless_silenced(tmp_path: Path) -> None:
     assert "RUN_PROJECT_IGNORE_OLD_GIT" in warnings[0]
     quiet = cli(str(project))
     assert quiet.code == 0 and "lacks the fixes" not in quiet.err
+
+
+@pytest.mark.slow
+def test_old_git_warning_comes_once_a_day_only_where_git_is_used(tmp_path: Path) -> None:
+    if tuple(int(x) for x in re.findall(r"\d+", git("--version"))[:3]) >= (2, 50, 1):
+        pytest.skip("this git has the fixes: there is no warning to rate-limit")
+    project = tmp_path / "p"
+    commit(project, PROJECT)
+    plain = tmp_path / "plain"  # not in a git repository: git is never run for it
+    plain.mkdir()
+    (plain / "MLproject").write_text(PROJECT["MLproject"])
+    env = {k: v for k, v in runner_env().items() if k != "RUN_PROJECT_IGNORE_OLD_GIT"}
+
+    def warned(*args: str) -> bool:
+        done = subprocess.run([*_runner(), *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return "lacks the fixes" in done.stderr
+
+    assert not warned(str(plain))
+    assert not warned(str(project), "-q")  # about the machine, not the run: -q leaves it out
+    assert warned(str(project))
+    assert not warned(str(project))  # the same day, the same cache
+    stamp = Path(env["RUN_PROJECT_CACHE"]) / "old-git-warned"
+    day_ago = stamp.stat().st_mtime - 86400 - 60
+    os.utime(stamp, (day_ago, day_ago))
+    assert warned(str(project))
 
 
 def _runner() -> list[str]:

@@ -79,8 +79,17 @@ def _write(
             progress.warn("the directory has uncommitted changes; they are packed as they are")
         assert options.output is not None
         seal(top, data, top / PROJECT_DIR, options.output)
-    shown = f" with {len(wheels)} wheels" if options.with_deps else ""
+    shown = f" with {_counted(wheels)}" if options.with_deps else ""
     print(f"wrote {options.output}{shown}; run it with `run-project {options.output} -e ENTRY`")
+
+
+def _counted(files: list[dict[str, str]]) -> str:
+    """What --with-deps bundled, by format: `12 conda packages and 1 wheel`."""
+    formats = {"conda package": (".conda", ".tar.bz2"), "wheel": (".whl",)}
+    counts = {name: sum(f["file"].endswith(ends) for f in files) for name, ends in formats.items()}
+    counts["other file"] = len(files) - sum(counts.values())
+    shown = [f"{n} {name}{'' if n == 1 else 's'}" for name, n in counts.items() if n]
+    return " and ".join(shown) or "no packages"
 
 
 def _copy_packable(checkout: Checkout, top: Path, progress: Progress) -> None:

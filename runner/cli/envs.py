@@ -63,20 +63,26 @@ def _gc(older_than: float | None, keep_last: int | None, dry_run: bool) -> int:
         label = f"{row.kind}/{row.key[:12]} ({_human(row.size)}, last used {_when(row.last_used)})"
         for note in removal.notes:
             print(note)
-        if dry_run:
-            print(f"would remove {label}")
-        elif removal.removed:
-            print(f"removed {label}")
+        if removal.removed:
+            print(f"{'would remove' if dry_run else 'removed'} {label}: {removal.why}")
             freed += row.size
         else:
-            print(f"kept {label}: in use by a run")
+            print(f"{'would keep' if dry_run else 'kept'} {label}: in use by a run")
             kept += 1
     if swept:
         print(f"removed {swept} unfinished build(s) left by interrupted runs")
     if older_than is None and keep_last is None:
-        print("no --older-than or --keep-last given: only unfinished builds were removed")
-    print(f"freed {_human(freed)}" + (f"; {kept} in use, kept" if kept else ""))
+        done = "nothing would be removed" if dry_run else "only unfinished builds were removed"
+        print(f"no --older-than or --keep-last given: {done}")
+    print(_total(freed, len(chosen) - kept, kept, dry_run))
     return 0
+
+
+def _total(freed: int, removed: int, kept: int, dry_run: bool) -> str:
+    in_use = f"; {kept} in use, kept" if kept else ""
+    if dry_run:
+        return f"would free {_human(freed)} ({removed} environment(s)){in_use}; nothing removed"
+    return f"freed {_human(freed)}{in_use}"
 
 
 def format_rows(rows: list[EnvRow], width: int | None = None) -> str:

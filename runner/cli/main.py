@@ -136,7 +136,12 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--channel-alias", metavar="URL", help="conda channel alias / mirror (conda envs)"
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress lines (warnings about the run still show)",
+    )
     parser.add_argument(
         "-A",
         "--docker-args",

@@ -23,6 +23,7 @@ def main(args: Sequence[str]) -> int:
         store=ns.store,
         rtol=ns.rtol,
         atol=ns.atol,
+        channel_alias=ns.channel_alias or None,  # the flag outranks variable and toml
     )
     return rerun(options, Progress(quiet=ns.quiet))
 
@@ -55,6 +56,10 @@ def _rerun_parser() -> argparse.ArgumentParser:
     parser.add_argument("--atol", type=_tolerance, default=0.0, metavar="X",
                         help="absolute tolerance for logged metrics (default 0)")  # fmt: skip
     parser.add_argument("--store", help="run store holding the run, and receiving the rerun")
+    parser.add_argument(
+        "--channel-alias", metavar="URL",
+        help="conda channel alias / mirror the recorded conda packages are fetched through",
+    )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return parser
 

@@ -25,13 +25,21 @@ from runner.errors import RunnerError
 DAY = 86400.0
 
 
+class Chosen(NamedTuple):
+    """A row `gc` removes, and why (which limit it is past)."""
+
+    row: EnvRow
+    why: str
+
+
 class Removal(NamedTuple):
     """What `gc` did with one row: removed (or, dry, would), or kept because a run uses it;
-    `notes` say what of it had to stay."""
+    `why` it was chosen; `notes` say what of it had to stay."""
 
     row: EnvRow
     removed: bool
     notes: list[str]
+    why: str = ""
 
 
 def areas() -> list[Path]:
@@ -75,15 +83,20 @@ def check_limits(older_than: float | None, keep_last: int | None) -> None:
 
 def select_for_gc(
     rows: list[EnvRow], older_than: float | None, keep_last: int | None
-) -> list[EnvRow]:
-    """The rows `gc` would remove: unused for `older_than` days, or beyond the newest N."""
+) -> list[Chosen]:
+    """The rows `gc` would remove, each with why: unused for `older_than` days, or beyond
+    the newest N."""
     now = time.time()
     chosen = []
     for index, row in enumerate(rows):  # rows are most recently used first
-        too_old = older_than is not None and now - row.last_used > older_than * DAY
-        too_many = keep_last is not None and index >= keep_last
-        if too_old or too_many:
-            chosen.append(row)
+        why = []
+        if older_than is not None and now - row.last_used > older_than * DAY:
+            days = (now - row.last_used) / DAY
+            why.append(f"unused for {days:.1f} days (--older-than {older_than:g})")
+        if keep_last is not None and index >= keep_last:
+            why.append(f"not among the {keep_last} most recently used (--keep-last {keep_last})")
+        if why:
+            chosen.append(Chosen(row, "; ".join(why)))
     return chosen
 
 
@@ -92,15 +105,17 @@ def sweep() -> int:
     return sum(cache.sweep(area) for area in areas())
 
 
-def remove(rows: list[EnvRow], dry_run: bool) -> Iterator[Removal]:
+def remove(chosen: list[Chosen], dry_run: bool) -> Iterator[Removal]:
     """Remove each row's entry unless in use, through its kind (which takes what it keeps
-    outside the cache with it); one `Removal` per row, as it happens."""
-    for row in rows:
+    outside the cache with it); one `Removal` per row, as it happens. Dry, nothing is
+    removed: a row counts as removed unless a run holds it now."""
+    for row, why in chosen:
         if dry_run:
-            yield Removal(row, True, [])
+            entry = Path(row.path)
+            yield Removal(row, not cache.in_use(entry.parent, entry), [], why)
             continue
         notes = _remove_entry(row)
-        yield Removal(row, notes is not None, notes or [])
+        yield Removal(row, notes is not None, notes or [], why)
 
 
 def _remove_entry(row: EnvRow) -> list[str] | None:

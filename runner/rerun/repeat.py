@@ -16,6 +16,7 @@ from typing import Any
 
 from runner import settings
 from runner.bundles.run_bundle import Original
+from runner.envs.base import KindOptions
 from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.project.params import format_value
@@ -37,6 +38,7 @@ class RerunOptions:
     store: str | None = None
     rtol: float = 0.0  # logged metrics compare as numpy.isclose: |new-old| <= atol + rtol*|old|
     atol: float = 0.0
+    channel_alias: str | None = None  # --channel-alias: a conda lock's packages come through it
 
 
 def rerun(options: RerunOptions, progress: Progress) -> int:
@@ -98,6 +100,7 @@ def _rerun(
         backend_config=_backend_config(record, options),
         experiment=record["experiment"],
         store=store_url,
+        kind_options=KindOptions(channel_alias=options.channel_alias),
     )
     repeat = Repeat(
         of=record["id"],

@@ -23,7 +23,7 @@ from runner.errors import SourceError
 from runner.progress import Progress
 from runner.sources import uri as uris
 from runner.sources.checkout import Checkout
-from runner.sources.git import old_git_warning, repo_root
+from runner.sources.git import nearest_git, old_git_warning_due, repo_root
 from runner.sources.local import resolve_directory
 
 Precheck = Callable[[Path], None]
@@ -51,25 +51,29 @@ def resolve(
         from runner.sources import remote
 
         return remote.from_archive(location, keep, progress)
-    _warn_old_git(progress)
     if location.kind == "local":
         base = Path(location.url)
         if _is_bare(base):  # a bare repository named by the user: a git source, like file://
             resolved = str(base.resolve())
             location = uris.Location("git", resolved, resolved, location.subdirectory)
         elif version is None:
+            if nearest_git(base.resolve()) is not None:  # git reads its commit and diff
+                _warn_old_git(progress)
             return resolve_directory(base / location.subdirectory, uri)
         else:
             location = _local_repo(base, location, version)
+    _warn_old_git(progress)
     from runner.sources import remote  # the mirror and working copies: not for a local run
 
     return remote.from_git(location, version, recurse_submodules, keep, precheck, progress)
 
 
 def _warn_old_git(progress: Progress) -> None:
-    if not _warned:
+    """The old-git advisory, only where git is used. `-q` leaves it out: it is about this
+    machine, not the run, unlike the warnings `-q` keeps (docs/sources.md#hardening)."""
+    if not _warned and not progress.quiet:
         _warned.append(True)
-        message = old_git_warning()
+        message = old_git_warning_due()
         if message:
             progress.warn(message)
 

@@ -162,6 +162,44 @@ def _remembered_version() -> tuple[tuple[str, Path] | None, tuple[int, int, int]
     return (stamp, where), None
 
 
+WARNED_STAMP = "old-git-warned"  # in the cache; its mtime is when the warning was last given
+WARN_EVERY = 86400.0  # seconds: once a day per cache is enough to be seen, not to be noise
+
+
+def old_git_warning_due() -> str | None:
+    """`old_git_warning()`, at most once a day per cache: the stamp is read first, so a warm
+    run inside the day costs one stat and no `git --version`."""
+    if os.environ.get(QUIET_VAR):
+        return None
+    stamp = _warned_stamp()
+    if stamp is not None and _given_within_a_day(stamp):
+        return None
+    message = old_git_warning()
+    if message and stamp is not None:
+        with contextlib.suppress(OSError):  # a read-only cache warns every run, as before
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.touch()
+    return message
+
+
+def _warned_stamp() -> Path | None:
+    from runner import settings
+
+    try:
+        return settings.cache_dir() / WARNED_STAMP
+    except RunnerError:
+        return None
+
+
+def _given_within_a_day(stamp: Path) -> bool:
+    import time
+
+    try:
+        return 0 <= time.time() - stamp.stat().st_mtime < WARN_EVERY
+    except OSError:
+        return False
+
+
 def old_git_warning() -> str | None:
     """One line when git predates the CVE fixes above (None when current or silenced)."""
     if os.environ.get(QUIET_VAR):
