@@ -284,3 +284,60 @@ def test_a_stored_event_naming_a_path_out_of_logged_is_refused(tmp_path: Path) -
     reader.poll()
     assert reader.state.bad_lines == 2
     assert reader.state.stored == [(str(run_dir / "logged/ok/model.pkl"), "ok/model.pkl")]
+
+
+SPEAKER = """\
+import json, os, sys, urllib.request
+print("parent", os.getppid())
+body = json.dumps({"run_id": os.environ["MLFLOW_RUN_ID"], "key": "loss", "value": 0.5,
+                   "timestamp": 1, "step": 7}).encode()
+request = urllib.request.Request(
+    os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/runs/log-metric", data=body,
+    headers={"Authorization": "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]}, method="POST")
+urllib.request.urlopen(request, timeout=30).read()
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_local_run_is_served_by_the_runner_and_ends_with_the_commands_code(
+    tmp_path: Path, code: int
+) -> None:
+    """No wrapper process between run-project and the command: the runner serves the endpoint
+    itself, and the command's own exit code is the run's."""
+    from support.cli import cli, last_record
+    from support.projects import make_project
+
+    project = make_project(tmp_path / "p", {
+        "MLproject": "name: n\nentry_points:\n  main:\n    command: python speak.py "
+                     f"{code}\n", "speak.py": SPEAKER})  # fmt: skip
+    result = cli(str(project), "-q")
+    assert result.code == code, result.text
+    record = last_record()
+    assert f"parent {record['runner']['pid']}" in result.out
+    assert record["metrics"]["loss"]["last"] == 0.5 and record["metrics"]["loss"]["step"] == 7
+    assert record["mlflow"]["tracking_uri"] == "served"
+    assert record["status"] == ("FINISHED" if code == 0 else "FAILED")
+    assert record["launch_argv"][:2] == ["python", "speak.py"]
+
+
+def test_an_endpoint_never_called_stops_at_once_and_one_called_keeps_every_event(
+    tmp_path: Path,
+) -> None:
+    from runner.tracking.mlflow_api.wrap import Serving
+
+    env = {"RUN_PROJECT_RUN_ID": RUN_ID, "RUN_PROJECT_EXPERIMENT": "exp"}
+    idle = Serving(str(tmp_path / "idle.jsonl"), env)
+    idle.stop()
+    assert idle.endpoint is None and not idle.thread.is_alive()
+    assert not (tmp_path / "idle.jsonl").exists()  # nothing opened, nothing written
+    serving = Serving(str(tmp_path / "events.jsonl"), env)
+    body = json.dumps({"run_id": RUN_ID, "key": "acc", "value": 1.0}).encode()
+    request = urllib.request.Request(serving.uri + "/api/2.0/mlflow/runs/log-metric", data=body,
+                                     method="POST")  # fmt: skip
+    request.add_header("Authorization", f"Bearer {serving.token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    serving.stop()
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == ["mlflow_uri", "metric"]
