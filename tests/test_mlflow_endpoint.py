@@ -341,3 +341,21 @@ def test_an_endpoint_never_called_stops_at_once_and_one_called_keeps_every_event
     serving.stop()
     lines = (tmp_path / "events.jsonl").read_text().splitlines()
     assert [json.loads(line)["type"] for line in lines] == ["mlflow_uri", "metric"]
+
+
+def test_replies_are_not_held_back_by_nagles_algorithm(endpoint: Endpoint) -> None:
+    """Headers and body are two writes: with Nagle's algorithm on, every reply to a keep-alive
+    client waited for its delayed ACK (tens of ms a call), so the option is checked here."""
+    import socket
+
+    seen: list[int] = []
+    handler = endpoint.server.RequestHandlerClass
+
+    class Probe(handler):  # type: ignore[valid-type,misc]
+        def setup(self) -> None:
+            super().setup()
+            seen.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    endpoint.server.RequestHandlerClass = Probe
+    status, _ = call(endpoint, "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0")
+    assert status == 200 and seen and all(seen)

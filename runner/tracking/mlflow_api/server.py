@@ -100,6 +100,10 @@ def _safe_parts(path: str) -> list[str]:
 class _Handler(BaseHTTPRequestHandler):
     endpoint: Endpoint
     protocol_version = "HTTP/1.1"
+    # A reply is two writes (headers, then body): with Nagle's algorithm the body waits for
+    # the client's delayed ACK of the headers, 40 ms, on every call of a keep-alive client
+    # (10,000 log_metric calls: benchmarks/RESULTS.md, MLflow logging).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return None  # the run's stderr is the user's
