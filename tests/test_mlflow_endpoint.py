@@ -132,6 +132,13 @@ def test_huge_batches_and_1mb_tags_get_mlflows_errors_and_log_nothing(endpoint: 
     status, error = call(endpoint, "POST", "/api/2.0/mlflow/runs/set-tag", big)
     assert status == 400 and error["error_code"] == "INVALID_PARAMETER_VALUE"
     assert "exceeded length limit of 8000" in error["message"]
+    huge_step = [{"key": "m", "value": 1.0, "timestamp": 1, "step": 0},
+                 {"key": "m", "value": 2.0, "timestamp": 1, "step": 2**64}]  # fmt: skip
+    status, error = call(endpoint, "POST", "/api/2.0/mlflow/runs/log-batch",
+                         {"run_id": RUN_ID, "metrics": huge_step})  # fmt: skip
+    assert status == 400 and "not a 64-bit integer" in error["message"]
+    history = "/api/2.0/mlflow/metrics/get-history?run_id=" + RUN_ID + "&metric_key=m"
+    assert call(endpoint, "GET", history)[1].get("metrics", []) == []
     ok_tag = {"run_id": RUN_ID, "key": "long", "value": "y" * 8000}
     assert call(endpoint, "POST", "/api/2.0/mlflow/runs/set-tag", ok_tag)[0] == 200
     state = ingested(endpoint)

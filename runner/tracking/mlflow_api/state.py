@@ -13,11 +13,13 @@ import math
 import os
 import threading
 import time
+from array import array
 
 from .errors import ApiError, invalid, missing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 # MLflow's own limits (mlflow/utils/validation.py, 3.x)
@@ -28,6 +30,7 @@ MAX_BATCH_METRICS = 1000
 MAX_BATCH_PARAMS_TAGS = 100
 MAX_BATCH_ENTITIES = 1000
 MAX_DATASETS = 1000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # timestamps and steps, as MLflow's protobufs
 DEFAULT_EXPERIMENT = "0"
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -52,6 +55,33 @@ class Events:
         os.close(self._fd)
 
 
+class Series:
+    """One metric's points (value, timestamp ms, step), as a client reads them back, in three
+    typed arrays: 24 bytes a point instead of ~175 as tuples (a million points: benchmarks/
+    RESULTS.md, MLflow logging)."""
+
+    __slots__ = ("stamps", "steps", "values")
+
+    def __init__(self) -> None:
+        self.values = array("d")
+        self.stamps = array("q")
+        self.steps = array("q")
+
+    def append(self, value: float, ts: int, step: int) -> None:
+        self.values.append(value)
+        self.stamps.append(ts)
+        self.steps.append(step)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: int) -> tuple[float, int, int]:
+        return self.values[index], self.stamps[index], self.steps[index]
+
+    def __iter__(self) -> Iterator[tuple[float, int, int]]:
+        return zip(self.values, self.stamps, self.steps, strict=True)
+
+
 class Run:
     def __init__(self, run_id: str, experiment_id: str, name: str, parent: str | None) -> None:
         self.id = run_id
@@ -63,7 +93,7 @@ class Run:
         self.end_time: int | None = None
         self.params: dict[str, str] = {}
         self.tags: dict[str, str] = {}
-        self.metrics: dict[str, list[tuple[float, int, int]]] = {}
+        self.metrics: dict[str, Series] = {}
         self.datasets: list[dict[str, Any]] = []
         self.lifecycle = "active"
 
@@ -220,7 +250,7 @@ class State:
             events = [self._pair(run, "param", k, v) for k, v in new_params.items()]
             run.params.update(new_params)
             for name, number, ts, step in points:
-                run.metrics.setdefault(name, []).append((number, ts, step))
+                run.metrics.setdefault(name, Series()).append(number, ts, step)
                 event = self._pair(run, "metric", name, "")
                 event.update(value=number, step=step, ts=ts / 1000)
                 events.append(event)
@@ -408,6 +438,8 @@ def _metric(raw: dict[str, Any]) -> tuple[str, float, int, int]:
         step = int(raw.get("step") or 0)
     except (KeyError, TypeError, ValueError) as exc:
         raise invalid(f"Got invalid value for metric '{key}': {exc}") from None
+    if not (INT64_MIN <= ts <= INT64_MAX and INT64_MIN <= step <= INT64_MAX):
+        raise invalid(f"Got invalid timestamp or step for metric '{key}': not a 64-bit integer")
     return key, value, ts, step
 
 
