@@ -366,3 +366,18 @@ def test_replies_are_not_held_back_by_nagles_algorithm(endpoint: Endpoint) -> No
     endpoint.server.RequestHandlerClass = Probe
     status, _ = call(endpoint, "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0")
     assert status == 200 and seen and all(seen)
+
+
+def test_a_long_history_is_sent_in_chunks_and_whole(endpoint: Endpoint) -> None:
+    """25,000 points: more than one chunk of the streamed reply, NaN kept as MLflow writes it."""
+    for start in range(0, 25_000, 1000):
+        metrics = [{"key": "long", "value": float("nan") if i == 7 else float(i),
+                    "timestamp": 1, "step": i} for i in range(start, start + 1000)]  # fmt: skip
+        assert call(endpoint, "POST", "/api/2.0/mlflow/runs/log-batch",
+                    {"run_id": RUN_ID, "metrics": metrics})[0] == 200  # fmt: skip
+    path = f"/api/2.0/mlflow/metrics/get-history?run_id={RUN_ID}&metric_key=long"
+    status, found = call(endpoint, "GET", path)
+    assert status == 200 and len(found["metrics"]) == 25_000
+    assert found["metrics"][7]["value"] == "NaN" and found["metrics"][-1]["step"] == 24_999
+    assert call(endpoint, "GET", path.replace(RUN_ID, "f" * 32))[0] == 404
+    assert call(endpoint, "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0")[0] == 200

@@ -8,6 +8,7 @@ errors are mirrored so a project sees here what it would see against MLflow's se
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -319,12 +320,14 @@ class State:
             if events:
                 self.events.write(*events)
 
-    def history(self, run_id: str, key: str) -> list[dict[str, Any]]:
+    def history(self, run_id: str, key: str) -> Iterator[dict[str, Any]]:
+        """The metric's points logged so far, read lazily (a history can hold a million)."""
         run = self.run(run_id)
         with self.lock:
-            points = list(run.metrics.get(key, ()))
-        return [{"key": key, "value": _json_number(v), "timestamp": ts, "step": step}
-                for v, ts, step in points]  # fmt: skip
+            series = run.metrics.get(key, Series())
+            count = len(series)  # append-only: later points are left out, none move
+        return ({"key": key, "value": _json_number(v), "timestamp": ts, "step": step}
+                for v, ts, step in itertools.islice(series, count))  # fmt: skip
 
     # -- logged models (MLflow 3) ---------------------------------------------------------
     def create_model(self, body: dict[str, Any]) -> Model:
