@@ -1,6 +1,6 @@
 """Side-by-side benchmarks of run-project against MLflow (and DVC, hashlib) in one run.
 
-    python benchmarks/bench.py [--quick] [--repeat N] [--only warm,env,git,hash,store]
+    python benchmarks/bench.py [--quick] [--repeat N] [--only warm,env,git,hash,store,mlflow]
 
 Installs MLflow and DVC from PyPI into benchmarks/work/peers-venv (once), runs every case for
 every tool on the same inputs, and prints a markdown table of medians (min–max) and peak RSS,
@@ -30,7 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--repeat", type=int, default=0, help="repeats per measurement")
-    parser.add_argument("--only", default="warm,env,git,hash,store")
+    parser.add_argument("--only", default="warm,env,git,hash,store,mlflow")
     parser.add_argument("--keep", action="store_true", help="keep benchmarks/work/ scratch dirs")
     parser.add_argument("--write", action="store_true", help="also write benchmarks/RESULTS.md")
     args = parser.parse_args()

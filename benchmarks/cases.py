@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import cases_data
+import cases_mlflow
 from harness import Measure, repeat, run_timed
 from workspace import WORK, base_env, runner_argv
 
@@ -146,4 +147,5 @@ CASES: dict[str, Callable[[Path, int, bool], list[Measure]]] = {
     "git": git_runs,
     "hash": cases_data.hashing,
     "store": cases_data.store,
+    "mlflow": cases_mlflow.mlflow_logging,
 }

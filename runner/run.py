@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -203,7 +203,8 @@ def _execute(
             _save_lock(env, run_dir)
             inputs = tracker.before(env.env_dir)
             child_env = tracker.child_env(_child_env(record))
-            launch = _behind_mlflow_endpoint(kind.command(env.env_dir, bound.argv, child_env))
+            launch = kind.command(env.env_dir, bound.argv, child_env)
+            launch = _behind_mlflow_endpoint(launch, remote=backend.name != "local")
             tracker.foreign_view(launch.view, remote=backend.name != "local")
             record.running(
                 inputs,
@@ -260,17 +261,41 @@ def _save_lock(env: envs.Prepared, run_dir: Path) -> None:
         (run_dir / "env" / env.lock.lock_name).write_text(env.lock.lock_text)
 
 
-def _behind_mlflow_endpoint(launch: Launch) -> Launch:
-    """The command started by the MLflow endpoint's wrapper, on this machine (docs/tracking.md,
-    "MLflow projects"); a kind that runs it elsewhere (docker) wraps it there itself. A command
-    that is not found is left as it is, so its error stays the usual one."""
+def _behind_mlflow_endpoint(launch: Launch, remote: bool) -> Launch:
+    """The command with the run's MLflow endpoint (docs/tracking.md, "MLflow projects"): served
+    from this process for a command run here, stopped by the launch's cleanup once the
+    command has ended; a kind that runs it elsewhere (docker) serves it there itself."""
+    if launch.wrapped or not launch.argv:
+        return launch
+    if remote:
+        return _wrapped_for_remote(launch)
+    from runner.tracking.mlflow_api.wrap import serve
+
+    serving, env = serve(launch.env)
+    if serving is None:  # the user's own MLFLOW_TRACKING_URI wins
+        return launch
+    return launch._replace(env=env, cleanup=_then(serving.stop, launch.cleanup))
+
+
+def _then(first: Callable[[], None], second: Callable[[], None] | None) -> Callable[[], None]:
+    def both() -> None:
+        try:
+            first()
+        finally:
+            if second is not None:
+                second()
+
+    return both
+
+
+def _wrapped_for_remote(launch: Launch) -> Launch:
+    """The command started by the endpoint's wrapper. A command that is not found is left as
+    it is, so its error stays the usual one."""
     import shutil
     import sys
 
     from runner.tracking.mlflow_api.launch import wrapped_here
 
-    if launch.wrapped or not launch.argv:
-        return launch
     if shutil.which(launch.argv[0], path=launch.env.get("PATH", os.defpath)) is None:
         return launch
     return launch._replace(argv=wrapped_here(sys.executable, launch.argv))

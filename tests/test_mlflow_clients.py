@@ -31,6 +31,19 @@ if mode == "bare":  # no start_run: the active run is the run-project run
         out.write("notes")
     mlflow.log_artifact("notes.txt", "docs")
     os.remove("notes.txt")
+elif mode == "deltag":  # deleted once the runner has stored it
+    import sqlite3, time
+    mlflow.set_tag("keep", "yes")
+    mlflow.set_tag("drop", "soon")
+    db = sqlite3.connect(os.path.join(os.environ["RUN_PROJECT_STORE"], "runs.db"), timeout=30)
+    query = "SELECT count(*) FROM tags WHERE key = 'drop'"
+    for _ in range(600):
+        if db.execute(query).fetchone()[0]:
+            break
+        time.sleep(0.05)
+    else:
+        raise SystemExit("the tag never reached the store")
+    mlflow.delete_tag("drop")
 elif mode == "experiment":
     mlflow.set_experiment("churn")
     print("experiment", mlflow.get_experiment_by_name("churn").experiment_id)
@@ -106,6 +119,16 @@ def test_logging_without_start_run_lands_in_the_record_and_leaves_the_tree_clean
     assert first["id"] in sorted_ids
     filtered = ok(cli("runs", "list", "--param", "alpha=0.5", "--json")).out
     assert second["id"] in filtered
+
+
+def test_a_deleted_tag_leaves_the_record_and_the_stores_tags_table(tmp_path: Path) -> None:
+    from runner.tracking.store import open_store
+
+    path = project(tmp_path / "p", "mlflow-skinny==3.18.*")
+    record = run(path, "deltag")
+    assert record["tags"]["keep"] == "yes" and "drop" not in record["tags"]
+    stored = open_store(str(tmp_path / "store")).pairs("tags", record["id"])
+    assert stored["keep"] == "yes" and "drop" not in stored
 
 
 def test_set_experiment_creates_it_on_the_endpoint(tmp_path: Path) -> None:

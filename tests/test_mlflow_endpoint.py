@@ -132,6 +132,13 @@ def test_huge_batches_and_1mb_tags_get_mlflows_errors_and_log_nothing(endpoint: 
     status, error = call(endpoint, "POST", "/api/2.0/mlflow/runs/set-tag", big)
     assert status == 400 and error["error_code"] == "INVALID_PARAMETER_VALUE"
     assert "exceeded length limit of 8000" in error["message"]
+    huge_step = [{"key": "m", "value": 1.0, "timestamp": 1, "step": 0},
+                 {"key": "m", "value": 2.0, "timestamp": 1, "step": 2**64}]  # fmt: skip
+    status, error = call(endpoint, "POST", "/api/2.0/mlflow/runs/log-batch",
+                         {"run_id": RUN_ID, "metrics": huge_step})  # fmt: skip
+    assert status == 400 and "not a 64-bit integer" in error["message"]
+    history = "/api/2.0/mlflow/metrics/get-history?run_id=" + RUN_ID + "&metric_key=m"
+    assert call(endpoint, "GET", history)[1].get("metrics", []) == []
     ok_tag = {"run_id": RUN_ID, "key": "long", "value": "y" * 8000}
     assert call(endpoint, "POST", "/api/2.0/mlflow/runs/set-tag", ok_tag)[0] == 200
     state = ingested(endpoint)
@@ -284,3 +291,93 @@ def test_a_stored_event_naming_a_path_out_of_logged_is_refused(tmp_path: Path) -
     reader.poll()
     assert reader.state.bad_lines == 2
     assert reader.state.stored == [(str(run_dir / "logged/ok/model.pkl"), "ok/model.pkl")]
+
+
+SPEAKER = """\
+import json, os, sys, urllib.request
+print("parent", os.getppid())
+body = json.dumps({"run_id": os.environ["MLFLOW_RUN_ID"], "key": "loss", "value": 0.5,
+                   "timestamp": 1, "step": 7}).encode()
+request = urllib.request.Request(
+    os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/runs/log-metric", data=body,
+    headers={"Authorization": "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]}, method="POST")
+urllib.request.urlopen(request, timeout=30).read()
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_local_run_is_served_by_the_runner_and_ends_with_the_commands_code(
+    tmp_path: Path, code: int
+) -> None:
+    """No wrapper process between run-project and the command: the runner serves the endpoint
+    itself, and the command's own exit code is the run's."""
+    from support.cli import cli, last_record
+    from support.projects import make_project
+
+    project = make_project(tmp_path / "p", {
+        "MLproject": "name: n\nentry_points:\n  main:\n    command: python speak.py "
+                     f"{code}\n", "speak.py": SPEAKER})  # fmt: skip
+    result = cli(str(project), "-q")
+    assert result.code == code, result.text
+    record = last_record()
+    assert f"parent {record['runner']['pid']}" in result.out
+    assert record["metrics"]["loss"]["last"] == 0.5 and record["metrics"]["loss"]["step"] == 7
+    assert record["mlflow"]["tracking_uri"] == "served"
+    assert record["status"] == ("FINISHED" if code == 0 else "FAILED")
+    assert record["launch_argv"][:2] == ["python", "speak.py"]
+
+
+def test_an_endpoint_never_called_stops_at_once_and_one_called_keeps_every_event(
+    tmp_path: Path,
+) -> None:
+    from runner.tracking.mlflow_api.wrap import Serving
+
+    env = {"RUN_PROJECT_RUN_ID": RUN_ID, "RUN_PROJECT_EXPERIMENT": "exp"}
+    idle = Serving(str(tmp_path / "idle.jsonl"), env)
+    idle.stop()
+    assert idle.endpoint is None and not idle.thread.is_alive()
+    assert not (tmp_path / "idle.jsonl").exists()  # nothing opened, nothing written
+    serving = Serving(str(tmp_path / "events.jsonl"), env)
+    body = json.dumps({"run_id": RUN_ID, "key": "acc", "value": 1.0}).encode()
+    request = urllib.request.Request(serving.uri + "/api/2.0/mlflow/runs/log-metric", data=body,
+                                     method="POST")  # fmt: skip
+    request.add_header("Authorization", f"Bearer {serving.token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    serving.stop()
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == ["mlflow_uri", "metric"]
+
+
+def test_replies_are_not_held_back_by_nagles_algorithm(endpoint: Endpoint) -> None:
+    """Headers and body are two writes: with Nagle's algorithm on, every reply to a keep-alive
+    client waited for its delayed ACK (tens of ms a call), so the option is checked here."""
+    import socket
+
+    seen: list[int] = []
+    handler = endpoint.server.RequestHandlerClass
+
+    class Probe(handler):  # type: ignore[valid-type,misc]
+        def setup(self) -> None:
+            super().setup()
+            seen.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    endpoint.server.RequestHandlerClass = Probe
+    status, _ = call(endpoint, "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0")
+    assert status == 200 and seen and all(seen)
+
+
+def test_a_long_history_is_sent_in_chunks_and_whole(endpoint: Endpoint) -> None:
+    """25,000 points: more than one chunk of the streamed reply, NaN kept as MLflow writes it."""
+    for start in range(0, 25_000, 1000):
+        metrics = [{"key": "long", "value": float("nan") if i == 7 else float(i),
+                    "timestamp": 1, "step": i} for i in range(start, start + 1000)]  # fmt: skip
+        assert call(endpoint, "POST", "/api/2.0/mlflow/runs/log-batch",
+                    {"run_id": RUN_ID, "metrics": metrics})[0] == 200  # fmt: skip
+    path = f"/api/2.0/mlflow/metrics/get-history?run_id={RUN_ID}&metric_key=long"
+    status, found = call(endpoint, "GET", path)
+    assert status == 200 and len(found["metrics"]) == 25_000
+    assert found["metrics"][7]["value"] == "NaN" and found["metrics"][-1]["step"] == 24_999
+    assert call(endpoint, "GET", path.replace(RUN_ID, "f" * 32))[0] == 404
+    assert call(endpoint, "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0")[0] == 200

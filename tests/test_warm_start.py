@@ -89,6 +89,12 @@ def test_warm_local_run_imports_no_yaml_toml_or_jsonschema(tmp_path: Path) -> No
             "socket", "runner.sources.mirror", "runner.sources.workcopy"}.isdisjoint(imported)  # fmt: skip
     # The bash parser loads only for a template with shell syntax.
     assert {"runner.project.shell", "tree_sitter", "tree_sitter_bash"}.isdisjoint(imported)
+    # The MLflow endpoint is a listener and a thread until a client connects: its HTTP server
+    # loads only then, in the runner, and no wrapper process starts before the command.
+    assert {"runner.tracking.mlflow_api.server", "runner.tracking.mlflow_api.state",
+            "runner.tracking.mlflow_api.routes", "runner.tracking.mlflow_api.launch",
+            "http.server"}.isdisjoint(imported)  # fmt: skip
+    assert "runner.tracking.mlflow_api.wrap" in imported
     # The web UI (and http.server under it) loads only for `run-project ui`.
     assert not {m for m in imported if m.startswith(("runner.ui", "runner.cli.ui", "http."))}
     assert "runner.run" in imported  # the profile really was taken

@@ -112,6 +112,7 @@ class EventReader:
             state.pending_pairs = True
         elif kind == "tag_deleted":
             state.tags.pop(_key(event["key"]), None)
+            state.pending_pairs = True
         elif kind == "artifact":
             path = os.path.join(self.workdir, str(event["path"]))
             name = str(event["name"]) if "name" in event else os.path.basename(str(event["path"]))

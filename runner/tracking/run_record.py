@@ -370,9 +370,9 @@ class RunRecord:
             del state.pending_points[: len(chunk)]
         if state.pending_pairs:
             state.pending_pairs = False
+            # Each entry is the whole set: a tag deleted since the last one leaves the store.
             for table, pairs in (("logged_params", state.params), ("tags", state.tags)):
-                if pairs:
-                    self._journal_entry("pairs", {"table": table, "pairs": dict(pairs)})
+                self._journal_entry("pairs", {"table": table, "pairs": dict(pairs)})
         return reader.line_no != before
 
     # -- the journal, then the store ------------------------------------------------------

@@ -29,9 +29,15 @@ class TablesMixin:
             self._transaction(lambda db, rows=chunk: write_metrics(db, run_id, rows))
 
     def set_pairs(self, table: str, run_id: str, pairs: dict[str, str]) -> None:
-        """Set logged params or tags (`table`): the last value for a key wins."""
-        if pairs:
-            self._transaction(lambda db: write_pairs(db, table, run_id, pairs))
+        """Set the run's logged params or tags (`table`) to `pairs`, its whole set."""
+        self._transaction(lambda db: write_pairs(db, table, run_id, pairs))
+
+    def pairs(self, table: str, run_id: str) -> dict[str, str]:
+        """The run's logged params or tags (`table`) as the store has them."""
+        assert table in ("logged_params", "tags")
+        with self._reading() as db:
+            rows = db.execute(f"SELECT key, value FROM {table} WHERE run_id = ?", (run_id,))
+            return {str(key): str(value) for key, value in rows.fetchall()}
 
     def set_files(self, run_id: str, files: list[dict[str, Any]]) -> None:
         """Replace the run's input/output file rows (used for lineage lookups by hash)."""
@@ -123,13 +129,13 @@ def write_metrics(db: Database, run_id: str, points: Sequence[Sequence[Any]]) ->
 
 
 def write_pairs(db: Database, table: str, run_id: str, pairs: dict[str, str]) -> None:
-    """Set logged params or tags (`table`): the last value for a key wins."""
+    """Set the run's logged params or tags (`table`) to `pairs`, its whole set: a key gone from
+    it (MLflow's `delete_tag`) leaves the table too."""
     assert table in ("logged_params", "tags")
-    for key, value in pairs.items():
-        db.execute(f"DELETE FROM {table} WHERE run_id = ? AND key = ?", (run_id, key))
-        db.execute(
-            f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?)", (run_id, key, value)
-        )
+    db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+    if pairs:
+        rows = [(run_id, key, value) for key, value in pairs.items()]
+        db.insert_many(table, ("run_id", "key", "value"), rows)
 
 
 def write_files(db: Database, run_id: str, files: list[dict[str, Any]]) -> None:

@@ -8,7 +8,7 @@ from .state import State, _json_number
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from .state import Model, Run
@@ -178,8 +178,12 @@ def log_model_v2(state: State, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def metric_history(state: State, body: dict[str, Any]) -> dict[str, Any]:
-    key = str(body.get("metric_key", ""))
-    return {"metrics": state.history(_run_id(body), key)}
+    return {"metrics": list(history_points(state, body))}
+
+
+def history_points(state: State, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """get-history's points, lazily: the server sends them in chunks."""
+    return state.history(_run_id(body), str(body.get("metric_key", "")))
 
 
 def create_model(state: State, body: dict[str, Any]) -> dict[str, Any]:

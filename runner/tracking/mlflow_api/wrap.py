@@ -1,4 +1,6 @@
-"""Start the endpoint, run the command with MLflow's variables, exit as the command exited.
+"""The run's MLflow endpoint: `Serving` (in the runner for the kinds that run on this machine,
+in the job wrapper beside a cluster job), and the wrapper that serves it where run-project
+itself does not run, starts the command and exits as the command exited (docker):
 
     python -I -S -c BOOT [--forward-signals] -- COMMAND...      (see `launch.py`)
 
@@ -17,13 +19,19 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 def child_env(uri: str, token: str, experiment: str) -> dict[str, str]:
-    env = dict(os.environ)
+    """This process's environment with the endpoint's variables (the wrapper's command)."""
+    return with_endpoint(os.environ, uri, token, experiment)
+
+
+def with_endpoint(base: Mapping[str, str], uri: str, token: str, experiment: str) -> dict[str, str]:
+    env = dict(base)
     env.update(
         MLFLOW_TRACKING_URI=uri,
         RUN_PROJECT_MLFLOW_URI=uri,  # the client's exit report compares with it
@@ -40,51 +48,85 @@ def child_env(uri: str, token: str, experiment: str) -> dict[str, str]:
 
 
 class Serving:
-    """The endpoint, served from a thread that imports it while the command already starts:
-    the port is bound first, and a client that connects early waits in the listen queue."""
+    """The endpoint of one run, in this process. Made cheaply before the command starts: a
+    bound 127.0.0.1 listener, a token, and a thread waiting for the first connection. Only
+    then does the thread import the HTTP server and serve, so a run that never talks to
+    MLflow pays a socket and a thread (a client that connects early waits in the listen
+    queue meanwhile). `env` gives the run's id, experiment and name (default: os.environ).
+    """
 
-    def __init__(self, events_path: str) -> None:
-        import socket
+    def __init__(self, events_path: str, env: Mapping[str, str] | None = None) -> None:
+        import _socket  # the C module: `socket` itself costs a warm run ~2 ms of enum setup
         import threading
 
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.uri = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.token = os.urandom(24).hex()
+        env = os.environ if env is None else env
         self.events_path = events_path
-        self.experiment = os.environ.get("RUN_PROJECT_EXPERIMENT") or "Default"
+        self.run_id = env["RUN_PROJECT_RUN_ID"]
+        self.experiment = env.get("RUN_PROJECT_EXPERIMENT") or "Default"
+        self.run_name = env.get("RUN_PROJECT_RUN_NAME", "")
+        self._raw: Any = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        self._raw.bind(("127.0.0.1", 0))
+        self._raw.listen(64)
+        self.uri = f"http://127.0.0.1:{self._raw.getsockname()[1]}"
+        self.token = os.urandom(24).hex()
         self.endpoint: Any = None
-        self.ready = threading.Event()
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._wake_r, self._wake_w = os.pipe()
         self.thread = threading.Thread(target=self._serve, name="mlflow-endpoint", daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
-        try:
-            from .server import Endpoint
-            from .state import Events, State
+        import select
 
-            state = State(Events(self.events_path), os.environ["RUN_PROJECT_RUN_ID"],
-                          self.experiment, os.environ.get("RUN_PROJECT_RUN_NAME", ""))  # fmt: skip
-            logged = os.path.join(os.path.dirname(self.events_path), "logged")
-            self.endpoint = Endpoint(state, self.token, logged, self.listener)
-        finally:
-            self.ready.set()
-        self.endpoint.server.serve_forever()
+        select.select([self._raw, self._wake_r], [], [])
+        with self._lock:
+            if self._stopping:
+                return
+            try:
+                self.endpoint = self._endpoint()
+            except BaseException:
+                self._raw.close()  # clients are refused instead of waiting for ever
+                raise
+        # Polled 20 times a second, so stop() waits 50 ms at most, not serve_forever's 0.5 s.
+        self.endpoint.server.serve_forever(poll_interval=0.05)
+
+    def _endpoint(self) -> Any:
+        import socket
+
+        from .server import Endpoint
+        from .state import Events, State
+
+        listener = socket.socket(fileno=self._raw.detach())
+        state = State(Events(self.events_path), self.run_id, self.experiment, self.run_name)
+        logged = os.path.join(os.path.dirname(self.events_path), "logged")
+        return Endpoint(state, self.token, logged, listener)
 
     def stop(self) -> None:
-        self.ready.wait(30)
-        if self.endpoint is not None:
-            self.endpoint.stop()
+        """Stop serving (once the command has ended): every request under way is answered,
+        every event it made is written, before this returns."""
+        with self._lock:
+            self._stopping = True
+            endpoint = self.endpoint
+        os.write(self._wake_w, b"x")
+        if endpoint is not None:
+            endpoint.stop()
+            endpoint.state.events.close()
+        self.thread.join(30)
+        self._raw.close()  # a no-op once the server took the socket over
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
 
-def serve() -> tuple[Serving | None, dict[str, str]]:
-    """The endpoint and the command's environment, or (None, env) when the user's own
-    MLFLOW_TRACKING_URI wins (docs/tracking.md, "MLflow projects")."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return None, dict(os.environ)
-    serving = Serving(os.environ["RUN_PROJECT_EVENTS"])
-    return serving, child_env(serving.uri, serving.token, serving.experiment)
+def serve(env: Mapping[str, str] | None = None) -> tuple[Serving | None, dict[str, str]]:
+    """The endpoint and the command's environment (`env`, default os.environ, with MLflow's
+    variables), or (None, env) when the user's own MLFLOW_TRACKING_URI wins
+    (docs/tracking.md, "MLflow projects")."""
+    env = os.environ if env is None else env
+    if env.get("MLFLOW_TRACKING_URI"):
+        return None, dict(env)
+    serving = Serving(env["RUN_PROJECT_EVENTS"], env)
+    return serving, with_endpoint(env, serving.uri, serving.token, serving.experiment)
 
 
 def main(args: list[str]) -> int:
