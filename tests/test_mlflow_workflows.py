@@ -69,6 +69,7 @@ else:
             mlflow.projects.run(step, **option)
         except ExecutionException as exc:
             print("refused:", exc, flush=True)
+    mlflow.run(step, parameters={"n": 4}, env_manager="local", synchronous=False)  # not waited
 """
 
 
@@ -122,7 +123,9 @@ def test_a_failed_child_raises_execution_exception_and_unmappable_options_are_re
     tmp_path: Path,
 ) -> None:
     parent, children, out = run_flow(tmp_path, "mlflow-skinny==3.18.*", "fail")
-    (failed,) = children  # the refused calls started nothing
+    failed, unwaited = children  # the refused calls started nothing
+    assert unwaited["status"] == "FINISHED"  # the process waited for it before exiting
+    assert unwaited["logged_params"] == {"n_seen": "4"}
     assert failed["status"] == "FAILED" and failed["exit_code"] == 3
     assert failed["parent_run"] == parent["id"]
     assert f"failed: Run (ID '{failed['id']}') failed: run-project exited with code 3" in out
