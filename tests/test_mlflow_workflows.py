@@ -85,7 +85,8 @@ def run_flow(tmp_path: Path, mlflow: str, mode: str) -> tuple[dict[str, Any], li
     """The parent's record, its children's records (oldest first) and the parent's stdout."""
     step = make_project(tmp_path / "step", {"MLproject": STEP, "step.py": STEP_PY})
     flow = flow_project(tmp_path / "flow", mlflow)
-    ok(cli(str(flow), "-P", f"step={step}", "-P", f"mode={mode}", "-q", timeout=900))
+    ok(cli(str(flow), "-P", f"step={step}", "-P", f"mode={mode}", "--experiment", "flows", "-q",
+           timeout=900))  # fmt: skip
     runs = records()
     parent = next(r for r in runs if r["entry_point"] == "main" and "parent_run" not in r)
     children = sorted((r for r in runs if r is not parent), key=lambda r: r["start_time"])
@@ -107,6 +108,7 @@ def test_mlflow_run_inside_a_run_starts_child_runs_that_log_into_their_own_recor
     assert [c["params"]["n"]["value"] for c in children] == [1, 2]
     assert {c["env"]["kind"] for c in children} == {"local"}
     assert children[1]["run_name"] == "second"
+    assert {c["experiment"] for c in children} == {"flows"}  # MLflow's active experiment
     assert parent["logged_params"] == {} and parent["metrics"] == {}  # nothing leaked upwards
     assert "waited True FINISHED" in out
     assert f"children {children[0]['id']} {children[1]['id']} FINISHED" in out
