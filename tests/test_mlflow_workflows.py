@@ -141,9 +141,9 @@ def test_a_run_that_never_imports_mlflow_loads_nothing_of_the_hook(tmp_path: Pat
         tmp_path / "p",
         {
             "MLproject": "name: p\nentry_points:\n  main:\n    command: python probe.py\n",
-            "probe.py": "import sys\nprint(sorted(m for m in sys.modules if 'run_project' in m))\n",
+            "probe.py": "import sys\nprint(sorted(m for m in sys.modules if 'mlflow' in m))\n",
         },
     )
     ok(cli(str(project), "-q"))
     out = Path(records()[0]["logs"]["stdout"]).read_text()
-    assert out.strip() == "['run_project_client']"
+    assert out.strip() == "[]"  # neither MLflow nor run_project_mlflow_projects
