@@ -20,6 +20,7 @@ from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.project import manifest, params
 from runner.sources.checkout import Checkout
+from runner.tracking.mlflow_api.launch import without_parent_endpoint
 from runner.tracking.run_record import RunRecord
 from runner.tracking.store import open_store
 from runner.tracking.tracker import Tracker
@@ -140,11 +141,29 @@ def _run_checkout(
         carried=repeat.carried_params if repeat else (),
     )
     record.create()
+    _tell_launcher(record.id)
     _own_processes(record)
     _save_uncommitted(checkout, record.run_dir, progress)
     tracker = _tracker(record, entry, bound, checkout)
     code = _execute(record, kind, spec, checkout, bound, progress, tracker, backend)
     return RunResult(record.id, code)
+
+
+def _tell_launcher(run_id: str) -> None:
+    """A launcher that started this runner with a pipe in RUN_PROJECT_ID_FD learns the new
+    run's id as soon as it is recorded (mlflow.projects.run inside a run: docs/tracking.md,
+    "Workflows"). The variable is not passed on to the run's own command."""
+    import stat
+
+    value = os.environ.pop("RUN_PROJECT_ID_FD", "")
+    if not value.isdigit():
+        return
+    try:
+        if stat.S_ISFIFO(os.fstat(int(value)).st_mode):  # never a terminal or a file by mistake
+            os.write(int(value), (run_id + "\n").encode())
+            os.close(int(value))
+    except OSError:  # a launcher that stopped listening does not stop the run
+        pass
 
 
 def _own_processes(record: RunRecord) -> None:
@@ -305,8 +324,9 @@ def _child_env(record: RunRecord) -> dict[str, str]:
     run_dir, document = record.run_dir, record.document()
     output_dir = run_dir / "outputs"
     output_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = without_parent_endpoint(dict(os.environ))
     env.update(
+        RUN_PROJECT_RUNNER=_runner_command(),
         RUN_PROJECT_RUN_ID=record.id,
         RUN_PROJECT_EVENTS=str(run_dir / "events.jsonl"),
         RUN_PROJECT_OUTPUT_DIR=str(output_dir),
@@ -315,6 +335,21 @@ def _child_env(record: RunRecord) -> dict[str, str]:
     )
     env.setdefault("PYTHONUNBUFFERED", "1")  # logs stream live instead of at exit
     return env
+
+
+def _runner_command() -> str:
+    """run-project as a run's code starts it again (mlflow.projects.run inside a run,
+    tracking/client/run_project_mlflow_projects.py), as JSON: this interpreter, isolated from
+    the run's PYTHONPATH and sitecustomize, importing this runner's own code."""
+    import json
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    boot = (
+        f"import sys; sys.path.insert(0, {root!r}); "
+        "from runner.cli.main import main; sys.exit(main())"
+    )
+    return json.dumps([sys.executable, "-I", "-c", boot])
 
 
 def _cwd(request: RunRequest) -> Path:

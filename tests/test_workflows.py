@@ -52,3 +52,38 @@ def test_a_malformed_parent_id_is_not_recorded(tmp_path: Path) -> None:
     step = make_project(tmp_path / "step", {"MLproject": STEP, "step.py": STEP_PY})
     ok(cli(str(step), env={"RUN_PROJECT_PARENT_RUN_ID": "../../etc"}))
     assert "parent_run" not in records()[0]
+
+
+LAUNCHER = """\
+import json, os, subprocess, sys
+step = sys.argv[sys.argv.index("--step") + 1]
+read, write = os.pipe()
+runner = json.loads(os.environ["RUN_PROJECT_RUNNER"])
+proc = subprocess.Popen([*runner, step, "-P", "n=5", "-q"], pass_fds=(write,),
+                        env={**os.environ, "RUN_PROJECT_ID_FD": str(write)})
+os.close(write)
+print("told", os.read(read, 100).decode().strip(), flush=True)
+sys.exit(proc.wait())
+"""
+
+STEP_ENV_PY = """\
+import os
+print("step sees", os.environ.get("RUN_PROJECT_ID_FD"), os.environ["MLFLOW_RUN_ID"])
+"""
+
+
+def test_the_runner_a_run_starts_tells_its_id_and_gives_the_step_its_own_endpoint(
+    tmp_path: Path,
+) -> None:
+    """What mlflow.projects.run inside a run relies on (tests/test_mlflow_workflows.py):
+    $RUN_PROJECT_RUNNER starts run-project, which writes the new run's id to the pipe in
+    RUN_PROJECT_ID_FD; the step gets neither that pipe nor its parent's MLflow endpoint."""
+    step = make_project(tmp_path / "step", {"MLproject": STEP, "step.py": STEP_ENV_PY})
+    launcher = make_project(tmp_path / "launcher", {"launch.py": LAUNCHER})
+    ok(cli(str(launcher), "-e", "launch.py", "-P", f"step={step}", "-q"))
+    runs = records()
+    parent = next(r for r in runs if r["entry_point"] == "launch.py")
+    (child,) = [r for r in runs if r is not parent]
+    assert child["parent_run"] == parent["id"]
+    assert f"told {child['id']}" in Path(parent["logs"]["stdout"]).read_text()
+    assert Path(child["logs"]["stdout"]).read_text() == f"step sees None {child['id']}\n"

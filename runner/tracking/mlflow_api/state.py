@@ -182,7 +182,11 @@ class State:
     def run(self, run_id: str) -> Run:
         found = self.runs.get(str(run_id))
         if found is None:
-            raise missing(f"Run with id={run_id} not found")
+            raise missing(
+                f"Run with id={run_id} not found: this endpoint serves run {self.run_id} and "
+                "its nested runs; a run-project run (one mlflow.projects.run started) is read "
+                f"with `run-project runs show {run_id}`"
+            )
         return found
 
     def create_run(self, exp_id: str, name: str, tags: dict[str, str], start: int | None) -> Run:
