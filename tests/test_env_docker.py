@@ -118,6 +118,26 @@ def test_build_run_exit_code_outputs_and_reuse(tmp_path: Path, base_image: str) 
     assert last_record()["env"]["image_id"] == env["image_id"]
 
 
+@pytest.mark.slow
+def test_a_command_not_found_or_not_executable_in_the_container_exits_127_or_126(
+    tmp_path: Path, base_image: str
+) -> None:
+    """docs/tracking.md#exit-codes: as on this machine, not an abort of the wrapper (134)."""
+    project = docker_project(tmp_path / "proj", base_image, **{"tool.py": "print(1)\n"})
+    (project / "MLproject").write_text(
+        (project / "MLproject").read_text()
+        + "  missing:\n    command: no-such-command-here\n"
+        + "  not_executable:\n    command: ./tool.py\n"
+    )
+    (project / "tool.py").chmod(0o644)
+    missing = cli(str(project), "-e", "missing")
+    assert missing.code == 127, missing.text
+    assert last_record()["exit_code"] == 127
+    not_executable = cli(str(project), "-e", "not_executable")
+    assert not_executable.code == 126, not_executable.text
+    assert last_record()["exit_code"] == 126
+
+
 def make_wheel(wheelhouse: Path, name: str = "tinypkg", version: str = "1.0") -> None:
     """A hand-made pure-Python wheel, so the env layer installs with no network at all."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
