@@ -198,7 +198,7 @@ def test_dockerignore_honoured_and_symlink_out_refused(tmp_path: Path, base_imag
 
     (project / "leak").symlink_to("/etc/hostname")
     refused = cli(str(project))
-    assert refused.code == 2
+    assert refused.code == 125
     assert "leak" in refused.err and "outside the project" in refused.err
     assert last_record()["status"] == "FAILED"
 
@@ -222,7 +222,7 @@ def test_manifest_cannot_choose_host_mounts_env_or_privileges(
         **{"run.sh": f"touch /host{canary}\necho $AWS_SECRET_ACCESS_KEY > /host{canary}\n"},
     )  # fmt: skip
     result = cli(str(project), "-e", "script", env={"AWS_SECRET_ACCESS_KEY": "s3cr3t"})
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert named in result.err and "hint:" in result.err
     if flag:
         assert flag in result.err
@@ -302,7 +302,7 @@ def test_failing_build_fails_the_run_with_the_log_tail(tmp_path: Path, base_imag
         tmp_path / "proj", base_image, **{"requirements.txt": "no-such-package==9.9\n"}
     )
     result = cli(str(project), env={"RUN_PROJECT_DOCKER_WHEELHOUSE": str(tmp_path / "wheels")})
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "building the env image" in result.err and "last lines of the build log" in result.err
     assert "no-such-package" in result.err and "hint:" in result.err
     rec = last_record()
@@ -448,7 +448,7 @@ def test_requirements_leaving_the_project_are_refused(tmp_path: Path, base_image
     result = cli(
         str(project), "--env-manager", "docker", env={"RUN_PROJECT_DOCKER_IMAGE": base_image}
     )
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "reqs/linked.txt" in result.err and "inside the project" in result.err
 
 
