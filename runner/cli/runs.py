@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from runner import settings
+from runner.errors import EXIT_RUNNER_FAILED
 from runner.tracking.store import Store, open_store
 
 
@@ -72,7 +73,8 @@ def sync(store: Store) -> int:
         print(one.describe())
     if not replayed:
         print(f"nothing to apply: no journal is waiting for {store.label}")
-    return 1 if any(one.error for one in replayed) else 0
+    # A journal the store would not take: run-project failed, as for any store error.
+    return EXIT_RUNNER_FAILED if any(one.error for one in replayed) else 0
 
 
 def format_table(records: list[dict[str, Any]]) -> str:
