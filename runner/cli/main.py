@@ -98,26 +98,23 @@ def _report_bug(exc: Exception) -> int:
     return EXIT_RUNNER_FAILED
 
 
-# Re-wrapped by _run_parser: the epilog keeps its own line breaks for the exit code table.
-_OTHER_COMMANDS_HELP = (
-    "other commands: run-project runs "
-    "list|show|compare|diff|lineage|plot|export|import ...   "
-    "run-project rerun RUN_ID|BUNDLE ...   run-project pack URI -o FILE ...   "
-    "run-project ui [--store S] [--port 5000] ...   "
-    "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
-    "RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT, "
-    "RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml"
-)
+# Line breaks by hand: the epilog keeps them (for the exit code table), and a run does not
+# pay for textwrap.
+_OTHER_COMMANDS_HELP = """\
+other commands: run-project runs list|show|compare|diff|lineage|plot|export|import ...
+  run-project rerun RUN_ID|BUNDLE ...   run-project pack URI -o FILE ...
+  run-project ui [--store S] [--port 5000] ...
+settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS,
+  RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT,
+  RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml"""
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    import textwrap
-
     parser = argparse.ArgumentParser(
         prog="run-project",
         description="Run a machine-learning project reproducibly (MLflow Projects compatible).",
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the exit code table
-        epilog=textwrap.fill(_OTHER_COMMANDS_HELP, 79) + "\n\n" + EXIT_CODES_HELP,
+        epilog=_OTHER_COMMANDS_HELP + "\n\n" + EXIT_CODES_HELP,
     )
     parser.add_argument(
         "uri",
