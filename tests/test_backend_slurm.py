@@ -135,7 +135,7 @@ def test_bad_slurm_option_is_refused_before_anything_runs(tmp_path: Path) -> Non
 def test_sbatch_refusal_closes_the_record_as_failed(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj", PROJECT)
     result = cli(str(project), "-b", "slurm", "--backend-config", '{"partition": "nope"}')
-    assert result.code == 2 and "sbatch failed" in result.err, result.text
+    assert result.code == 125 and "sbatch failed" in result.err, result.text
     record = last_record()
     assert record["status"] == "FAILED" and "nope" in record["reason"]
 

@@ -72,7 +72,7 @@ def test_unreachable_cluster_closes_the_record_as_failed(tmp_path: Path) -> None
     config.write_text(json.dumps({"address": "http://127.0.0.1:9"}))  # discard port: refused
     result = cli(str(make_project(tmp_path / "p", PROJECT)), "-b", "ray",
                  "--backend-config", str(config))  # fmt: skip
-    assert result.code == 2
+    assert result.code == 125
     assert "cannot reach the Ray dashboard at http://127.0.0.1:9" in result.err
     record = last_record()
     assert record["status"] == "FAILED" and "127.0.0.1:9" in record["reason"]
@@ -83,7 +83,7 @@ def test_credentials_in_the_backend_config_stay_out_of_the_record(tmp_path: Path
     config = {"address": "http://me:secret@127.0.0.1:9", "headers": {"Authorization": "t0ken"}}
     result = cli(str(make_project(tmp_path / "p", PROJECT)), "-b", "ray",
                  "--backend-config", json.dumps(config))  # fmt: skip
-    assert result.code == 2
+    assert result.code == 125
     stored = json.dumps(last_record())
     assert "secret" not in stored and "t0ken" not in stored
     assert last_record()["backend_config"]["headers"] == {"Authorization": "<redacted>"}

@@ -78,7 +78,7 @@ def test_a_damaged_run_bundle_is_refused(tmp_path: Path) -> None:
     with tarfile.open(edited, "w:gz") as tar:
         tar.add(top, arcname=top.name)
     refused = cli("rerun", str(edited))
-    assert refused.code == 2 and "record.json is missing or differs" in refused.err
+    assert refused.code == 125 and "record.json is missing or differs" in refused.err
 
 
 @pytest.mark.parametrize("added", ["inputs/" + "0" * 64, "project/extra.py", "project/alias"])
@@ -101,7 +101,7 @@ def test_a_member_not_listed_in_bundle_json_is_refused(tmp_path: Path, added: st
     with tarfile.open(edited, "w:gz") as tar:
         tar.add(top, arcname=top.name)
     refused = cli("rerun", str(edited))
-    assert refused.code == 2, refused.text
+    assert refused.code == 125, refused.text
     assert f"{added} is not listed in bundle.json" in refused.err and "hint:" in refused.err
     assert len(records()) == 1
 
@@ -152,7 +152,7 @@ def test_an_edited_packed_project_is_refused(tmp_path: Path) -> None:
     top = next(unpacked.iterdir())
     (top / "MLproject").write_text("entry_points:\n  main:\n    command: python -c 'import os'\n")
     refused = cli(str(top))
-    assert refused.code == 2 and "MLproject is missing or differs" in refused.err
+    assert refused.code == 125 and "MLproject is missing or differs" in refused.err
 
 
 @pytest.mark.slow

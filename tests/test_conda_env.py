@@ -142,7 +142,7 @@ def test_lock_with_wrong_hash_fails_and_caches_nothing(tmp_path: Path, algorithm
     lock = "\n".join(lines).replace(good, wrong) + "\n"
     proj = project(tmp_path / "b", ["alpha"], files={"conda-lock.yml": lock})
     result = cli(str(proj))
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert f"{algorithm} is" in result.err and wrong in result.err
     assert last_record()["status"] == "FAILED"
     assert not complete(tmp_path) and not leftovers(tmp_path)
@@ -150,7 +150,7 @@ def test_lock_with_wrong_hash_fails_and_caches_nothing(tmp_path: Path, algorithm
 
 def test_unsatisfiable_spec_names_the_conflicting_packages(tmp_path: Path) -> None:
     result = cli(str(project(tmp_path / "p", ["alpha >=2", "beta <2"])))
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "cannot be solved" in result.err and "alpha" in result.err and "beta" in result.err
     assert "hint: relax the version constraints" in result.err
     rec = last_record()
@@ -160,7 +160,7 @@ def test_unsatisfiable_spec_names_the_conflicting_packages(tmp_path: Path) -> No
 
 def test_package_failing_its_hash_check_fails_the_run_and_caches_nothing(tmp_path: Path) -> None:
     result = cli(str(project(tmp_path / "p", ["tampered"], channels=("rp-broken",))))
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "a conda package failed its hash check" in result.err and "hash mismatch" in result.err
     assert (
         "tampered-1.0-0.tar.bz2" in result.err and "hint: the channel served a file" in result.err
@@ -261,7 +261,7 @@ def test_conda_env_path_leaving_the_project_is_refused(tmp_path: Path, conda_env
     (proj / "outside-link.yaml").symlink_to(tmp_path / "x.yaml")
     (proj / "MLproject").write_text(MLPROJECT.replace("conda.yaml", conda_env))
     result = cli(str(proj))
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "outside the project" in result.err and conda_env in result.err
     assert not (tmp_path / "cache" / "envs" / "conda").exists() or not complete(tmp_path)
 
@@ -272,7 +272,7 @@ def test_pip_requirement_file_leaving_the_project_is_refused(tmp_path: Path, nes
     files = {"reqs.txt": "-r ../secret.txt\n"} if nested else {}
     pip = ["-r reqs.txt"] if nested else ["-r ../secret.txt"]
     result = cli(str(project(tmp_path / "p", ["python"], pip=pip, files=files)))
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "outside the project" in result.err and "../secret.txt" in result.err
     assert not (tmp_path / "cache" / "envs" / "conda").exists() or not complete(tmp_path)
 
@@ -300,7 +300,7 @@ def test_uninstallable_pip_requirement_fails_with_uvs_message(tmp_path: Path) ->
                                                     "tinylib==9.9"])  # fmt: skip
     make_wheel(proj / "wheels")
     result = cli(str(proj))
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "resolving the pip: section with uv failed" in result.err and "tinylib" in result.err
     assert last_record()["status"] == "FAILED"
     assert not complete(tmp_path) and not leftovers(tmp_path)
@@ -320,7 +320,7 @@ def test_channel_alias_comes_from_flag_env_or_config(
     assert via_config.code == 0, via_config.text
     assert "alpha 1.0" in via_flag.out and "alpha 1.0" in via_config.out
     bad = cli(str(proj), "--channel-alias", "ftp://x")
-    assert bad.code == 2 and "channel alias" in bad.err
+    assert bad.code == 125 and "channel alias" in bad.err
 
 
 @pytest.mark.slow
@@ -336,7 +336,7 @@ def test_cli_never_exits_with_py_rattler_crash_codes(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(2) as pool:
         codes = list(pool.map(run, range(30)))
-    assert codes == [0 if i % 3 == 0 else 2 for i in range(30)], codes
+    assert codes == [0 if i % 3 == 0 else 125 for i in range(30)], codes
 
 
 def test_env_manager_conda_finds_conda_yaml_and_sets_its_variables(tmp_path: Path) -> None:
@@ -375,10 +375,10 @@ def test_misspelt_key_and_bad_match_spec_are_named(tmp_path: Path) -> None:
     proj = make_project(tmp_path / "p", {"MLproject": MLPROJECT, "show.py": SHOW,
                                          "conda.yaml": "dependecies: [alpha]\n"})  # fmt: skip
     result = cli(str(proj))
-    assert result.code == 2 and "conda.yaml:1" in result.err, result.text
+    assert result.code == 125 and "conda.yaml:1" in result.err, result.text
     assert "did you mean `dependencies`" in result.err
     result = cli(str(project(tmp_path / "q", ["alpha >=<2"])))
-    assert result.code == 2 and "alpha >=<2" in result.err, result.text
+    assert result.code == 125 and "alpha >=<2" in result.err, result.text
     assert "hint: fix that dependency line" in result.err
     assert not complete(tmp_path)
 
@@ -387,7 +387,7 @@ def test_shipped_lock_without_this_platform_is_refused(tmp_path: Path) -> None:
     lock = "version: 1\nmetadata:\n  platforms: [osx-arm64]\n  content_hash: {}\n" \
            "  channels: []\n  sources: []\npackage: []\n"  # fmt: skip
     result = cli(str(project(tmp_path / "p", ["alpha"], files={"conda-lock.yml": lock})))
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert (
         "no packages for this platform (linux-64)" in result.err and "conda-lock -f" in result.err
     )

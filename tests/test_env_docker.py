@@ -118,6 +118,26 @@ def test_build_run_exit_code_outputs_and_reuse(tmp_path: Path, base_image: str) 
     assert last_record()["env"]["image_id"] == env["image_id"]
 
 
+@pytest.mark.slow
+def test_a_command_not_found_or_not_executable_in_the_container_exits_127_or_126(
+    tmp_path: Path, base_image: str
+) -> None:
+    """docs/tracking.md#exit-codes: as on this machine, not an abort of the wrapper (134)."""
+    project = docker_project(tmp_path / "proj", base_image, **{"tool.py": "print(1)\n"})
+    (project / "MLproject").write_text(
+        (project / "MLproject").read_text()
+        + "  missing:\n    command: no-such-command-here\n"
+        + "  not_executable:\n    command: ./tool.py\n"
+    )
+    (project / "tool.py").chmod(0o644)
+    missing = cli(str(project), "-e", "missing")
+    assert missing.code == 127, missing.text
+    assert last_record()["exit_code"] == 127
+    not_executable = cli(str(project), "-e", "not_executable")
+    assert not_executable.code == 126, not_executable.text
+    assert last_record()["exit_code"] == 126
+
+
 def make_wheel(wheelhouse: Path, name: str = "tinypkg", version: str = "1.0") -> None:
     """A hand-made pure-Python wheel, so the env layer installs with no network at all."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
@@ -178,7 +198,7 @@ def test_dockerignore_honoured_and_symlink_out_refused(tmp_path: Path, base_imag
 
     (project / "leak").symlink_to("/etc/hostname")
     refused = cli(str(project))
-    assert refused.code == 2
+    assert refused.code == 125
     assert "leak" in refused.err and "outside the project" in refused.err
     assert last_record()["status"] == "FAILED"
 
@@ -202,7 +222,7 @@ def test_manifest_cannot_choose_host_mounts_env_or_privileges(
         **{"run.sh": f"touch /host{canary}\necho $AWS_SECRET_ACCESS_KEY > /host{canary}\n"},
     )  # fmt: skip
     result = cli(str(project), "-e", "script", env={"AWS_SECRET_ACCESS_KEY": "s3cr3t"})
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert named in result.err and "hint:" in result.err
     if flag:
         assert flag in result.err
@@ -282,7 +302,7 @@ def test_failing_build_fails_the_run_with_the_log_tail(tmp_path: Path, base_imag
         tmp_path / "proj", base_image, **{"requirements.txt": "no-such-package==9.9\n"}
     )
     result = cli(str(project), env={"RUN_PROJECT_DOCKER_WHEELHOUSE": str(tmp_path / "wheels")})
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "building the env image" in result.err and "last lines of the build log" in result.err
     assert "no-such-package" in result.err and "hint:" in result.err
     rec = last_record()
@@ -428,7 +448,7 @@ def test_requirements_leaving_the_project_are_refused(tmp_path: Path, base_image
     result = cli(
         str(project), "--env-manager", "docker", env={"RUN_PROJECT_DOCKER_IMAGE": base_image}
     )
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "reqs/linked.txt" in result.err and "inside the project" in result.err
 
 

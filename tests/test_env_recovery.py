@@ -146,7 +146,7 @@ def test_an_env_whose_base_site_py_was_deleted_is_never_used(tmp_path: Path) -> 
     saved = site.read_bytes()
     site.unlink()
     broken = cli(str(project), env=env)
-    assert broken.code == 2 and "is incomplete: the standard library file" in broken.err
+    assert broken.code == 125 and "is incomplete: the standard library file" in broken.err
     assert f"{site} is missing" in broken.err and "hint: repair or reinstall" in broken.err
     assert last_record()["status"] == "FAILED" and complete(tmp_path) == []
     site.write_bytes(saved)
@@ -161,7 +161,7 @@ def test_an_uninstallable_requirement_fails_the_run_with_uvs_message(tmp_path: P
         "requirements.txt": "six==1.17.0\nrp-no-such-package-x4==1.0\n",
     })  # fmt: skip
     result = cli(str(project), "-e", "show.py")
-    assert result.code == 2
+    assert result.code == 125
     assert "rp-no-such-package-x4" in result.err and "not found in the package registry" in (
         result.err
     )

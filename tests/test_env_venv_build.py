@@ -108,7 +108,7 @@ def test_an_interpreter_that_cannot_start_is_named_after_the_install_fails(
     shutil.rmtree(tmp_path / "cache" / "envs")
     (tmp_path / "fakepy" / "lib" / f"python{MINOR}" / "encodings").unlink()
     broken = cli(str(project), env=env)
-    assert broken.code == 2 and "cannot start" in broken.err, broken.err
+    assert broken.code == 125 and "cannot start" in broken.err, broken.err
     assert "hint: repair or reinstall" in broken.err
     area = tmp_path / "cache" / "envs" / "virtualenv"
     assert [p for p in area.iterdir() if p.is_dir()] == []

@@ -159,7 +159,7 @@ def test_a_missing_python_version_lists_the_versions_found(tmp_path: Path) -> No
         "python_env.yaml": 'python: "3.4"\ndependencies: [six]\n',
     })  # fmt: skip
     result = cli(str(project))
-    assert result.code == 2
+    assert result.code == 125
     assert "Python 3.4 (python_env.yaml) was not found on this machine; found:" in result.err
     assert f"{MINOR}." in result.err and "hint: install Python 3.4" in result.err
     assert last_record()["status"] == "FAILED" and env_entries(tmp_path) == []
@@ -256,7 +256,7 @@ def test_env_files_that_leave_the_project_are_refused(
     (project / "link.yaml").symlink_to(tmp_path / "outside.yaml")
     entry = ["-e", "t.py"] if "t.py" in files else []
     result = cli(str(project), *entry, "--env-manager", "virtualenv")
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert f"{name!r} leaves the project directory" in result.err
     assert "hint: name a file inside the project" in result.err
     assert "CANARY" not in result.text and env_entries(tmp_path) == []
@@ -269,7 +269,7 @@ def test_python_env_with_an_unknown_key_is_refused_with_its_line(tmp_path: Path)
         "python_env.yaml": "python: '3'\ndependancies: [six]\n",
     })  # fmt: skip
     result = cli(str(project))
-    assert result.code == 2 and "python_env.yaml:2: unknown key 'dependancies'" in result.err
+    assert result.code == 125 and "python_env.yaml:2: unknown key 'dependancies'" in result.err
 
 
 def test_index_settings_are_part_of_the_key(tmp_path: Path) -> None:

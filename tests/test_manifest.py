@@ -113,7 +113,7 @@ def test_fifty_megabyte_manifest_is_refused_through_the_cli(tmp_path: Path) -> N
         handle.write("name: x\n")
         handle.write("#" * (50 * 1024 * 1024))
     result = cli(str(project), "-e", "main")
-    assert result.code == 2 and "limit is 1048576" in result.err
+    assert result.code == 125 and "limit is 1048576" in result.err
     assert "Traceback" not in result.text
 
 

@@ -105,7 +105,7 @@ def test_a_wrong_password_is_a_clear_error(tmp_path: Path, mlflow_tracking: Mlfl
     result = cli(
         "runs", "push", str(record["id"]), "--to", mlflow_tracking.url, env=env, timeout=600
     )
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "refused the credentials" in result.err
     assert "MLFLOW_TRACKING_USERNAME" in result.err
     assert "Traceback" not in result.text
@@ -115,7 +115,7 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     record = _logged_run(tmp_path)
     (port,) = free_ports(1)  # nothing listens there
     result = cli("runs", "push", str(record["id"]), "--to", f"http://127.0.0.1:{port}")
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert f"cannot reach the MLflow tracking server at http://127.0.0.1:{port}" in result.err
     assert "Traceback" not in result.text
 
@@ -124,7 +124,7 @@ def test_an_unknown_run_id_pushes_nothing(tmp_path: Path) -> None:
     record = _logged_run(tmp_path)
     (port,) = free_ports(1)
     result = cli("runs", "push", str(record["id"]), "abcdef12", "--to", f"http://127.0.0.1:{port}")
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "no run abcdef12" in result.err  # checked before the server is contacted
 
 

@@ -56,7 +56,7 @@ def test_a_changed_input_stops_the_rerun_with_a_list(tmp_path: Path) -> None:
     first = last_record()
     data.write_text("x\n2\n")
     stopped = cli("rerun", first["id"])
-    assert stopped.code == 2 and "inputs differ from the recorded run" in stopped.err
+    assert stopped.code == 125 and "inputs differ from the recorded run" in stopped.err
     assert f"{data}: changed" in stopped.err and "--allow-changed-inputs" in stopped.err
     assert len(records()) == 1  # nothing ran
     data.unlink()
@@ -139,6 +139,6 @@ def test_backend_is_passed_to_the_pipeline_and_bad_targets_are_named(tmp_path: P
     elsewhere = cli("rerun", first["id"], "--backend", "no-such-backend")
     assert elsewhere.code == 2 and "no-such-backend" in elsewhere.err
     unknown = cli("rerun", "abcdef12")
-    assert unknown.code == 2 and "no run abcdef12" in unknown.err
+    assert unknown.code == 125 and "no run abcdef12" in unknown.err
     missing = cli("rerun", str(tmp_path / "gone.tar.gz"))
-    assert missing.code == 2 and "gone.tar.gz does not exist" in missing.err
+    assert missing.code == 125 and "gone.tar.gz does not exist" in missing.err

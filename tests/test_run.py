@@ -226,7 +226,7 @@ def test_runs_list_is_a_table_newest_first_and_show_prints_everything(tmp_path: 
     assert shown.code == 0 and run_id in shown.out and "platform:" in shown.out
     as_json = json.loads(cli("runs", "show", run_id, "--json").out)
     validate(as_json)
-    assert cli("runs", "show", "ffffffff").code == 2
+    assert cli("runs", "show", "ffffffff").code == 125
 
 
 def test_store_location_flag_env_and_default(tmp_path: Path) -> None:
@@ -285,7 +285,7 @@ def test_read_only_store_is_refused_before_the_command_runs(tmp_path: Path) -> N
         result = cli(str(project), "--store", str(store))
     finally:
         subprocess.run(["umount", str(store)], check=True)
-    assert result.code == 2
+    assert result.code == 125
     assert "read-only" in result.err and "--store" in result.err
     assert not canary.exists()
     assert len(records(store)) == 1  # the earlier run is intact

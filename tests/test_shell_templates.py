@@ -263,7 +263,7 @@ def test_a_problem_in_another_entry_point_is_a_warning(tmp_path: Path) -> None:
     assert "fine" in result.out
     assert "entry point 'other'" in result.err and "a heredoc" in result.err
     refused = cli(str(project), "-e", "other", "-P", "msg=hi")
-    assert refused.code == 2 and "a heredoc" in refused.err and "Traceback" not in refused.text
+    assert refused.code == 125 and "a heredoc" in refused.err and "Traceback" not in refused.text
 
 
 # Pieces of bash a template may be built from, including broken ones: whatever the parse makes

@@ -131,7 +131,7 @@ def test_hostile_tar_is_refused(tmp_path: Path, case: str) -> None:
     canary = tmp_path / "CANARY"
     archive = _tar(tmp_path / "evil.tar.gz", _project_members("") + _hostile_tars(canary)[case])
     result = cli(str(archive))
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "refused" in result.err and "hint:" in result.err
     assert not canary.exists()
     assert not (tmp_path / "cache" / "x").exists()
@@ -150,14 +150,14 @@ def test_hostile_zip_is_refused(tmp_path: Path, case: str) -> None:
     }[case]
     archive = _zip(tmp_path / "evil.zip", {**base, **files}, links)
     result = cli(str(archive))
-    assert result.code == 2 and "refused" in result.err, result.text
+    assert result.code == 125 and "refused" in result.err, result.text
     assert not canary.exists()
     assert not any((tmp_path / "cache" / "work").iterdir())
 
 
 def test_missing_archive_and_version_on_archive_are_explained(tmp_path: Path) -> None:
     missing = cli(str(tmp_path / "nope.tar.gz"))
-    assert missing.code == 2 and "does not exist" in missing.err
+    assert missing.code == 125 and "does not exist" in missing.err
     archive = _tar(tmp_path / "p.tgz", _project_members())
     with_rev = cli(str(archive), "-v", "main")
     assert with_rev.code == 2 and "needs a git source" in with_rev.err
@@ -210,7 +210,7 @@ def test_symlink_chain_past_path_max_writes_nothing_outside_tar(
     canary.parent.mkdir()
     result = cli(str(_cve_tar(tmp_path / "evil.tar.gz", canary, through_links)))
     assert not canary.exists(), "a file was written outside the extraction directory"
-    assert result.code == 2 and "refused" in result.err and "hint:" in result.err, result.text
+    assert result.code == 125 and "refused" in result.err and "hint:" in result.err, result.text
     assert "Traceback" not in result.err
     assert not any((tmp_path / "cache" / "work").iterdir())
 
@@ -223,7 +223,7 @@ def test_symlink_chain_past_path_max_is_refused_zip(tmp_path: Path) -> None:
     files.update({f"{name}/": b"" for name, target in chain if not target})
     links = {name: target for name, target in chain if target}
     result = cli(str(_zip(tmp_path / "evil.zip", files, links)))
-    assert result.code == 2 and "refused" in result.err and escape in result.err, result.text
+    assert result.code == 125 and "refused" in result.err and escape in result.err, result.text
     assert not canary.exists()
     assert not any((tmp_path / "cache" / "work").iterdir())
 

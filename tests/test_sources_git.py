@@ -139,7 +139,7 @@ def test_second_run_of_a_known_commit_needs_no_network(served: Served, tmp_path:
     by_branch = cli(url, "-v", "main")
     assert _output(by_branch)["version"] == "two" and "(fetched " in by_branch.err
     unknown = cli(url, "-v", "nope")  # a name the mirror never saw still needs the server
-    assert unknown.code == 2 and "cannot reach" in unknown.err and "FULL_SHA" in unknown.err
+    assert unknown.code == 125 and "cannot reach" in unknown.err and "FULL_SHA" in unknown.err
 
 
 def test_two_concurrent_runs_of_different_revisions_never_share_files(
@@ -250,7 +250,7 @@ def test_parameters_are_type_checked_before_any_working_copy(
 
 def test_unknown_revision_names_the_closest_branches(served: Served) -> None:
     result = cli(f"{served.daemon.url}/proj.git", "-v", "featrue")
-    assert result.code == 2
+    assert result.code == 125
     assert "'featrue'" in result.err and "closest branches/tags: feature" in result.err
 
 
@@ -258,18 +258,18 @@ def test_unreachable_host_says_so(tmp_path: Path) -> None:
     from support.git_servers import free_port
 
     result = cli(f"git://127.0.0.1:{free_port()}/nothing.git")
-    assert result.code == 2 and "cannot reach" in result.err and "hint:" in result.err
+    assert result.code == 125 and "cannot reach" in result.err and "hint:" in result.err
 
 
 def test_authentication_required_says_how_to_give_credentials(served: Served) -> None:
     result = cli(f"{served.http.url}/private/proj.git")
-    assert result.code == 2 and "needs credentials" in result.err
+    assert result.code == 125 and "needs credentials" in result.err
     assert "ssh-add" in result.err and "credential helper" in result.err
 
 
 def test_missing_subdirectory_lists_what_exists(served: Served, tmp_path: Path) -> None:
     result = cli(f"{served.daemon.url}/proj.git#sub/nope")
-    assert result.code == 2 and "'sub/nope' does not exist" in result.err
+    assert result.code == 125 and "'sub/nope' does not exist" in result.err
     assert "dir" in result.err.split("hint:")[1]
     assert not any((tmp_path / "cache" / "work").glob("*"))
 
@@ -293,7 +293,7 @@ def test_token_in_url_never_appears_in_output_records_or_cache(
     shown = cli("runs", "show", record["id"])
     listed = cli("runs", "list", "--json")
     wrong = cli(f"http://alice:WRONG-{token}@{host}/private/proj.git")
-    assert wrong.code == 2
+    assert wrong.code == 125
     for text in (result.text, shown.text, listed.text, wrong.text, json.dumps(record)):
         assert token not in text
     for path in (tmp_path / "cache").rglob("*"):

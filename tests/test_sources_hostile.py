@@ -37,7 +37,7 @@ def test_transport_syntax_urls_are_refused_before_git_runs(
     if ext_allowed:  # even a user who allows ext:: in their gitconfig is protected
         (home / ".gitconfig").write_text('[protocol "ext"]\n\tallow = always\n')
     result = cli(template.format(c=canary), env={"HOME": str(home)})
-    assert result.code == 2 and "transport syntax" in result.err and "hint:" in result.err
+    assert result.code == 125 and "transport syntax" in result.err and "hint:" in result.err
     assert not canary.exists()
 
 
@@ -59,7 +59,10 @@ def test_option_looking_urls_and_revisions_are_refused(
     url = f"{served.daemon.url}/proj.git"
     args = [a.format(c=canary, t=tmp_path, url=url) for a in argv]
     result = cli(*args)
-    assert result.code == 2 and "hint:" in result.err, result.text
+    # A -v that cannot be a revision is a usage error; a location git must not take is the
+    # source's (docs/tracking.md#exit-codes).
+    usage = any(arg.startswith("--version") for arg in argv)
+    assert result.code == (2 if usage else 125) and "hint:" in result.err, result.text
     assert not canary.exists()
     assert not (tmp_path / "cache" / "git").exists()  # refused before any fetch
 
@@ -82,7 +85,7 @@ def test_ssh_hosts_that_look_like_options_are_refused(
     canary: Path, url: str, tmp_path: Path
 ) -> None:
     result = cli("--", url.format(c=canary))
-    assert result.code == 2 and ("invalid host" in result.err or "option" in result.err)
+    assert result.code == 125 and ("invalid host" in result.err or "option" in result.err)
     assert not canary.exists()
     assert not (tmp_path / "cache" / "git").exists()  # refused before any git command
 
@@ -144,7 +147,7 @@ def test_submodule_attacks_fetch_nothing_by_default_and_run_no_hook(
     assert len(mirrors) == 1 and mirrors[0].startswith("attack")  # the submodule was not fetched
     recursed = cli(url, "--recurse-submodules", "--keep-checkout")
     if kind == "cve-2025-48384":
-        assert recursed.code == 2 and "submodule" in recursed.err and "hint:" in recursed.err
+        assert recursed.code == 125 and "submodule" in recursed.err and "hint:" in recursed.err
     assert not canary.exists()
     for path in (tmp_path / "cache" / "work").rglob("*"):
         assert path.name != ".git", "a working copy must never get a .git a hook could live in"

@@ -97,7 +97,7 @@ def test_hash_subdirectory_and_plain_directories(tmp_path: Path) -> None:
 
 def test_unknown_location_says_what_is_accepted(tmp_path: Path) -> None:
     result = cli(str(tmp_path / "nowhere"))
-    assert result.code == 2 and "git URL" in result.err and ".zip" in result.err
+    assert result.code == 125 and "git URL" in result.err and ".zip" in result.err
 
 
 def test_renames_and_untracked_only_changes_are_both_recorded(tmp_path: Path) -> None:

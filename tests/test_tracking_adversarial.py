@@ -95,7 +95,7 @@ def test_case30_outputs_over_the_per_run_limit_fail_the_run(tmp_path: Path) -> N
         open("big.bin", "wb").write(b"x" * 50_000)
         """})  # fmt: skip
     result = cli(str(project), "-e", "big.py", env={"RUN_PROJECT_ARTIFACT_LIMIT": "10KB"})
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "over the per-run artifact limit" in result.err and "RUN_PROJECT_ARTIFACT_LIMIT" in (
         result.err
     )
@@ -140,7 +140,7 @@ def test_case32_existing_store_made_read_only_never_starts_the_command(tmp_path:
         listed = cli("runs", "list", "--json")
     finally:
         subprocess.run(["umount", str(store)], check=False)
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "read-only" in result.err and "hint:" in result.err
     assert not (project / "canary").exists()
     assert len(json.loads(listed.out)) == 1, listed.text  # still readable, nothing half-written
@@ -245,7 +245,7 @@ def test_a_team_store_group_shares_the_store_with_that_group(tmp_path: Path) -> 
         assert _mode(directory) == 0o2770 and os.stat(directory).st_gid == os.getgid()
     assert _mode(store / "runs.db") == 0o660
     unknown = cli(str(project), "-e", "run.sh", env={"RUN_PROJECT_STORE_GROUP": "no-such-grp"})
-    assert unknown.code == 2 and "no-such-grp" in unknown.err and "hint:" in unknown.err
+    assert unknown.code == 125 and "no-such-grp" in unknown.err and "hint:" in unknown.err
 
 
 def test_an_output_hardlinked_to_a_file_elsewhere_is_hashed_not_copied(tmp_path: Path) -> None:

@@ -112,7 +112,7 @@ def test_read_only_store_fails_before_the_command_runs(read_only_dir: Path, tmp_
     canary = tmp_path / "canary"
     project = make_project(tmp_path / "p", {"run.sh": f"touch {canary}\n"})
     result = cli(str(project), "-e", "run.sh", "--store", str(read_only_dir / "store"))
-    assert result.code == 2, result.text
+    assert result.code == 125, result.text
     assert "read-only" in result.out + result.err and "hint:" in result.err
     assert not canary.exists()
 

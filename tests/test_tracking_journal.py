@@ -173,6 +173,18 @@ def test_runs_sync_applies_a_torn_journal_and_warns(tmp_path: Path) -> None:
     assert "nothing to apply" in ok(cli("runs", "sync")).out
 
 
+def test_runs_sync_exits_125_when_the_store_refuses_a_journal(tmp_path: Path) -> None:
+    """docs/tracking.md#exit-codes: a journal not applied is run-project failing, not usage."""
+    store = open_store(str(tmp_path / "store"))
+    _journal(store, points=2, per_entry=1)
+    (path,) = pending(store.label)
+    with open(path, "a") as out:
+        out.write('{"seq": 99, "t": 0, "op": "written-by-a-newer-run-project"}\n')
+    result = cli("runs", "sync")
+    assert result.code == 125, result.text
+    assert "not applied" in result.out and pending(store.label) == [path]
+
+
 def test_a_run_marked_lost_gets_its_real_outcome_from_its_journal(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "store"))
     run_id = _journal(store, points=10, per_entry=5)

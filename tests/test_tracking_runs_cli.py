@@ -88,7 +88,7 @@ def test_plot_writes_a_png_of_the_learning_curves(
     assert bytes((31, 119, 180)) in pixels and bytes((255, 127, 14)) in pixels  # two curves
     assert "blue: run" in result.out
     missing = cli("runs", "plot", run_ids[0], "--metric", "nope", "-o", str(target))
-    assert missing.code == 2 and "nope" in missing.err
+    assert missing.code == 125 and "nope" in missing.err
 
 
 def _pixels(path: Path) -> tuple[int, int, bytes]:

@@ -121,7 +121,7 @@ def test_run_and_runs_cli_through_either_store(store_url: str, tmp_path: Path) -
 def test_postgres_url_password_is_never_shown(pg_url: str) -> None:
     bad = pg_url.replace("rp:rp@", "rp:s3cret-pw@")
     result = cli("runs", "list", "--store", bad)
-    assert result.code == 2
+    assert result.code == 125
     assert "s3cret-pw" not in result.text and "***" in result.text
     assert "hint:" in result.text
 

@@ -193,7 +193,7 @@ def test_listens_on_localhost_unless_told_and_then_warns(tmp_path: Path) -> None
 
 def test_no_store_is_a_clear_error(tmp_path: Path) -> None:
     result = cli("ui", "--store", str(tmp_path / "none"))
-    assert result.code == 2 and "no run store" in result.err and "hint:" in result.err
+    assert result.code == 125 and "no run store" in result.err and "hint:" in result.err
 
 
 def test_ui_pages_work_on_postgresql(tmp_path: Path, pg_url: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.backends.base import Backend, drive
-from runner.errors import BackendError
+from runner.errors import BackendError, UsageError
 from runner.registry import Registry
 
 if TYPE_CHECKING:
@@ -48,24 +48,27 @@ def load_config(raw: str | None) -> dict[str, Any]:
         try:
             text, source = path.read_text(), f"backend config file {path}"
         except OSError as exc:
-            raise BackendError(
+            raise UsageError(
                 f"--backend-config {raw!r} is neither a JSON object nor a readable file ({exc})",
                 'pass JSON such as \'{"address": "http://HOST:8265"}\' or a file holding it',
             ) from exc
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BackendError(f"{source} is not valid JSON: {exc}", "fix the JSON") from exc
+        raise UsageError(f"{source} is not valid JSON: {exc}", "fix the JSON") from exc
     if not isinstance(value, dict):
-        raise BackendError(f"{source} must be a JSON object", 'write {"key": value, ...}')
+        raise UsageError(f"{source} must be a JSON object", 'write {"key": value, ...}')
     return value
 
 
 def select(name: str, config: dict[str, Any]) -> Backend:
     """The backend called `name`, configured (its constructor checks the config)."""
     if name not in BACKENDS:
-        raise BackendError(f"unknown --backend {name!r}", "choose one of: " + ", ".join(BACKENDS))
-    return BACKENDS[name](config)
+        raise UsageError(f"unknown --backend {name!r}", "choose one of: " + ", ".join(BACKENDS))
+    try:
+        return BACKENDS[name](config)
+    except BackendError as exc:  # a constructor only checks -b's --backend-config: usage
+        raise UsageError(exc.message, exc.hint) from exc
 
 
 def redacted(config: dict[str, Any]) -> dict[str, Any]:

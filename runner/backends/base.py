@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from runner.envs.base import Launch
-from runner.errors import BackendError
+from runner.errors import UsageError
 from runner.execute import Interrupted, Outcome
 
 
@@ -108,7 +108,7 @@ def check_keys(backend: str, config: Mapping[str, Any], known: tuple[str, ...]) 
 
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise BackendError(
+            raise UsageError(
                 f"--backend-config key {key!r} is not a {backend} option",
                 f"{hint}{backend} options: {', '.join(known) or 'none'}",
             )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from runner import envs
 from runner.envs.docker.cli import docker
-from runner.errors import EnvError
+from runner.errors import UsageError
 from runner.progress import Progress
 from runner.project.manifest import Project
 from runner.sources.checkout import Checkout
@@ -26,7 +26,7 @@ IMAGE_DIR = "/run-project"  # in the image: the client module and the output dir
 def build_image(project: Project, checkout: Checkout, tag: str, progress: Progress) -> None:
     """Build (or reuse, by content) the project's image and tag it `tag`."""
     if not tag or tag.startswith("-") or any(c.isspace() for c in tag):
-        raise EnvError(f"--image {tag!r} is not a Docker image tag", "e.g. --image team/churn:1")
+        raise UsageError(f"--image {tag!r} is not a Docker image tag", "e.g. --image team/churn:1")
     kind = envs.new_kind("docker")  # no -A or --allow-*: what the image holds is the manifest's
     with envs.prepared(kind, project.env, checkout, progress) as env:
         image_id = str(env.lock.facts["image_id"])

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from runner import envs, sources
 from runner.bundles import platforms as bundle_platform
-from runner.bundles.sealed import PROJECT_DIR, BundleError, seal
+from runner.bundles.sealed import PROJECT_DIR, seal
 from runner.bundles.sealed import manifest as bundle_manifest
 from runner.envs.base import PackInto
+from runner.errors import UsageError
 from runner.progress import Progress
 from runner.project import manifest
 from runner.sources.checkout import Checkout
@@ -38,7 +39,7 @@ class PackOptions:
 def pack(options: PackOptions, progress: Progress) -> None:
     """Write the project bundle (or build the image) the options ask for."""
     if options.output is None and options.image is None:
-        raise BundleError("pack needs -o FILE or --image TAG", "e.g. -o project.tar.gz")
+        raise UsageError("pack needs -o FILE or --image TAG", "e.g. -o project.tar.gz")
     checkout = sources.resolve(options.uri, options.version, progress=progress)
     try:
         project = manifest.load_project(checkout.path)

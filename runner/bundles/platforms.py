@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.bundles.sealed import PROJECT_DIR, BundleError, read_manifest
+from runner.errors import UsageError
 
 
 def this_platform() -> str:
@@ -30,7 +31,7 @@ def target(requested: str | None) -> str:
     from runner.envs.python.pack import UV_PLATFORMS as PLATFORMS  # the platforms uv knows
 
     if requested not in PLATFORMS:
-        raise BundleError(
+        raise UsageError(
             f"--platform {requested!r} is not a platform run-project can pack for",
             "use one of: " + ", ".join(PLATFORMS),
         )

@@ -18,11 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner import __version__
-from runner.errors import RunnerError
+from runner.errors import EXIT_RUNNER_FAILED, RunnerError, exit_code
 
 VERBS = ("runs", "envs", "rerun", "pack", "ui")
-EXIT_USER_ERROR = 2
-EXIT_BUG = 3
+EXIT_CODES_HELP = """exit codes (every verb; runs, envs, pack and ui run no command):
+  0        success; a run: its command exited 0
+  N        a run: the command's own exit code
+  2        usage: what you typed is wrong (a flag, a -P value, a missing parameter,
+           an entry point the project does not have)
+  125      run-project failed around the command: source, manifest, environment,
+           store, backend, a run or bundle that cannot be found, or a bug
+  126/127  the command cannot be executed / was not found
+  130/143  interrupted by Ctrl-C (SIGINT) / SIGTERM (128 + the signal's number)"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +52,7 @@ def _main(args: list[str]) -> int:
         return _run(args)
     except RunnerError as exc:
         _print_error(exc)
-        return EXIT_USER_ERROR
+        return exit_code(exc)  # 2 for a usage error, else 125 (runner/errors.py EXIT_CODES)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -88,20 +95,26 @@ def _report_bug(exc: Exception) -> int:
         log.write(traceback.format_exc())
     print(f"error: internal error in run-project: {type(exc).__name__}: {exc}", file=sys.stderr)
     print(f"hint: this is a bug; the traceback is in {path}; please report it", file=sys.stderr)
-    return EXIT_BUG
+    return EXIT_RUNNER_FAILED
+
+
+# Line breaks by hand: the epilog keeps them (for the exit code table), and a run does not
+# pay for textwrap.
+_OTHER_COMMANDS_HELP = """\
+other commands: run-project runs list|show|compare|diff|lineage|plot|export|import ...
+  run-project rerun RUN_ID|BUNDLE ...   run-project pack URI -o FILE ...
+  run-project envs list|gc ...   run-project ui [--store S] [--port 5000] ...
+settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS,
+  RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT,
+  RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml"""
 
 
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run-project",
         description="Run a machine-learning project reproducibly (MLflow Projects compatible).",
-        epilog="other commands: run-project runs "
-        "list|show|compare|diff|lineage|plot|export|import ...   "
-        "run-project rerun RUN_ID|BUNDLE ...   run-project pack URI -o FILE ...   "
-        "run-project envs list|gc ...   run-project ui [--store S] [--port 5000] ...   "
-        "settings: RUN_PROJECT_STORE, RUN_PROJECT_CACHE, RUN_PROJECT_GRACE_SECONDS, "
-        "RUN_PROJECT_HEARTBEAT_SECONDS, RUN_PROJECT_ARTIFACTS, RUN_PROJECT_ARTIFACT_LIMIT, "
-        "RUN_PROJECT_STORE_RETRY_SECONDS, or the same keys in run-project.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the exit code table
+        epilog=_OTHER_COMMANDS_HELP + "\n\n" + EXIT_CODES_HELP,
     )
     parser.add_argument(
         "uri",

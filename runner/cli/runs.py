@@ -12,6 +12,7 @@ from typing import Any
 from runner import settings
 from runner.cli.args import STORE_HELP
 from runner.cli.table import TIME_STEPS, Column, render, shorter_time, terminal_width
+from runner.errors import EXIT_RUNNER_FAILED
 from runner.tracking.store import Store, open_current, open_store
 
 DEFAULT_LIMIT = 20  # a screenful, as `git log -n`; `--all` for every run
@@ -103,7 +104,8 @@ def sync(store: Store) -> int:
         print(one.describe())
     if not replayed:
         print(f"nothing to apply: no journal is waiting for {store.label}")
-    return 1 if any(one.error for one in replayed) else 0
+    # A journal the store would not take: run-project failed, as for any store error.
+    return EXIT_RUNNER_FAILED if any(one.error for one in replayed) else 0
 
 
 def format_table(records: list[dict[str, Any]], width: int | None = None) -> str:

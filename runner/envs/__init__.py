@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner import cache, settings
 from runner.envs.base import PYTHON_FILES, EnvKind, EnvLock
-from runner.errors import EnvError
+from runner.errors import EnvError, UsageError
 from runner.progress import Progress
 from runner.project.manifest import EnvSpec
 from runner.registry import Registry
@@ -64,7 +64,7 @@ def select(env_manager: str | None, declared: EnvSpec, project_dir: Path | None 
     """The kind for this run: --env-manager if given, else what the manifest declares, else
     what the project's files imply (`default_kind`)."""
     if env_manager is not None and env_manager not in MANAGERS:
-        raise EnvError(
+        raise UsageError(
             f"unknown --env-manager {env_manager!r}", "choose one of: " + ", ".join(MANAGERS)
         )
     wanted = MANAGERS[env_manager] if env_manager else (declared.kind or "local")

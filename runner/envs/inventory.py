@@ -20,7 +20,7 @@ from typing import NamedTuple
 from runner import cache, settings
 from runner.envs import KIND_CLASSES, new_kind
 from runner.envs.base import EnvRow
-from runner.errors import RunnerError
+from runner.errors import RunnerError, UsageError
 
 DAY = 86400.0
 
@@ -78,7 +78,7 @@ def list_outside() -> list[EnvRow]:
 def check_limits(older_than: float | None, keep_last: int | None) -> None:
     """Refuse negative `gc` limits (before anything is removed)."""
     if (older_than is not None and older_than < 0) or (keep_last is not None and keep_last < 0):
-        raise RunnerError("--older-than and --keep-last must not be negative", "pass 0 or more")
+        raise UsageError("--older-than and --keep-last must not be negative", "pass 0 or more")
 
 
 def select_for_gc(

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from runner import settings
-from runner.errors import ManifestError, RunnerError
+from runner.errors import ManifestError, RunnerError, UsageError
 from runner.project import params, yamlsafe
 from runner.project.params import ParamSpec
 
@@ -69,7 +69,7 @@ class Project(NamedTuple):
             return EntryPoint(name=name, command=f"{runner} {_quote_braces(name)}")
         declared = ", ".join(sorted(self.entry_points)) or "none"
         where = f"in {self.manifest}" if self.manifest else f"(no MLproject in {self.path})"
-        raise ManifestError(
+        raise UsageError(
             f"no entry point '{name}' {where}, and no script {name} in the project",
             f"declared entry points: {declared}; or name a .py/.sh file inside the project"
             + self._folders_hint(),

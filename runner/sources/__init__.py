@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.errors import SourceError
+from runner.errors import UsageError
 from runner.progress import Progress
 from runner.sources import uri as uris
 from runner.sources.checkout import Checkout
@@ -46,8 +46,8 @@ def resolve(
     location = uris.parse(uri)
     if location.kind == "archive":
         if version is not None:
-            raise SourceError(f"-v/--version {version!r} needs a git source; "
-                              f"{location.shown!r} is an archive", "drop -v")  # fmt: skip
+            raise UsageError(f"-v/--version {version!r} needs a git source; "
+                             f"{location.shown!r} is an archive", "drop -v")  # fmt: skip
         from runner.sources import remote
 
         return remote.from_archive(location, keep, progress)
@@ -95,7 +95,7 @@ def _local_repo(base: Path, location: uris.Location, version: str) -> uris.Locat
     working tree and index are never touched."""
     root = repo_root(base.resolve()) if base.is_dir() else None
     if root is None:
-        raise SourceError(
+        raise UsageError(
             f"-v/--version {version!r} needs a git source; {location.shown!r} is not in a git "
             "repository",
             "drop -v to run the directory as it is",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from runner.errors import SourceError
+from runner.errors import SourceError, UsageError
 
 GIT_SCHEMES = ("https", "http", "ssh", "git", "file", "git+ssh", "ssh+git")
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
@@ -135,7 +135,7 @@ def check_subdirectory(sub: str, uri: str) -> str:
 def check_revision(rev: str) -> str:
     """Refuse revisions that git could read as an option or that carry control characters."""
     if not rev or rev.startswith("-") or CONTROL_RE.search(rev) or re.search(r"\s", rev):
-        raise SourceError(
+        raise UsageError(
             f"-v/--version {rev!r} is not a valid branch, tag or commit",
             "pass a branch, tag or (full or short) commit SHA, such as -v main or -v 3f2c1ab",
         )

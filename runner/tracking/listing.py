@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from runner.errors import RunnerError
+from runner.errors import UsageError
 from runner.tracking import query, runindex
 from runner.tracking.db import Database
 from runner.tracking.migrations import SCHEMA_VERSION
@@ -44,7 +44,7 @@ def select_runs(
     """Records matching every condition, sorted by `sort` (else newest first), at most
     `limit` of them (None or 0: all), after skipping `offset` (a page of the web UI)."""
     if limit is not None and limit < 0:
-        raise RunnerError(f"--limit {limit} is negative", "pass --limit N with N >= 0 (0: all)")
+        raise UsageError(f"--limit {limit} is negative", "pass --limit N with N >= 0 (0: all)")
     if limit is not None and limit >= 2**62:  # more than any store holds; SQL's int is 64-bit
         limit = None
     if not conditions and not sort:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runner.errors import RunnerError
+from runner.errors import UsageError
 from runner.tracking.runindex import lookup  # beside the index it defines (a run needs it)
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -57,7 +57,7 @@ def parse_condition(kind: str, text: str) -> Condition:
     """`lr>0.01` → Condition; a malformed condition is an error with an example."""
     match = CONDITION.match(text)
     if not match:
-        raise RunnerError(
+        raise UsageError(
             f"--{kind} {text!r} is not a condition",
             f"write --{kind} NAME or --{kind} 'NAME>VALUE' (operators: = != > >= < <=)",
         )
@@ -73,7 +73,7 @@ def parse_sort(key: str) -> tuple[bool, str, str]:
     if not name:
         kind, name = "field", field
     if kind not in ("metric", "param", "field"):
-        raise RunnerError(
+        raise UsageError(
             f"--sort {key!r}: unknown kind {kind!r}",
             "sort by metric.NAME, param.NAME or a field such as start_time ('-' for descending)",
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.envs.conda import channels
-from runner.errors import ManifestError
+from runner.errors import ManifestError, UsageError
 from runner.project import yamlsafe
 from runner.project.manifest import EnvSpec
 
@@ -86,7 +86,7 @@ def _find(spec: EnvSpec, project: Path) -> Path:
     for name in DEFAULT_FILES:
         if (project / name).is_file():
             return inside(project, name, "conda environment file")
-    raise ManifestError(
+    raise UsageError(
         f"--env-manager conda, but {project} declares no conda_env and has no "
         + " / ".join(DEFAULT_FILES),
         "add `conda_env: conda.yaml` to MLproject and write that file",

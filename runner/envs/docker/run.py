@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from runner.envs.docker import cli as docker_cli
-from runner.errors import EnvError
+from runner.errors import EnvError, UsageError
 from runner.project.manifest import EnvSpec
 from runner.tracking.foreign import OUTPUTS, WORKDIR
 
@@ -94,7 +94,7 @@ def user_args(docker_args: tuple[str, ...]) -> list[str]:
     for item in docker_args:
         name, sep, value = item.partition("=")
         if not ARG_NAME.match(name):
-            raise EnvError(
+            raise UsageError(
                 f"-A {item!r} is not NAME or NAME=VALUE",
                 "write e.g. -A gpus=all or -A privileged (a docker run option without dashes)",
             )

@@ -137,6 +137,10 @@ def main(args: list[str]) -> int:
         proc = subprocess.Popen(command, env=env)
     except OSError as exc:
         sys.stderr.write(f"run-project: cannot start {command[0]}: {exc.strerror or exc}\n")
+        # The endpoint's thread must end first: left serving at the interpreter's exit it can
+        # turn 126/127 into an abort, 134, where glibc cannot unwind it (a minimal image).
+        if endpoint is not None:
+            endpoint.stop()
         return 127 if isinstance(exc, FileNotFoundError) else 126
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from runner.errors import PushError
+from runner.errors import PushError, UsageError
 
 API = "/api/2.0/mlflow/"
 ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts/"
@@ -115,7 +115,7 @@ def _split(url: str) -> tuple[str, str, dict[str, str]]:
     """(base URL without credentials, a label to print, auth headers)."""
     parts = urllib.parse.urlsplit(url.strip().rstrip("/"))
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PushError(
+        raise UsageError(
             f"--to {url!r} is not an http(s) URL of an MLflow tracking server",
             "give the server's address, e.g. --to http://127.0.0.1:5000",
         )
