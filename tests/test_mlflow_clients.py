@@ -184,6 +184,11 @@ for step in range(3):
 with open("/tmp/report.txt", "w") as out:
     out.write("from the container")
 mlflow.log_artifact("/tmp/report.txt", "reports")
+from mlflow.exceptions import ExecutionException
+try:  # run-project is not at hand in the container: refused, nothing started
+    mlflow.projects.run(".", env_manager="local")
+except ExecutionException as exc:
+    print("refused:", exc)
 print("done", mlflow.get_tracking_uri())
 """
 
@@ -233,6 +238,9 @@ def test_a_docker_run_logs_through_mlflow_inside_the_container(
     assert (run_dir / "logged" / "reports" / "report.txt").read_text() == "from the container"
     assert "logged/reports/report.txt" in {o["name"] for o in record["outputs"]}
     assert sorted(p.name for p in root.iterdir()) == ["MLproject", "train.py"]
+    out = Path(record["logs"]["stdout"]).read_text()
+    assert "refused: mlflow.projects.run cannot start a run-project run here" in out, out
+    assert record["mlflow"].get("runs", []) == []  # MLflow's own project run did not start
 
 
 def _libraries_of(site: Path) -> set[str]:

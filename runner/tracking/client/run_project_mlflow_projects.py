@@ -143,9 +143,16 @@ def _experiment(name: str | None, exp_id: str | None) -> str:
 
 
 def _runner() -> list[str]:
+    if RUNNER not in os.environ:
+        raise ExecutionException(
+            "mlflow.projects.run cannot start a run-project run here: run-project is not at "
+            "hand inside a docker container or a cluster job; start each step with its own "
+            "`run-project` command from a pipeline on the submitting machine, or run this "
+            "project with --env-manager local, virtualenv or conda"
+        )
     try:
         argv = json.loads(os.environ[RUNNER])
-    except (KeyError, ValueError) as exc:
+    except ValueError as exc:
         raise ExecutionException(
             f"mlflow.projects.run: ${RUNNER} is missing or damaged ({exc}), so run-project "
             "cannot be started from this run; run the step with run-project directly"

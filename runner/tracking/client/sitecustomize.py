@@ -74,7 +74,9 @@ class _Patching:
 
 
 def _hook_mlflow_projects() -> None:
-    if os.environ.get("RUN_PROJECT_RUNNER") and os.environ.get("RUN_PROJECT_EVENTS"):
+    # In every run: where run-project cannot be started (a container, a cluster worker) the
+    # patched `run` refuses with MLflow's exception instead of running MLflow's own project.
+    if os.environ.get("RUN_PROJECT_EVENTS"):
         sys.meta_path.insert(0, _MlflowProjectsFinder())  # type: ignore[arg-type]
 
 
