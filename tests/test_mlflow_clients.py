@@ -1,6 +1,7 @@
 """Real MLflow clients in real environments log through the run's endpoint into the record,
 and leave nothing in the project (docs/tracking.md, "MLflow projects"). Tested range:
-mlflow-skinny 2.22 and 3.18 (with scikit-learn), from PyPI into virtualenvs built by uv."""
+mlflow-skinny 2.22 and 3.18 (with scikit-learn), from PyPI into virtualenvs built by uv, and
+the full mlflow 3.18 package (the venv the push tests use)."""
 
 from __future__ import annotations
 
@@ -172,6 +173,52 @@ def test_a_project_that_sets_its_own_tracking_uri_wins_and_the_record_says_where
     assert record["mlflow"]["tracking_uri"] == f"file://{own}"
     assert record["logged_params"] == {}  # it went where the project said
     assert own.is_dir()
+
+
+FULL_TRAIN = """\
+import mlflow
+import mlflow.pyfunc
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input):
+        return model_input
+
+
+mlflow.log_param("client", "mlflow")
+mlflow.log_metrics({"acc": 0.9, "loss": 0.1}, step=0)
+mlflow.log_metrics({"acc": 0.95, "loss": 0.05}, step=1)
+with mlflow.start_run(nested=True):
+    mlflow.log_metric("inner", 1.0)
+mlflow.pyfunc.log_model(name="echo", python_model=Echo(), pip_requirements=["mlflow"])
+print("logged", mlflow.get_tracking_uri())
+"""
+
+
+def test_the_full_mlflow_package_logs_params_metrics_and_a_model_into_the_record(
+    tmp_path: Path, uv_cache: Path
+) -> None:
+    """The full `mlflow` client (not -skinny): its store plugins and logged-model calls."""
+    from support.mlflow_server import mlflow_python
+
+    python = mlflow_python(tmp_path, uv_cache)
+    root = tmp_path / "p"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    mlproject = ("name: full\nentry_points:\n  main:\n    parameters: {python: string}\n"
+                 "    command: \"{python} train.py\"\n")  # fmt: skip
+    commit(root, {"MLproject": mlproject, "train.py": FULL_TRAIN})
+    ok(cli(str(root), "--env-manager", "local", "-P", f"python={python}", "-q", timeout=900))
+    record = records()[0]
+    assert record["logged_params"] == {"client": "mlflow"}
+    assert record["metrics"]["acc"]["last"] == 0.95 and record["metrics"]["loss"]["count"] == 2
+    (nested,) = record["mlflow"]["runs"]
+    assert nested["metrics"]["inner"]["last"] == 1.0
+    (model,) = [m for m in record["mlflow"]["models"] if m["name"] == "echo"]
+    assert model["status"] == "LOGGED_MODEL_READY", model
+    names = {o["name"] for o in record["outputs"]}
+    assert {"logged/models/echo/MLmodel", "logged/models/echo/python_model.pkl"} <= names, names
+    assert untracked(root) == ""
 
 
 DOCKER_TRAIN = """\
