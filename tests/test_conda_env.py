@@ -351,6 +351,31 @@ def test_env_manager_conda_finds_conda_yaml_and_sets_its_variables(tmp_path: Pat
     assert last_record()["env"]["kind"] == "conda"
 
 
+MLFLOW_SPEAKER = """\
+import json, os, urllib.request
+body = json.dumps({"run_id": os.environ["MLFLOW_RUN_ID"], "key": "kind", "value": "conda"})
+request = urllib.request.Request(
+    os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/runs/log-parameter", data=body.encode(),
+    headers={"Authorization": "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]}, method="POST")
+urllib.request.urlopen(request, timeout=30).read()
+"""
+
+
+def test_a_conda_run_has_the_mlflow_endpoint_and_its_logging_lands_in_the_record(
+    tmp_path: Path,
+) -> None:
+    """MLflow's REST call from the conda env's own Python, as mlflow's client makes it."""
+    proj = make_project(tmp_path / "p", {
+        "conda.yaml": "channels: [conda-forge]\ndependencies: [python]\n",
+        "speak.py": MLFLOW_SPEAKER,
+    })  # fmt: skip
+    result = cli(str(proj), "-e", "speak.py", "--env-manager", "conda")
+    assert result.code == 0, result.text
+    record = last_record()
+    assert record["env"]["kind"] == "conda" and record["logged_params"] == {"kind": "conda"}
+    assert record["mlflow"]["tracking_uri"] == "served"
+
+
 def test_env_manager_conda_without_an_environment_file_says_what_to_add(tmp_path: Path) -> None:
     proj = make_project(tmp_path / "p", {"show.py": SHOW})
     result = cli(str(proj), "-e", "show.py", "--env-manager", "conda")
