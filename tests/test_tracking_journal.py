@@ -522,3 +522,19 @@ def test_a_pending_output_whose_artifacts_disk_still_refuses_is_kept_for_later(
     assert synced.code != 0, synced.text
     assert f"run {run_id[:8]}: pending artifacts not stored (cannot store artifact" in synced.out
     assert pending(store.label) == [] and pending(store.label, COPIES) == [copies]
+
+
+def test_kept_bytes_no_list_points_to_are_removed_by_the_next_replay(tmp_path: Path) -> None:
+    """A runner killed between keeping an output's bytes and writing their list leaves a
+    spool nobody points to; a spool whose list or live journal is there stays."""
+    store = open_store(os.environ["RUN_PROJECT_STORE"], str(tmp_path / "artifacts"))
+    folder = journals_dir(store.label)
+    folder.mkdir(parents=True, exist_ok=True)
+    orphan, listed = folder / "0badc0de.files", folder / "0addedd.files"
+    for spool in (orphan, listed):
+        (spool / "ab").mkdir(parents=True)
+        (spool / "ab" / "cdef").write_bytes(b"kept")
+    (folder / f"0addedd{COPIES}").write_text("")  # a list: its spool is not orphaned
+    cli("runs", "sync")  # the list's run is not in this store: it stays, with its spool
+    assert not orphan.exists()
+    assert (listed / "ab" / "cdef").read_bytes() == b"kept"

@@ -238,19 +238,37 @@ class Replayed(NamedTuple):
 def replay(store: Target) -> list[Replayed]:
     """Apply every journal of `store` no live runner holds; delete each once applied."""
     done = []
-    for path in pending(store.label):
+    names = _names(store.label)  # one directory listing for the journals, copies and spools
+    for path in pending(store.label, names=names):
         with taken(path) as fd:
             if fd is not None:
                 done.append(_replay_one(store, path))
             elif path.exists():  # not vanished: another process holds it
                 done.append(Replayed(path.stem, path, Applied(0, 0), 0, True, None))
-    for path in pending(store.label, COPIES):
+    for path in pending(store.label, COPIES, names):
         if path.with_suffix(SUFFIX).exists():
             continue  # the run's journal first: its record lists these outputs
         with taken(path) as fd:
             if fd is not None and path.exists():
                 done.append(_store_copies(store, path))
+    _drop_orphan_spools(store.label, names)
     return done
+
+
+def _drop_orphan_spools(store_label: str, names: list[str]) -> None:
+    """Kept bytes no list points to: a runner died between keeping an output's bytes and
+    writing their list (`keep_copies` runs while the run's journal is still there, so a spool
+    with neither journal nor list is nobody's)."""
+    folder = journals_dir(store_label)
+    for name in names:
+        stem, suffix = os.path.splitext(name)
+        if suffix != ".files":
+            continue
+        if (folder / (stem + SUFFIX)).exists() or (folder / (stem + COPIES)).exists():
+            continue
+        import shutil
+
+        shutil.rmtree(folder / name, ignore_errors=True)
 
 
 def _store_copies(store: Target, path: Path) -> Replayed:
@@ -325,15 +343,19 @@ def taken(path: Path) -> Iterator[int | None]:
         os.close(fd)
 
 
-def pending(store_label: str, suffix: str = SUFFIX) -> list[Path]:
+def pending(store_label: str, suffix: str = SUFFIX, names: list[str] | None = None) -> list[Path]:
     """The journals (or lists of pending copies) waiting for this store: one directory
-    listing, nothing more."""
+    listing (or the `names` of one already made), nothing more."""
+    folder = journals_dir(store_label)
+    listed = _names(store_label) if names is None else names
+    return sorted(folder / name for name in listed if name.endswith(suffix))
+
+
+def _names(store_label: str) -> list[str]:
     try:
-        names = os.listdir(journals_dir(store_label))
+        return os.listdir(journals_dir(store_label))
     except FileNotFoundError:
         return []
-    folder = journals_dir(store_label)
-    return sorted(folder / name for name in names if name.endswith(suffix))
 
 
 def _spooled(spool: Path, copy: dict[str, Any]) -> dict[str, Any]:
