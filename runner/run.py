@@ -20,7 +20,6 @@ from runner.errors import RunnerError
 from runner.progress import Progress
 from runner.project import manifest, params
 from runner.sources.checkout import Checkout
-from runner.tracking.mlflow_api.launch import without_parent_endpoint
 from runner.tracking.run_record import RunRecord
 from runner.tracking.store import open_store
 from runner.tracking.tracker import Tracker
@@ -324,6 +323,8 @@ def _child_env(record: RunRecord) -> dict[str, str]:
     run_dir, document = record.run_dir, record.document()
     output_dir = run_dir / "outputs"
     output_dir.mkdir(parents=True, exist_ok=True)
+    from runner.tracking.mlflow_api.wrap import without_parent_endpoint  # loaded for any run
+
     env = without_parent_endpoint(dict(os.environ))
     env.update(
         RUN_PROJECT_RUNNER=_runner_command(),

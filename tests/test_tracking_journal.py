@@ -538,3 +538,41 @@ def test_kept_bytes_no_list_points_to_are_removed_by_the_next_replay(tmp_path: P
     cli("runs", "sync")  # the list's run is not in this store: it stays, with its spool
     assert not orphan.exists()
     assert (listed / "ab" / "cdef").read_bytes() == b"kept"
+
+
+FILLS_ITS_OWN_DISK = """\
+import os
+from run_project_client import log_metric
+
+filler = os.path.join(os.path.dirname(os.environ["RUN_PROJECT_EVENTS"]), "filler")
+try:
+    with open(filler, "wb", buffering=0) as out:  # the events file's disk, full
+        while True:
+            out.write(b"\\0" * 65536)
+except OSError:
+    pass
+for step in range(3):
+    log_metric("loss", 1.0 / (step + 1), step=step)  # refused by the disk: kept in memory
+os.remove(filler)
+for step in range(3, 5):
+    log_metric("loss", 1.0 / (step + 1), step=step)  # the disk takes them, and the kept ones
+print("logged")
+"""
+
+
+@pytest.mark.slow
+def test_metrics_logged_while_the_events_disk_is_full_reach_the_record(
+    tmp_path: Path, tiny_disk: Path
+) -> None:
+    """The command goes on (no OSError from log_metric), says so once, and the points it
+    logged while its events file's disk was full arrive once the disk takes them again."""
+    project = make_project(tmp_path / "p", {"fill.py": FILLS_ITS_OWN_DISK})
+    result = cli(str(project), "-e", "fill.py", env={"RUN_PROJECT_ARTIFACTS": str(tiny_disk)})
+    assert result.code == 0, result.text
+    assert "logged" in result.out and "Traceback" not in result.err
+    assert result.err.count("the command goes on and what it logs is kept") == 1, result.err
+    store = open_store(os.environ["RUN_PROJECT_STORE"], str(tiny_disk))
+    (record,) = store.list_runs()
+    assert record["status"] == "FINISHED"
+    assert _steps(store, record["id"]) == list(range(5))
+    store.close()  # the tmpfs is unmounted next

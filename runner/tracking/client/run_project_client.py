@@ -40,6 +40,11 @@ __all__ = [
 _lock = _thread.allocate_lock()
 _fd: int | None = None
 _busy = _thread._local()
+# Lines the events file refused (its disk full): written first once it takes lines again, or
+# at exit, so the command goes on and a disk freed before the end loses nothing.
+_backlog: list[bytes] = []
+BACKLOG_LINES = 100_000  # beyond this, refused lines are dropped (and counted) not kept
+_dropped = 0
 
 
 def run_id() -> str | None:
@@ -63,11 +68,55 @@ def _emit(event: dict[str, Any]) -> None:
 
         line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
         with _lock:
-            if _fd is None:
-                _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            os.write(_fd, line)  # one write per line: concurrent writers never interleave
+            try:
+                if _fd is None:
+                    _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                _write_backlog(_fd)
+                os.write(_fd, line)  # one write per line: concurrent writers never interleave
+            except OSError as exc:
+                _keep(line, path, exc)
     finally:
         _busy.active = False
+
+
+def _write_backlog(fd: int) -> None:
+    while _backlog:
+        os.write(fd, _backlog[0])
+        _backlog.pop(0)
+
+
+def _keep(line: bytes, path: str, exc: OSError) -> None:
+    """A line the events file refused: kept for later, with one warning per process."""
+    global _dropped
+    if not _backlog and not _dropped:
+        sys.stderr.write(
+            f"run-project: cannot write to {path} ({exc.strerror or exc}); the command goes "
+            "on and what it logs is kept in memory until the file takes it again\n"
+        )
+        import atexit
+
+        atexit.register(_flush_at_exit, path)
+    if len(_backlog) < BACKLOG_LINES:
+        _backlog.append(line)
+    else:
+        _dropped += 1
+
+
+def _flush_at_exit(path: str) -> None:
+    global _fd
+    with _lock:
+        try:
+            if _fd is None:
+                _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            _write_backlog(_fd)
+            if _dropped:
+                sys.stderr.write(f"run-project: {_dropped} logged value(s) lost: over "
+                                 f"{BACKLOG_LINES} lines waited for {path}\n")  # fmt: skip
+        except OSError as exc:
+            sys.stderr.write(
+                f"run-project: {len(_backlog) + _dropped} logged value(s) lost: {path} still "
+                f"refuses them ({exc.strerror or exc})\n"
+            )
 
 
 def log_metric(key: str, value: float, step: int | None = None) -> None:

@@ -38,26 +38,3 @@ def wrapped_mounted(python: str, parent: str, argv: tuple[str, ...]) -> tuple[st
     """argv behind the endpoint where this directory is mounted as `parent`/run_project_mlflow
     and signals reach the wrapper alone (docker --init)."""
     return (python, "-I", "-S", "-c", boot_code(parent, MOUNTED), "--forward-signals", "--", *argv)
-
-
-# What the wrapper sets for the command (wrap.py, child_env), as a run started from inside a
-# run inherits it.
-ENDPOINT_VARIABLES = (
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_RUN_ID",
-    "MLFLOW_EXPERIMENT_ID",
-    "MLFLOW_EXPERIMENT_NAME",
-    "RUN_PROJECT_MLFLOW_URI",
-)
-
-
-def without_parent_endpoint(env: dict[str, str]) -> dict[str, str]:
-    """`env` without the endpoint of the run this runner was started from (a workflow's step,
-    docs/tracking.md#workflows): the step logs into its own run, not its parent's. A tracking
-    URI the project chose itself is kept (it wins, as for any run)."""
-    served = env.get("RUN_PROJECT_MLFLOW_URI")
-    if served and env.get("MLFLOW_TRACKING_URI") == served:
-        for name in ENDPOINT_VARIABLES:
-            env.pop(name, None)
-    return env

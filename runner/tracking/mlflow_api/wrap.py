@@ -47,6 +47,29 @@ def with_endpoint(base: Mapping[str, str], uri: str, token: str, experiment: str
     return env
 
 
+# What `with_endpoint` sets for the command, as a run started from inside a
+# run inherits it.
+ENDPOINT_VARIABLES = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "RUN_PROJECT_MLFLOW_URI",
+)
+
+
+def without_parent_endpoint(env: dict[str, str]) -> dict[str, str]:
+    """`env` without the endpoint of the run this runner was started from (a workflow's step,
+    docs/tracking.md#workflows): the step logs into its own run, not its parent's. A tracking
+    URI the project chose itself is kept (it wins, as for any run)."""
+    served = env.get("RUN_PROJECT_MLFLOW_URI")
+    if served and env.get("MLFLOW_TRACKING_URI") == served:
+        for name in ENDPOINT_VARIABLES:
+            env.pop(name, None)
+    return env
+
+
 class Serving:
     """The endpoint of one run, in this process. Made cheaply before the command starts: a
     bound 127.0.0.1 listener, a token, and a thread waiting for the first connection. Only
