@@ -381,3 +381,35 @@ def test_a_long_history_is_sent_in_chunks_and_whole(endpoint: Endpoint) -> None:
     assert found["metrics"][7]["value"] == "NaN" and found["metrics"][-1]["step"] == 24_999
     assert call(endpoint, "GET", path.replace(RUN_ID, "f" * 32))[0] == 404
     assert call(endpoint, "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0")[0] == 200
+
+
+def test_points_logged_while_the_events_disk_is_full_are_answered_and_written_later(
+    tiny_disk: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk under the events file: the client still gets its answer (the command goes
+    on), and every point reaches the file, in order, once the disk takes lines again."""
+    run_dir = tiny_disk / RUN_ID
+    run_dir.mkdir()
+    state = State(Events(str(run_dir / "events.jsonl")), RUN_ID, "exp", "main-1")
+    served = Endpoint(state, TOKEN, str(run_dir / "logged"))
+    served.start()
+    filler = tiny_disk / "filler"
+    try:
+        with open(filler, "wb", buffering=0) as out:
+            while True:
+                out.write(b"\0" * 65536)
+    except OSError:
+        pass
+    try:
+        for step in range(3):
+            metric = {"run_id": RUN_ID, "key": "loss", "value": step, "timestamp": 1, "step": step}
+            assert call(served, "POST", "/api/2.0/mlflow/runs/log-metric", metric)[0] == 200
+        filler.unlink()
+        metric = {"run_id": RUN_ID, "key": "loss", "value": 3, "timestamp": 1, "step": 3}
+        assert call(served, "POST", "/api/2.0/mlflow/runs/log-metric", metric)[0] == 200
+    finally:
+        served.stop()
+        state.events.close()
+    lines = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in lines if e.get("type") == "metric"] == [0, 1, 2, 3]
+    assert capfd.readouterr().err.count("what is logged waits in memory") == 1

@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import threading
 import time
 from array import array
@@ -41,19 +42,55 @@ def now_ms() -> int:
 
 
 class Events:
-    """Appends event lines to the run's events file."""
+    """Appends event lines to the run's events file. Lines its disk refuses (full) wait in
+    memory, up to BACKLOG_BYTES, and go first once it takes lines again: the client gets its
+    answer and the command goes on (docs/tracking.md, "When the store fails")."""
+
+    BACKLOG_BYTES = 64 << 20
 
     def __init__(self, path: str) -> None:
+        self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._lock = threading.Lock()
+        self._backlog: list[bytes] = []
+        self._waiting = 0  # bytes in the backlog
+        self.dropped = 0  # lines over the backlog's bound: lost, counted
 
     def write(self, *events: dict[str, Any]) -> None:
         data = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events).encode()
         with self._lock:
-            os.write(self._fd, data)  # O_APPEND: whole lines, even beside other writers
+            try:
+                self._write_backlog()
+                os.write(self._fd, data)  # O_APPEND: whole lines, even beside other writers
+            except OSError as exc:
+                self._keep(data, exc)
+
+    def _write_backlog(self) -> None:
+        while self._backlog:
+            os.write(self._fd, self._backlog[0])
+            self._waiting -= len(self._backlog.pop(0))
+
+    def _keep(self, data: bytes, exc: OSError) -> None:
+        if not self._backlog and not self.dropped:
+            why = exc.strerror or exc
+            sys.stderr.write(f"run-project: the MLflow endpoint cannot write {self.path} "
+                             f"({why}); what is logged waits in memory\n")  # fmt: skip
+        if self._waiting + len(data) <= self.BACKLOG_BYTES:
+            self._backlog.append(data)
+            self._waiting += len(data)
+        else:
+            self.dropped += data.count(b"\n")
 
     def close(self) -> None:
-        os.close(self._fd)
+        with self._lock:
+            try:
+                self._write_backlog()
+            except OSError as exc:
+                self.dropped += sum(chunk.count(b"\n") for chunk in self._backlog)
+                why = exc.strerror or exc
+                sys.stderr.write(f"run-project: {self.dropped} MLflow event line(s) lost: "
+                                 f"{self.path} still refuses them ({why})\n")  # fmt: skip
+            os.close(self._fd)
 
 
 class Series:
