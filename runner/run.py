@@ -6,9 +6,10 @@ failure after that point ends in a closed record that says why.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -140,12 +141,31 @@ def _run_checkout(
         carried=repeat.carried_params if repeat else (),
     )
     record.create()
-    _tell_launcher(record.id)
-    _own_processes(record)
-    _save_uncommitted(checkout, record.run_dir, progress)
-    tracker = _tracker(record, entry, bound, checkout)
+    with _closed_if_it_fails(record):  # a launcher may cancel as soon as it has the id
+        _tell_launcher(record.id)
+        _own_processes(record)
+        _save_uncommitted(checkout, record.run_dir, progress)
+        tracker = _tracker(record, entry, bound, checkout)
     code = _execute(record, kind, spec, checkout, bound, progress, tracker, backend)
     return RunResult(record.id, code)
+
+
+@contextlib.contextmanager
+def _closed_if_it_fails(record: RunRecord) -> Iterator[None]:
+    """Any way out but success closes the record, so no run is left to be found LOST: KILLED
+    for a signal, FAILED for run-project's error or a bug. The exception goes on (the
+    caller's exit code comes from it)."""
+    try:
+        yield
+    except RunnerError as exc:
+        record.close("FAILED", None, exc.message)
+        raise
+    except execute.Interrupted as exc:
+        record.close("KILLED", 128 + exc.signum, f"interrupted by {exc}")
+        raise
+    except BaseException as exc:
+        record.close("FAILED", None, f"internal error: {type(exc).__name__}: {exc}")
+        raise
 
 
 def _tell_launcher(run_id: str) -> None:
@@ -217,43 +237,37 @@ def _execute(
 ) -> int:
     run_id, run_dir = record.id, record.run_dir
     try:
-        with record.heartbeat(), envs.prepared(kind, spec, checkout, progress) as env:
-            _save_lock(env, run_dir)
-            inputs = tracker.before(env.env_dir)
-            child_env = tracker.child_env(_child_env(record))
-            launch = kind.command(env.env_dir, bound.argv, child_env)
-            launch = _behind_mlflow_endpoint(launch, remote=backend.name != "local")
-            tracker.foreign_view(launch.view, remote=backend.name != "local")
-            record.running(
-                inputs,
-                env.to_record(),
-                launch.argv,
-                logs={
-                    "stdout": str(run_dir / "logs" / "stdout.log"),
-                    "stderr": str(run_dir / "logs" / "stderr.log"),
-                },
-            )
-            progress.step(f"run {run_id[:8]} started: {shlex.join(bound.argv)[:200]}")
-            job = Job(run_id, bound.argv, launch, checkout.path, run_dir, env.kind,
-                      env.lock.lock_name, env.lock.lock_text,
-                      settings.get_float("grace_seconds", _config_dir(checkout)),
-                      record.backend_config)  # fmt: skip
-            try:
-                with tracker.live():
-                    outcome = backends.drive(backend, job, record.backend_job)
-            finally:
-                if launch.cleanup is not None:
-                    launch.cleanup()
-        tracker.after()
-    except RunnerError as exc:
-        record.close("FAILED", None, exc.message)
-        raise
-    except execute.Interrupted as exc:
-        record.close("KILLED", 128 + exc.signum, f"interrupted by {exc}")
+        with _closed_if_it_fails(record):
+            with record.heartbeat(), envs.prepared(kind, spec, checkout, progress) as env:
+                _save_lock(env, run_dir)
+                inputs = tracker.before(env.env_dir)
+                child_env = tracker.child_env(_child_env(record))
+                launch = kind.command(env.env_dir, bound.argv, child_env)
+                launch = _behind_mlflow_endpoint(launch, remote=backend.name != "local")
+                tracker.foreign_view(launch.view, remote=backend.name != "local")
+                record.running(
+                    inputs,
+                    env.to_record(),
+                    launch.argv,
+                    logs={
+                        "stdout": str(run_dir / "logs" / "stdout.log"),
+                        "stderr": str(run_dir / "logs" / "stderr.log"),
+                    },
+                )
+                progress.step(f"run {run_id[:8]} started: {shlex.join(bound.argv)[:200]}")
+                job = Job(run_id, bound.argv, launch, checkout.path, run_dir, env.kind,
+                          env.lock.lock_name, env.lock.lock_text,
+                          settings.get_float("grace_seconds", _config_dir(checkout)),
+                          record.backend_config)  # fmt: skip
+                try:
+                    with tracker.live():
+                        outcome = backends.drive(backend, job, record.backend_job)
+                finally:
+                    if launch.cleanup is not None:
+                        launch.cleanup()
+            tracker.after()
+    except execute.Interrupted as exc:  # recorded KILLED
         return 128 + exc.signum
-    except BaseException as exc:
-        record.close("FAILED", None, f"internal error: {type(exc).__name__}: {exc}")
-        raise
     finally:  # e.g. a build interrupted: whatever its tools left, re-parented to us, ends too
         grace = settings.get_float("grace_seconds", _config_dir(checkout))
         pids.stop_all(pids.run_descendants, grace)

@@ -30,6 +30,10 @@ import mlflow
 n = int(sys.argv[1])
 mlflow.log_param("n_seen", n)
 mlflow.log_metric("score", n * 10.0)
+if n == 7:  # a long step, for cancel()
+    import time
+    print("step started", flush=True)
+    time.sleep(120)
 sys.exit(3 if n == 99 else 0)
 """
 
@@ -59,6 +63,11 @@ if mode == "two":
         mlflow.get_run(first.run_id)
     except mlflow.exceptions.MlflowException as exc:
         print("get_run:", exc, flush=True)
+elif mode == "cancel":
+    long = mlflow.run(step, parameters={"n": 7}, env_manager="local", synchronous=False)
+    print("started", long.run_id, long.get_status(), flush=True)  # run_id: once recorded
+    long.cancel()
+    print("cancelled", long.get_status(), flush=True)
 else:
     try:
         mlflow.run(step, parameters={"n": 99}, env_manager="local")
@@ -147,3 +156,13 @@ def test_a_run_that_never_imports_mlflow_loads_nothing_of_the_hook(tmp_path: Pat
     ok(cli(str(project), "-q"))
     out = Path(records()[0]["logs"]["stdout"]).read_text()
     assert out.strip() == "[]"  # neither MLflow nor run_project_mlflow_projects
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_uv_cache")
+def test_cancel_of_a_child_started_by_mlflow_run_ends_it_killed(tmp_path: Path) -> None:
+    parent, children, out = run_flow(tmp_path, "mlflow-skinny==3.18.*", "cancel")
+    (child,) = children
+    assert parent["status"] == "FINISHED"
+    assert child["status"] == "KILLED" and child["parent_run"] == parent["id"], child
+    assert f"started {child['id']} RUNNING" in out and "cancelled KILLED" in out, out

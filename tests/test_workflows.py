@@ -87,3 +87,23 @@ def test_the_runner_a_run_starts_tells_its_id_and_gives_the_step_its_own_endpoin
     assert child["parent_run"] == parent["id"]
     assert f"told {child['id']}" in Path(parent["logs"]["stdout"]).read_text()
     assert Path(child["logs"]["stdout"]).read_text() == f"step sees None {child['id']}\n"
+
+
+CANCELLER = LAUNCHER.replace(
+    "sys.exit(proc.wait())",
+    'proc.terminate()  # as soon as the id is known\nprint("code", proc.wait())',
+)
+
+
+def test_a_run_stopped_as_soon_as_it_told_its_id_is_recorded_killed(tmp_path: Path) -> None:
+    """A launcher that cancels right after learning the id (mlflow's SubmittedRun.cancel())
+    catches the runner between recording the run and starting its command: the record still
+    ends KILLED, not left to be found LOST."""
+    step = make_project(tmp_path / "step", {"MLproject": STEP, "step.py": STEP_ENV_PY})
+    launcher = make_project(tmp_path / "launcher", {"launch.py": CANCELLER})
+    ok(cli(str(launcher), "-e", "launch.py", "-P", f"step={step}", "-q"))
+    runs = records()
+    parent = next(r for r in runs if r["entry_point"] == "launch.py")
+    (child,) = [r for r in runs if r is not parent]
+    assert (child["status"], child["exit_code"]) == ("KILLED", 143), child.get("reason")
+    assert "code 143" in Path(parent["logs"]["stdout"]).read_text()
