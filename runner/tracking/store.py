@@ -185,14 +185,23 @@ class Store(TablesMixin):
     def _merge(
         self, db: Database, run_id: str, changes: dict[str, Any], at: float
     ) -> dict[str, Any]:
+        record = self._locked_record(db, run_id, "check the id")
+        record.update(changes)
+        return self._write_record(db, run_id, record, at if changes.get("end_time") else None)
+
+    def _locked_record(self, db: Database, run_id: str, hint: str) -> dict[str, Any]:
+        """The run's record, its row locked until the transaction ends."""
         row = db.execute(
             "SELECT record FROM runs WHERE id = ?" + db.locking_read, (run_id,)
         ).fetchone()
         if row is None:
-            raise StoreError(f"run {run_id} is not in the store {self.label}", "check the id")
+            raise StoreError(f"run {run_id} is not in the store {self.label}", hint)
         record: dict[str, Any] = json.loads(row[0])
-        record.update(changes)
-        end = at if changes.get("end_time") else None
+        return record
+
+    def _write_record(
+        self, db: Database, run_id: str, record: dict[str, Any], end: float | None
+    ) -> dict[str, Any]:
         text = json.dumps(record)
         db.execute(
             "UPDATE runs SET status = ?, exit_code = ?, end_time = COALESCE(?, end_time),"
@@ -285,12 +294,7 @@ class Store(TablesMixin):
     def _mark_stored(
         self, db: Database, run_id: str, copied: set[tuple[str, str]], gone: set[tuple[str, str]]
     ) -> tuple[int, int]:
-        row = db.execute(
-            "SELECT record FROM runs WHERE id = ?" + db.locking_read, (run_id,)
-        ).fetchone()
-        if row is None:
-            raise StoreError(f"run {run_id} is not in the store {self.label}", "run `runs sync`")
-        record = json.loads(row[0])
+        record = self._locked_record(db, run_id, "run `runs sync`")
         outputs, stored_bytes, counts = record.get("outputs") or [], 0, [0, 0]
         for output in outputs:
             key = (output["name"], output["sha256"])
@@ -301,12 +305,11 @@ class Store(TablesMixin):
                 del output["stored"]
                 stored_bytes += int(output.get("size") or 0)
             counts[key not in copied] += 1
-        changes: dict[str, Any] = {"outputs": outputs}
         if "capture" in record:
             before = int(record["capture"].get("stored_bytes") or 0)
-            changes["capture"] = {**record["capture"], "stored_bytes": before + stored_bytes}
-        if any(counts):
-            self._merge(db, run_id, changes, time.time())
+            record["capture"] = {**record["capture"], "stored_bytes": before + stored_bytes}
+        if any(counts):  # the record read above, written back once
+            self._write_record(db, run_id, record, None)
         return counts[0], counts[1]
 
     def replay_journals(self) -> list[Replayed]:
