@@ -456,20 +456,20 @@ def _check_key(key: str, what: str) -> None:
 
 
 def _check_param(key: str, value: str) -> None:
-    _check_key(key, "parameter")
-    if len(value) > MAX_PARAM_VALUE:
-        raise invalid(
-            f"Param value '{value[:50]}...' had length {len(value)}, which exceeded length "
-            f"limit of {MAX_PARAM_VALUE}"
-        )
+    _check_pair(key, value, "parameter", "Param", MAX_PARAM_VALUE)
 
 
 def _check_tag(key: str, value: str) -> None:
-    _check_key(key, "tag")
-    if len(value) > MAX_TAG_VALUE:
+    _check_pair(key, value, "tag", "Tag", MAX_TAG_VALUE)
+
+
+def _check_pair(key: str, value: str, what: str, label: str, limit: int) -> None:
+    """A key and its value within MLflow's limits, refused with MLflow's messages."""
+    _check_key(key, what)
+    if len(value) > limit:
         raise invalid(
-            f"Tag value '{value[:50]}...' had length {len(value)}, which exceeded length "
-            f"limit of {MAX_TAG_VALUE}"
+            f"{label} value '{value[:50]}...' had length {len(value)}, which exceeded length "
+            f"limit of {limit}"
         )
 
 
