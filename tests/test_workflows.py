@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from runner.project.schemas import schema_errors
 from support.cli import cli, ok, records
@@ -72,18 +73,25 @@ print("step sees", os.environ.get("RUN_PROJECT_ID_FD"), os.environ["MLFLOW_RUN_I
 """
 
 
+def _launch(tmp_path: Path, launcher_py: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run `launcher_py` as a run starting one step through $RUN_PROJECT_RUNNER; the two
+    records (launcher, step)."""
+    step = make_project(tmp_path / "step", {"MLproject": STEP, "step.py": STEP_ENV_PY})
+    launcher = make_project(tmp_path / "launcher", {"launch.py": launcher_py})
+    ok(cli(str(launcher), "-e", "launch.py", "-P", f"step={step}", "-q"))
+    runs = records()
+    parent = next(r for r in runs if r["entry_point"] == "launch.py")
+    (child,) = [r for r in runs if r is not parent]
+    return parent, child
+
+
 def test_the_runner_a_run_starts_tells_its_id_and_gives_the_step_its_own_endpoint(
     tmp_path: Path,
 ) -> None:
     """What mlflow.projects.run inside a run relies on (tests/test_mlflow_workflows.py):
     $RUN_PROJECT_RUNNER starts run-project, which writes the new run's id to the pipe in
     RUN_PROJECT_ID_FD; the step gets neither that pipe nor its parent's MLflow endpoint."""
-    step = make_project(tmp_path / "step", {"MLproject": STEP, "step.py": STEP_ENV_PY})
-    launcher = make_project(tmp_path / "launcher", {"launch.py": LAUNCHER})
-    ok(cli(str(launcher), "-e", "launch.py", "-P", f"step={step}", "-q"))
-    runs = records()
-    parent = next(r for r in runs if r["entry_point"] == "launch.py")
-    (child,) = [r for r in runs if r is not parent]
+    parent, child = _launch(tmp_path, LAUNCHER)
     assert child["parent_run"] == parent["id"]
     assert f"told {child['id']}" in Path(parent["logs"]["stdout"]).read_text()
     assert Path(child["logs"]["stdout"]).read_text() == f"step sees None {child['id']}\n"
@@ -99,11 +107,6 @@ def test_a_run_stopped_as_soon_as_it_told_its_id_is_recorded_killed(tmp_path: Pa
     """A launcher that cancels right after learning the id (mlflow's SubmittedRun.cancel())
     catches the runner between recording the run and starting its command: the record still
     ends KILLED, not left to be found LOST."""
-    step = make_project(tmp_path / "step", {"MLproject": STEP, "step.py": STEP_ENV_PY})
-    launcher = make_project(tmp_path / "launcher", {"launch.py": CANCELLER})
-    ok(cli(str(launcher), "-e", "launch.py", "-P", f"step={step}", "-q"))
-    runs = records()
-    parent = next(r for r in runs if r["entry_point"] == "launch.py")
-    (child,) = [r for r in runs if r is not parent]
+    parent, child = _launch(tmp_path, CANCELLER)
     assert (child["status"], child["exit_code"]) == ("KILLED", 143), child.get("reason")
     assert "code 143" in Path(parent["logs"]["stdout"]).read_text()
